@@ -1,0 +1,3 @@
+from cemasim.cli import main
+
+raise SystemExit(main())

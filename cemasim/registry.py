@@ -1,0 +1,66 @@
+"""Named registries (methods, models, corruptions, device profiles, ...) with "did you mean" errors."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from cemasim.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """A suggestion suffix such as "; did you mean 'cema'?" or '' when nothing is close."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    obj: T
+    help: str
+
+
+class Registry(Generic[T]):
+    """A name -> object table; `register` rejects duplicates, `get` suggests on typos."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, help: str = "") -> Callable[[T], T]:
+        def deco(obj: T) -> T:
+            self.add(name, obj, help)
+            return obj
+
+        return deco
+
+    def add(self, name: str, obj: T, help: str = "") -> None:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} '{name}' is already registered")
+        self._entries[name] = Entry(name, obj, help)
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name].obj
+        except KeyError:
+            raise ConfigError(self.unknown(name), source=self.kind) from None
+
+    def unknown(self, name: Any) -> str:
+        known = self.names()
+        return f"{self.kind} '{name}' is unknown{did_you_mean(str(name), known)} known: {', '.join(known)}"
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def entries(self) -> Iterator[Entry[T]]:
+        return iter(self._entries.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
