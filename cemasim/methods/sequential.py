@@ -1,0 +1,73 @@
+"""The plain sequential CEMA loop (the released code's structure), with no simulator at all.
+
+For one device: predict batch t with the parameters produced by the cloud steps of batches
+<= t-1, select, upload, run the cloud steps for batch t, copy the student back to the edge.
+An ideal network (infinite bandwidth, zero latency, instant compute) must reproduce it
+prediction for prediction; tests/test_ideal_network.py checks that.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from cemasim.data import fashion_mnist
+from cemasim.data.encoding import encode, to_uint8
+from cemasim.methods import build_method
+from cemasim.methods.cloud import CloudConfig, Learner, distill_step, foundation_step, to_float
+from cemasim.methods.replay import ReplayBuffer
+from cemasim.models import norm, zoo
+from cemasim.rng import torch_generator
+from cemasim.sim.stream import Workload, domain_table, plan_device
+
+
+def sequential_cema(sc, device_index: int = 0) -> dict[str, np.ndarray]:
+    """Predictions (and entropies) of one device under the sequential loop."""
+    dev = torch.device("cpu")
+    images, labels = fashion_mnist.load_split("test", sc.data.root)
+    edge = norm.convert(zoo.build(sc.models.edge, device=dev))
+    foundation = norm.convert(zoo.build(sc.models.foundation, device=dev))
+    method = build_method(sc, zoo.spec(sc.models.edge).num_classes)
+    ids = domain_table(sc)
+    workload = Workload(images, labels, list(ids), sc.seed)
+    batches = plan_device(device_index, sc, len(images), labels.numpy(), ids)
+    names = norm.adaptable_names(edge, with_stats=method.carries_stats)
+    edge_state = norm.initial_state(edge, names)
+    student = Learner({n: t.clone() for n, t in edge_state.items()})
+    teacher = Learner(norm.initial_state(foundation, norm.adaptable_names(foundation, False)))
+    cfg = CloudConfig(e0=sc.selection.e_max * math.log(zoo.spec(sc.models.edge).num_classes),
+                      foundation_lr=sc.cloud.foundation_lr, distill_lr=sc.cloud.distill_lr,
+                      momentum=sc.cloud.momentum, alpha=sc.cloud.alpha, beta=sc.cloud.beta, gamma=sc.cloud.gamma,
+                      temperature=sc.cloud.temperature,
+                      student_mode="train" if sc.method.norm_mode == "running" else "batch")
+    c = sc.cloud
+    replay, gen = ReplayBuffer(c.replay_capacity), torch_generator(sc.seed, "replay", device_index)
+    selection_state = method.new_selection_state()
+    mode, prior = method.edge_stat_mode()
+    preds, ents, pending = [], [], []
+    for batch in batches:
+        x = workload.materialize(batch)
+        with torch.no_grad():
+            logits = norm.forward(edge, edge_state, x, mode, prior)
+            keep = method.select(logits, selection_state)
+        preds.append(logits.argmax(1).numpy())
+        ents.append((-(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)).numpy())
+        if not method.uses_cloud:
+            continue
+        _, received = encode(to_uint8(x[keep]), sc.upload.encoding, sc.upload.jpeg_quality)
+        chunk_done = False
+        for image in received:
+            replay.add(image.unsqueeze(0))
+            pending.append(image)
+            if len(pending) >= c.chunk_size:
+                new, pending = torch.stack(pending[: c.chunk_size]), pending[c.chunk_size:]
+                old = replay.sample(c.replay_batch, gen) if len(replay) >= c.replay_min else new[:0]
+                foundation_step(foundation, teacher, to_float(new, dev), cfg)
+                distill_step(edge, student, foundation, teacher, to_float(torch.cat([new, old]), dev), cfg)
+                chunk_done = True
+        if not chunk_done and c.replay_only_batch > 0 and len(replay) > c.replay_min:
+            distill_step(edge, student, foundation, teacher, to_float(replay.sample(c.replay_only_batch, gen), dev), cfg)
+        edge_state = norm.cast_state(student.state, torch.float32)
+    return {"pred": np.concatenate(preds), "entropy": np.concatenate(ents)}

@@ -1,0 +1,99 @@
+"""Cost model: simulated compute time = FLOPs of the real model on the real batch / effective FLOP/s
++ per-call overhead.
+
+FLOPs come from torch.utils.flop_counter on the actual model, counted once per model and pass
+kind (per sample; convolution and linear FLOPs are linear in batch size). Durations therefore do
+not depend on the host running the simulation, and one seed gives one result.
+
+Peak figures are vendor datasheet numbers for FP32; `utilization` (the fraction of peak small-CNN
+kernels reach) is an assumption, stated per profile — measure your own hardware and pass an
+inline profile when it matters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from cemasim.models import norm
+from cemasim.registry import Registry
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    name: str
+    peak_flops_per_s: float
+    utilization: float
+    overhead_s: float
+    can_train: bool
+    source: str = ""
+
+    @property
+    def flops_per_s(self) -> float:
+        return self.peak_flops_per_s * self.utilization
+
+    def seconds(self, flops: float) -> float:
+        """Time of one model call doing `flops` FLOPs (0 for an infinitely fast profile)."""
+        if math.isinf(self.peak_flops_per_s):
+            return self.overhead_s
+        return flops / self.flops_per_s + self.overhead_s
+
+
+PROFILES: Registry[DeviceProfile] = Registry("device profile")
+
+
+def _profile(name: str, peak: float, util: float, overhead_s: float, can_train: bool, source: str) -> None:
+    PROFILES.add(name, DeviceProfile(name, peak, util, overhead_s, can_train, source), source)
+
+
+_profile("rpi4", 24e9, 0.2, 0.002, False,
+         "Raspberry Pi 4B: 4x Cortex-A72 @1.5 GHz, 4 FP32 FLOP/cycle/core (128-bit NEON) = 24 GFLOP/s peak")
+_profile("jetson-nano", 236e9, 0.25, 0.004, True,
+         "NVIDIA Jetson Nano: 128 Maxwell cores @921 MHz, 472 GFLOP/s FP16 (datasheet) = 236 FP32")
+_profile("jetson-orin-nano", 1.28e12, 0.25, 0.003, True,
+         "NVIDIA Jetson Orin Nano 8GB: 1024 Ampere cores @625 MHz = 1.28 TFLOP/s FP32")
+_profile("t4", 8.1e12, 0.3, 0.002, True, "NVIDIA T4: 8.1 TFLOP/s FP32 (datasheet)")
+_profile("a100", 19.5e12, 0.3, 0.001, True, "NVIDIA A100: 19.5 TFLOP/s FP32 (datasheet)")
+_profile("instant", math.inf, 1.0, 0.0, True, "infinitely fast: every call takes zero simulated time")
+
+
+def profile_from(spec: str | dict[str, Any], name: str = "inline") -> DeviceProfile:
+    """A named profile or an inline mapping (validated by the scenario schema)."""
+    if isinstance(spec, str):
+        return PROFILES.get(spec)
+    return DeviceProfile(name, float(spec["peak_flops_per_s"]), float(spec["utilization"]),
+                         float(spec["overhead_s"]), bool(spec["can_train"]), "inline")
+
+
+class FlopCounter:
+    """FLOPs per sample of a model, counted once per (pass kind, input shape)."""
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...]):
+        self.model, self.input_shape = model, tuple(input_shape)
+        self._cache: dict[tuple[str, str], float] = {}
+
+    def per_sample(self, kind: str = "forward", stat_mode: str = "batch") -> float:
+        """kind: forward, or backward (forward + backward w.r.t. the norm-layer affine tensors)."""
+        key = (kind, stat_mode)
+        if key not in self._cache:
+            self._cache[key] = self._count(kind, stat_mode)
+        return self._cache[key]
+
+    def _count(self, kind: str, stat_mode: str, batch: int = 2) -> float:
+        device = next(self.model.parameters()).device
+        x = torch.rand((batch, *self.input_shape), device=device)
+        state = norm.initial_state(self.model, norm.adaptable_names(self.model, with_stats=stat_mode == "train"))
+        counter = FlopCounterMode(display=False)
+        with counter:
+            if kind == "forward":
+                with torch.no_grad():
+                    norm.forward(self.model, state, x, stat_mode)
+            else:
+                params = {n: t.requires_grad_(True) for n, t in state.items() if not n.endswith(norm.STAT_SUFFIXES)}
+                norm.forward(self.model, {**state, **params}, x, stat_mode).logsumexp(-1).sum().backward()
+        return counter.get_total_flops() / batch

@@ -1,0 +1,125 @@
+"""Normalization-layer state: the only tensors that differ between devices.
+
+One backbone per model lives in memory; each device (and the cloud's copy of it) holds a small
+`NormState` (norm-layer affine weights, optionally BatchNorm running statistics). Forward passes
+swap that state in with torch.func.functional_call, and a statistics mode says how BatchNorm
+normalizes:
+
+    eval   running statistics carried in the state (source statistics unless refreshed)
+    batch  statistics of the current batch, nothing updated (Tent-style test-time BN)
+    train  batch statistics, and the state's running statistics are updated (momentum)
+    mixed  prior * running + (1 - prior) * batch statistics (BN adaptation with a source prior)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+NormState = dict[str, Tensor]
+STAT_MODES = ("eval", "batch", "train", "mixed")
+STAT_SUFFIXES = ("running_mean", "running_var")
+_NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+class StatBatchNorm(nn.Module):
+    """Drop-in for nn.BatchNorm1d/2d whose statistics source is chosen per call (see module doc)."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
+        super().__init__()
+        self.num_features, self.eps = bn.num_features, bn.eps
+        self.momentum = 0.1 if bn.momentum is None else bn.momentum
+        self.weight, self.bias = bn.weight, bn.bias
+        self.register_buffer("running_mean", bn.running_mean.detach().clone())
+        self.register_buffer("running_var", bn.running_var.detach().clone())
+        self.stat_mode, self.prior = "eval", 0.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        mode = self.stat_mode
+        if mode == "eval":
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        if mode == "batch":
+            return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        if mode == "train":
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True,
+                                self.momentum, self.eps)
+        dims = [0] + list(range(2, x.dim()))
+        mean = self.prior * self.running_mean + (1 - self.prior) * x.mean(dims)
+        var = self.prior * self.running_var + (1 - self.prior) * x.var(dims, unbiased=False)
+        return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+def convert(model: nn.Module) -> nn.Module:
+    """Replace every BatchNorm in `model` by StatBatchNorm (in place); freeze all parameters."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(model, name, StatBatchNorm(child))
+        else:
+            convert(child)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def adaptable_names(model: nn.Module, with_stats: bool) -> list[str]:
+    """Names of norm-layer affine tensors (+ BN running statistics when `with_stats`)."""
+    names = []
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, (StatBatchNorm,) + _NORM_TYPES):
+            prefix = f"{mod_name}." if mod_name else ""
+            names += [prefix + p for p, t in mod.named_parameters(recurse=False) if t is not None]
+            if with_stats and isinstance(mod, StatBatchNorm):
+                names += [prefix + s for s in STAT_SUFFIXES]
+    return names
+
+
+def initial_state(model: nn.Module, names: list[str]) -> NormState:
+    """A detached copy of the model's current (source) values of `names`."""
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    return {n: tensors[n].detach().clone() for n in names}
+
+
+def state_bytes(state: NormState) -> int:
+    """Payload size of a state: real tensor bytes."""
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+def cast_state(state: NormState, dtype: torch.dtype) -> NormState:
+    """A detached copy (never aliasing the live state) in `dtype`."""
+    return {n: t.detach().to(dtype, copy=True) for n, t in state.items()}
+
+
+@contextmanager
+def stat_mode(model: nn.Module, mode: str, prior: float = 0.0) -> Iterator[None]:
+    """Set the statistics mode of every StatBatchNorm for the duration of a forward pass."""
+    if mode not in STAT_MODES:
+        raise ValueError(f"unknown stat mode {mode!r}")
+    layers = _stat_layers(model)
+    for layer in layers:
+        layer.stat_mode, layer.prior = mode, prior
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.stat_mode = "eval"
+
+
+def forward(model: nn.Module, state: NormState, x: Tensor, mode: str, prior: float = 0.0) -> Tensor:
+    """Logits of `model` on `x` with the norm tensors of `state` swapped in.
+
+    In "train" mode the running statistics tensors of `state` are updated in place.
+    """
+    with stat_mode(model, mode, prior):
+        return torch.func.functional_call(model, state, (x,), strict=False)
+
+
+def _stat_layers(model: nn.Module) -> list[StatBatchNorm]:
+    cached = getattr(model, "_cemasim_stat_layers", None)
+    if cached is None:
+        cached = [m for m in model.modules() if isinstance(m, StatBatchNorm)]
+        object.__setattr__(model, "_cemasim_stat_layers", cached)
+    return cached

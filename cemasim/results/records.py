@@ -1,0 +1,83 @@
+"""Recorder: what happened, collected cheaply during the run and turned into tables at the end.
+
+Predictions are appended per batch as arrays; messages record their own journey, so uploads,
+reports and refreshes tables are read straight off the message objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+
+from cemasim.sim.messages import BatchReport, Message, Refresh, Upload
+
+
+@dataclass
+class CloudJob:
+    device: int
+    kind: str  # chunk | replay
+    requested_s: float
+    start_s: float
+    end_s: float
+    samples: int
+
+
+@dataclass
+class Recorder:
+    domains: list[tuple[str, int]]
+    _samples: list[dict[str, np.ndarray]] = field(default_factory=list)
+    uploads: list[Upload] = field(default_factory=list)
+    reports: list[BatchReport] = field(default_factory=list)
+    refreshes: list[Refresh] = field(default_factory=list)
+    jobs: list[CloudJob] = field(default_factory=list)
+    predicted: int = 0
+
+    def predictions(self, batch, predicted_s: float, pred: np.ndarray, entropy: np.ndarray, selected: np.ndarray,
+                    version: int, version_created_s: float, e_max: float) -> None:
+        n = len(batch)
+        self.predicted += n
+        self._samples.append({
+            "device": np.full(n, batch.device, np.int32),
+            "sample_id": np.arange(batch.first_sample_id, batch.first_sample_id + n),
+            "batch_seq": np.full(n, batch.seq, np.int32),
+            "arrival_s": batch.arrival_s,
+            "predicted_s": np.full(n, predicted_s),
+            "domain": batch.domain.astype(np.int32),
+            "label": batch.labels.astype(np.int16),
+            "pred": pred.astype(np.int16),
+            "entropy": entropy.astype(np.float32),
+            "selected": selected,
+            "param_version": np.full(n, version, np.int32),
+            "param_age_s": np.full(n, predicted_s - version_created_s),
+            "e_max": np.full(n, e_max, np.float32),
+        })
+
+    def samples_table(self) -> pd.DataFrame:
+        if not self._samples:
+            return pd.DataFrame(columns=["device", "sample_id", "correct"])
+        df = pd.DataFrame({k: np.concatenate([c[k] for c in self._samples]) for k in self._samples[0]})
+        df["correct"] = df["pred"] == df["label"]
+        names = pd.Categorical.from_codes(df["domain"], [f"{c}" for c, _ in self.domains]) if self.domains else None
+        df["corruption"] = names
+        df["severity"] = np.array([s for _, s in self.domains], np.int8)[df["domain"].to_numpy()]
+        df["latency_s"] = df["predicted_s"] - df["arrival_s"]
+        return df.sort_values(["device", "sample_id"], kind="stable").reset_index(drop=True)
+
+    def message_table(self, messages: list[Message], skip: tuple[str, ...] = ("image", "state", "droppable")) -> pd.DataFrame:
+        if not messages:
+            cols = [f.name for f in fields(Upload) if f.name not in skip]
+            return pd.DataFrame(columns=cols)
+        cols = [f.name for f in fields(messages[0]) if f.name not in skip]
+        return pd.DataFrame({c: [getattr(m, c) for m in messages] for c in cols})
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {
+            "samples": self.samples_table(),
+            "uploads": self.message_table(self.uploads),
+            "reports": self.message_table(self.reports),
+            "refreshes": self.message_table(self.refreshes),
+            "cloud_jobs": pd.DataFrame([vars(j) for j in self.jobs],
+                                       columns=[f.name for f in fields(CloudJob)]),
+        }

@@ -1,0 +1,93 @@
+"""Summary metrics (flat, machine-readable) and the per-device, per-time-bin timeline."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _mean(series: pd.Series) -> float:
+    return float(series.mean()) if len(series) else math.nan
+
+
+def _p95(series: pd.Series) -> float:
+    return float(np.percentile(series, 95)) if len(series) else math.nan
+
+
+def upload_status(uploads: pd.DataFrame) -> pd.Series:
+    """received | dropped | in_flight for each upload attempt."""
+    status = np.where(uploads["dropped"] != "", "dropped",
+                      np.where(uploads["received_s"].notna(), "received", "in_flight"))
+    return pd.Series(status, index=uploads.index, dtype="object")
+
+
+def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: float, events: int,
+              cloud_busy_s: float, gpus: int) -> dict[str, Any]:
+    samples, uploads, reports, refreshes = (tables[k] for k in ("samples", "uploads", "reports", "refreshes"))
+    status = upload_status(uploads)
+    sent = uploads[uploads["tx_start_s"].notna()]
+    received = uploads[status == "received"]
+    delay = received["received_s"] - received["enqueued_s"]
+    drops = uploads.loc[status == "dropped", "dropped"].value_counts().to_dict()
+    applied = refreshes[refreshes["applied_s"].notna()] if len(refreshes) else refreshes
+    uplink_bytes = int(sent["size_bytes"].sum() + reports.loc[reports["tx_start_s"].notna(), "size_bytes"].sum()) \
+        if len(reports) or len(sent) else 0
+    n = len(samples)
+    summary: dict[str, Any] = {
+        "accuracy": float(samples["correct"].mean()) if n else math.nan,
+        "samples": n,
+        "selected_samples": int(samples["selected"].sum()) if n else 0,
+        "uploaded_samples": int(len(received)),
+        "upload_ratio": len(received) / n if n else math.nan,
+        "uplink_bytes": uplink_bytes,
+        "downlink_bytes": int(refreshes.loc[refreshes["tx_start_s"].notna(), "size_bytes"].sum()) if len(refreshes) else 0,
+        "dropped_samples": int((status == "dropped").sum()),
+        "in_flight_samples": int((status == "in_flight").sum()),
+        "drops": {str(k): int(v) for k, v in drops.items()},
+        "upload_wait_mean_s": _mean(sent["tx_start_s"] - sent["enqueued_s"]),
+        "upload_delay_mean_s": _mean(delay),
+        "upload_delay_p95_s": _p95(delay),
+        "refreshes": int(len(applied)),
+        "refresh_delay_mean_s": _mean(applied["applied_s"] - applied["created_s"]) if len(applied) else math.nan,
+        "param_age_mean_s": _mean(samples["param_age_s"]) if n else math.nan,
+        "prediction_latency_mean_s": _mean(samples["latency_s"]) if n else math.nan,
+        "cloud_utilization": cloud_busy_s / (gpus * sim_time_s) if sim_time_s > 0 else 0.0,
+        "sim_time_s": sim_time_s,
+        "wall_time_s": wall_time_s,
+        "events": events,
+    }
+    for cause in ("queue_full", "budget"):
+        summary[f"drops_{cause}"] = summary["drops"].get(cause, 0)
+    return summary
+
+
+def accuracy_by_domain(samples: pd.DataFrame) -> pd.DataFrame:
+    return (samples.groupby(["corruption", "severity"], observed=True)
+            .agg(samples=("correct", "size"), accuracy=("correct", "mean"), upload_ratio=("selected", "mean"))
+            .reset_index())
+
+
+def timeline(tables: dict[str, pd.DataFrame], bin_s: float) -> pd.DataFrame:
+    """Per device and time bin: samples, accuracy, selected samples, uplink bytes, refreshes."""
+    samples, uploads, refreshes = tables["samples"], tables["uploads"], tables["refreshes"]
+    s = samples.assign(bin=(samples["predicted_s"] // bin_s).astype(int))
+    out = s.groupby(["device", "bin"]).agg(samples=("correct", "size"), correct=("correct", "sum"),
+                                           selected=("selected", "sum"), param_age_mean_s=("param_age_s", "mean"))
+    if len(uploads):
+        u = uploads[uploads["tx_end_s"].notna()]
+        ub = u.assign(bin=(u["tx_end_s"] // bin_s).astype(int)).groupby(["device", "bin"])["size_bytes"].sum()
+        out = out.join(ub.rename("uplink_bytes"), how="outer")
+    if len(refreshes):
+        r = refreshes[refreshes["applied_s"].notna()]
+        rb = r.assign(bin=(r["applied_s"] // bin_s).astype(int)).groupby(["device", "bin"]).size()
+        out = out.join(rb.rename("refreshes"), how="outer")
+    out = out.fillna(0).reset_index()
+    for col in ("uplink_bytes", "refreshes"):
+        if col not in out:
+            out[col] = 0
+    out["t_start_s"] = out["bin"] * bin_s
+    out["accuracy"] = np.where(out["samples"] > 0, out["correct"] / out["samples"].where(out["samples"] > 0, 1), np.nan)
+    return out.astype({"samples": int, "correct": int, "selected": int, "uplink_bytes": int, "refreshes": int})

@@ -1,0 +1,348 @@
+"""Scenario: the validated, fully-defaulted description of one simulation run.
+
+YAML file -> `--set` overrides -> schema validation (every problem, each with its YAML path) ->
+registry checks (methods, models, profiles, corruptions) -> `Scenario` with attribute access.
+Units live in key names (_s, _ms, _mbps, _hz, _bytes). docs/scenario.md is generated from SCHEMA.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cemasim.errors import ConfigError
+from cemasim.schema import (
+    Field,
+    Section,
+    between,
+    defaults,
+    non_negative,
+    one_of,
+    positive,
+    resolve,
+)
+
+F = Field
+
+PROFILE = Section(
+    "A device or cloud-GPU profile given inline instead of by name (see `cemasim list profiles`).",
+    {
+        "peak_flops_per_s": F((float,), None, "peak FP32 throughput of the hardware", "FLOP/s", (positive,)),
+        "utilization": F((float,), 0.3, "fraction of peak that model kernels reach", "", (between(1e-6, 1),)),
+        "overhead_s": F((float,), 0.0, "fixed cost per model call (launch, framework)", "s", (non_negative,)),
+        "can_train": F((bool,), False, "whether the device may run backward passes"),
+    },
+)
+
+SEGMENT = Section(
+    "One stretch of a device's shift schedule.",
+    {
+        "corruption": F((str,), "gaussian_noise", "corruption name (`cemasim list corruptions`) or `clean`"),
+        "severity": F((int,), 3, "corruption severity", "", (between(1, 5),)),
+        "duration_s": F((float,), 60.0, "simulated time this segment lasts", "s", (positive,)),
+    },
+)
+
+DEFAULT_SEGMENTS = [
+    {"corruption": "gaussian_noise", "severity": 3, "duration_s": 60.0},
+    {"corruption": "defocus_blur", "severity": 3, "duration_s": 60.0},
+    {"corruption": "contrast", "severity": 3, "duration_s": 60.0},
+]
+
+SCHEMA = Section(
+    "A cemasim scenario. Every key is optional; omitted keys take the defaults below.",
+    {
+        "name": F((str,), "scenario", "label used in output folder names and tables"),
+        "seed": F((int,), 0, "master seed; every random stream derives from it", "", (non_negative,)),
+        "duration_s": F((float,), 180.0, "simulated time during which samples arrive", "s", (positive,)),
+        "drain_s": F((float,), 120.0, "extra simulated time to finish work in flight after arrivals stop", "s",
+                     (non_negative,)),
+        "compute_device": F((str,), "auto", "torch device for the real ML work: auto, cpu or cuda",
+                            "", (one_of("auto", "cpu", "cuda"),)),
+        "data": Section("Where the images come from.", {
+            "dataset": F((str,), "fashion_mnist", "dataset name; the embedded default needs no download",
+                         "", (one_of("fashion_mnist"),)),
+            "root": F((str,), None, "folder with the dataset files; null = the copy embedded in the package",
+                      nullable=True),
+        }),
+        "models": Section("Model zoo names (`cemasim list models`).", {
+            "edge": F((str,), "fmnist_edge_cnn", "edge model g_w run on every device"),
+            "foundation": F((str,), "fmnist_foundation_cnn", "foundation model f_theta run in the cloud"),
+        }),
+        "fleet": Section("The edge devices.", {
+            "devices": F((int,), 8, "number of edge devices", "", (positive,)),
+            "profile": F((str,), "rpi4", "edge compute profile name (`cemasim list profiles`) or an inline mapping",
+                         alt=PROFILE),
+        }),
+        "arrivals": Section("Per-device sample arrivals, grouped into test batches.", {
+            "process": F((str,), "poisson", "arrival process: constant or poisson", "",
+                         (one_of("constant", "poisson"),)),
+            "rate_hz": F((float,), 8.0, "mean samples per second per device", "1/s", (positive,)),
+            "batch_size": F((int,), 64, "samples per test batch", "", (positive,)),
+            "max_wait_s": F((float,), 30.0, "a partial batch is closed this long after its first sample", "s",
+                            (positive,)),
+        }),
+        "shift": Section("Distribution shift seen by each device: a continual sequence of segments.", {
+            "order": F((str,), "same", "same: every device follows the list; shuffled: per-device random order",
+                       "", (one_of("same", "shuffled"),)),
+            "loop": F((bool,), True, "repeat the segment list when the run outlasts it"),
+            "segments": F((list,), DEFAULT_SEGMENTS, "list of {corruption, severity, duration_s}", items=SEGMENT),
+        }),
+        "method": Section("The adaptation method (`cemasim list methods`).", {
+            "name": F((str,), "cema", "method name"),
+            "norm_mode": F((str,), "batch", "batch: predict with test-batch BN statistics, only affine params "
+                           "travel; running: predict with running statistics that the cloud updates and sends "
+                           "(doubles the refresh payload)", "", (one_of("batch", "running"),)),
+            "bn_prior": F((float,), 0.0, "bn_adapt only: weight of the source statistics mixed with the "
+                          "test-batch statistics", "", (between(0, 1),)),
+        }),
+        "selection": Section("CEMA's edge-side sample selection (thresholds are fractions of ln C).", {
+            "e_max": F((float,), 0.4, "E0: initial/static upper entropy bound (S_high) and loss-weight anchor",
+                       "x ln C", (positive,)),
+            "e_min": F((float,), 0.02, "fixed lower entropy bound (S_low); null disables it", "x ln C",
+                       (non_negative,), nullable=True),
+            "dynamic_e_max": F((bool,), True, "scale E_max by running mean entropy / its warm-up value"),
+            "lambda": F((float,), 1.0, "lambda of the dynamic E_max", "", (positive,)),
+            "warm_up_n": F((int,), 512, "samples seen before the dynamic E_max starts", "samples", (non_negative,)),
+            "redundancy_filter": F((bool,), False, "EATA's redundancy filter |cos(m, p)| < redundancy_eps"),
+            "redundancy_eps": F((float,), 0.05, "redundancy filter margin", "", (between(0, 1),)),
+        }),
+        "upload": Section("How selected samples are encoded and queued on the device.", {
+            "encoding": F((str,), "png", "payload encoder: raw (uint8 pixels), png or jpeg", "",
+                          (one_of("raw", "png", "jpeg"),)),
+            "jpeg_quality": F((int,), 90, "JPEG quality when encoding is jpeg", "", (between(1, 100),)),
+            "queue_capacity": F((int,), 1024, "uploads waiting per device before drops; null = unbounded",
+                                "samples", (positive,), nullable=True),
+            "drop_policy": F((str,), "tail", "when the queue is full: tail drops the new sample, head the oldest",
+                             "", (one_of("tail", "head"),)),
+            "budget_bytes": F((int,), None, "per-device upload budget per window; null = none", "bytes",
+                              (positive,), nullable=True),
+            "budget_window_s": F((float,), 60.0, "length of the upload budget window", "s", (positive,)),
+        }),
+        "uplink": Section("Per-device link from device to cloud (FIFO serialisation + one-way latency).", {
+            "bandwidth_mbps": F((float,), 10.0, "link rate; null = infinite", "Mbit/s", (positive,),
+                                nullable=True),
+            "latency_ms": F((float,), 20.0, "one-way propagation latency", "ms", (non_negative,)),
+        }),
+        "downlink": Section("Per-device link from cloud to device.", {
+            "bandwidth_mbps": F((float,), 50.0, "link rate; null = infinite", "Mbit/s", (positive,),
+                                nullable=True),
+            "latency_ms": F((float,), 20.0, "one-way propagation latency", "ms", (non_negative,)),
+        }),
+        "cloud": Section("The cloud: foundation adaptation, replay buffer and distillation (CEMA defaults).", {
+            "gpus": F((int,), 1, "cloud accelerators (a SimPy resource)", "", (positive,)),
+            "profile": F((str,), "t4", "cloud accelerator profile name or inline mapping", alt=PROFILE),
+            "chunk_size": F((int,), 32, "uploaded samples per foundation + distillation step", "samples",
+                            (positive,)),
+            "replay_capacity": F((int,), 10000, "FIFO replay buffer capacity", "samples", (positive,)),
+            "replay_min": F((int,), 256, "replay starts once the buffer holds this many", "samples",
+                            (non_negative,)),
+            "replay_batch": F((int,), 96, "replayed samples added to each distillation chunk", "samples",
+                              (non_negative,)),
+            "replay_only_batch": F((int,), 128, "samples of the replay-only step after a batch without a "
+                                   "full chunk; 0 disables it", "samples", (non_negative,)),
+            "replay_scope": F((str,), "device", "device: one replay buffer per device; shared: one for all",
+                              "", (one_of("device", "shared"),)),
+            "foundation_lr": F((float,), 2.5e-4, "SGD lr of the foundation entropy step", "", (positive,)),
+            "distill_lr": F((float,), 2.5e-3, "SGD lr of the distillation step", "", (positive,)),
+            "momentum": F((float,), 0.9, "SGD momentum of both steps", "", (between(0, 1),)),
+            "alpha": F((float,), 3.0, "weight of the student entropy term", "", (non_negative,)),
+            "beta": F((float,), 3.0, "weight of the KL term", "", (non_negative,)),
+            "gamma": F((float,), 1.0, "weight of the pseudo-label CE term", "", (non_negative,)),
+            "temperature": F((float,), 1.0, "distillation temperature T", "", (positive,)),
+            "refresh_every": F((int,), 1, "send refreshed parameters every K test batches of a device", "",
+                               (positive,)),
+            "refresh_dtype": F((str,), "float32", "refresh payload precision: float32 or float16", "",
+                               (one_of("float32", "float16"),)),
+        }),
+        "output": Section("Results folder contents.", {
+            "dir": F((str,), "runs", "parent folder of run folders (overridden by --out)"),
+            "timeline_bin_s": F((float,), 30.0, "width of the per-device timeline bins", "s", (positive,)),
+            "plots": F((bool,), True, "write plots/*.png"),
+        }),
+    },
+)
+
+
+class Scenario:
+    """Read-only attribute view of a resolved scenario mapping (`sc.uplink.bandwidth_mbps`)."""
+
+    def __init__(self, data: dict[str, Any], source: str = "<scenario>"):
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "source", source)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return Scenario(value, self.source) if isinstance(value, dict) else value
+
+    def __getitem__(self, name: str) -> Any:
+        return self.__getattr__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Scenario is read-only; use with_overrides()")
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self._data, sort_keys=False)
+
+
+# ---- loading -----------------------------------------------------------------------------------
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no such scenario file: {path}", source=str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{where}invalid YAML ({getattr(exc, 'problem', exc)})", source=str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"top level must be a mapping, got {type(data).__name__}", source=str(path))
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
+    """Apply `a.b=value` / `a.list[0].c=value` strings in place (value parsed as YAML); return problems."""
+    problems = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. uplink.bandwidth_mbps=2")
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        problem = _set_path(data, _path_steps(key.strip()), value)
+        if problem:
+            problems.append(f"--set {key.strip()}: {problem}")
+    return problems
+
+
+def _path_steps(key: str) -> list[str | int]:
+    steps: list[str | int] = []
+    for part in key.split("."):
+        name, *indices = part.replace("]", "").split("[")
+        steps.append(name)
+        steps += [int(i) if i.isdigit() else i for i in indices]
+    return steps
+
+
+def _set_path(node: Any, steps: list[str | int], value: Any) -> str | None:
+    for depth, step in enumerate(steps):
+        last = depth == len(steps) - 1
+        if isinstance(step, int):
+            if not isinstance(node, list) or step >= len(node):
+                return f"index [{step}] does not exist"
+            if last:
+                node[step] = value
+                return None
+            node = node[step]
+            continue
+        if not isinstance(node, dict):
+            return f"'{step}' is inside a value that is not a mapping"
+        if last:
+            node[step] = value
+            return None
+        if node.get(step) is None:
+            node[step] = copy.deepcopy(_default_at(steps[: depth + 1]))
+        node = node[step]
+    return None
+
+
+def _default_at(steps: list[str | int]) -> Any:
+    """The schema default below `steps` (so `--set shift.segments[0].severity=5` edits the defaults)."""
+    node: Any = default_scenario()
+    for step in steps:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return {}
+    return node if isinstance(node, (dict, list)) else {}
+
+
+def validate(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    """Schema + registry validation; raises ConfigError listing every problem."""
+    problems: list[str] = []
+    resolved = resolve(SCHEMA, data, "", problems)
+    problems += _semantic_problems(resolved)
+    if problems:
+        raise ConfigError(problems, source=source)
+    return Scenario(resolved, source)
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None, seed: int | None = None) -> Scenario:
+    """Read a scenario file (or the defaults), apply overrides and validate."""
+    data = read_yaml(path) if path is not None else {}
+    problems = apply_overrides(data, overrides or [])
+    if seed is not None:
+        data["seed"] = seed
+    source = str(path) if path is not None else "<defaults>"
+    if problems:
+        raise ConfigError(problems, source=source)
+    return validate(data, source)
+
+
+def default_scenario() -> dict[str, Any]:
+    return defaults(SCHEMA)
+
+
+def _semantic_problems(sc: dict[str, Any]) -> list[str]:
+    """Checks that need the registries (imported lazily: torch is heavy)."""
+    from cemasim.data.corruptions import CORRUPTIONS
+    from cemasim.methods import METHODS
+    from cemasim.models.cost import PROFILES
+    from cemasim.models.zoo import MODELS
+
+    problems = []
+
+    def need(registry, name: Any, path: str) -> None:
+        if isinstance(name, str) and name not in registry:  # wrong types are already reported
+            problems.append(f"{path}: {registry.unknown(name)}")
+
+    need(METHODS, sc["method"]["name"], "method.name")
+    need(MODELS, sc["models"]["edge"], "models.edge")
+    need(MODELS, sc["models"]["foundation"], "models.foundation")
+    for key in ("fleet", "cloud"):
+        if isinstance(sc[key]["profile"], str):
+            need(PROFILES, sc[key]["profile"], f"{key}.profile")
+        elif isinstance(sc[key]["profile"], dict) and sc[key]["profile"].get("peak_flops_per_s") is None:
+            problems.append(f"{key}.profile.peak_flops_per_s: required in an inline profile")
+    segments = sc["shift"]["segments"]
+    if isinstance(segments, list):
+        for i, seg in enumerate(segments):
+            if isinstance(seg, dict) and seg.get("corruption") != "clean":
+                need(CORRUPTIONS, seg.get("corruption"), f"shift.segments[{i}].corruption")
+        if not segments:
+            problems.append("shift.segments: needs at least one segment")
+    sel = sc["selection"]
+    numbers = all(isinstance(sel[k], (int, float)) and not isinstance(sel[k], bool) for k in ("e_min", "e_max"))
+    if numbers and sel["e_min"] >= sel["e_max"]:
+        problems.append(f"selection.e_min: must be below selection.e_max ({sel['e_max']}), got {sel['e_min']}")
+    return problems
+
+
+def schema_markdown() -> str:
+    """docs/scenario.md, generated so the documentation can never drift from the validator."""
+    from cemasim.schema import document
+
+    head = [
+        "# Scenario keys",
+        "",
+        "Generated by `cemasim docs` from `cemasim/scenario.py`; do not edit by hand.",
+        "Units live in key names and in the unit column; `x ln C` means a fraction of ln(number of classes).",
+        "Any key can be overridden on the command line: `cemasim run FILE --set uplink.bandwidth_mbps=2`.",
+        "",
+    ]
+    return "\n".join(head + document(SCHEMA)).rstrip() + "\n"

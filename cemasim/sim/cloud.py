@@ -1,0 +1,130 @@
+"""Cloud actors: one worker per device consumes that device's uploads in arrival order.
+
+    uplink -> inbox -> replay buffer + pending chunk
+        chunk full  -> GPU job: foundation step + distillation (chunk + replay)
+        batch report-> GPU job: replay-only distillation if the batch completed no chunk
+                    -> every K reports: refresh (snapshot of the device's student) -> downlink
+
+GPUs are a SimPy resource shared by all workers; a job's duration comes from the cost model and
+its learning step runs (real torch) when the job completes. The foundation model is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simpy
+import torch
+from torch import nn
+
+from cemasim.methods.cloud import CloudConfig, Learner, distill_step, foundation_step, to_float
+from cemasim.methods.replay import ReplayBuffer
+from cemasim.models import norm
+from cemasim.models.cost import DeviceProfile, FlopCounter
+from cemasim.results.records import CloudJob, Recorder
+from cemasim.sim.link import Link
+from cemasim.sim.messages import Refresh, Upload
+
+
+@dataclass(frozen=True)
+class CloudPlan:
+    chunk_size: int = 32
+    replay_min: int = 256
+    replay_batch: int = 96
+    replay_only_batch: int = 128
+    refresh_every: int = 1
+    refresh_dtype: torch.dtype = torch.float32
+
+
+class Cloud:
+    """Shared cloud resources: GPUs, the foundation model and its learner, the cost model."""
+
+    def __init__(self, env: simpy.Environment, gpus: int, profile: DeviceProfile, foundation: nn.Module,
+                 edge_model: nn.Module, foundation_flops: FlopCounter, edge_flops: FlopCounter, cfg: CloudConfig,
+                 plan: CloudPlan, recorder: Recorder, compute_device: torch.device):
+        self.env, self.gpu, self.profile = env, simpy.Resource(env, capacity=gpus), profile
+        self.foundation, self.edge_model, self.cfg, self.plan = foundation, edge_model, cfg, plan
+        self.foundation_learner = Learner(norm.initial_state(foundation, norm.adaptable_names(foundation, False)))
+        self.recorder, self.compute_device = recorder, compute_device
+        self.busy_s = 0.0
+        f_bwd, f_fwd = foundation_flops.per_sample("backward"), foundation_flops.per_sample("forward")
+        e_bwd = edge_flops.per_sample("backward", "train" if cfg.student_mode == "train" else "batch")
+        self._chunk_flops = (f_bwd, f_fwd, e_bwd)
+
+    def chunk_s(self, n_new: int, n_distill: int) -> float:
+        f_bwd, f_fwd, e_bwd = self._chunk_flops
+        return self.profile.seconds(n_new * f_bwd) + self.replay_s(n_distill)
+
+    def replay_s(self, n: int) -> float:
+        _, f_fwd, e_bwd = self._chunk_flops
+        return self.profile.seconds(n * f_fwd) + self.profile.seconds(n * e_bwd)
+
+
+class CloudWorker:
+    """The cloud's side of one device: its inbox, replay buffer, student learner and downlink."""
+
+    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, replay: ReplayBuffer,
+                 downlink: Link, generator: torch.Generator):
+        self.cloud, self.env, self.device = cloud, cloud.env, device
+        self.inbox, self.student, self.replay, self.downlink = inbox, student, replay, downlink
+        self.generator = generator
+        self.pending: list[Upload] = []
+        self.chunk_done, self.reports_seen, self.refreshed_steps = False, 0, 0
+        self.uploads_sent_max_s = float("-inf")
+        self.env.process(self.run())
+
+    def run(self):
+        while True:
+            msg = yield self.inbox.get()
+            if isinstance(msg, Upload):
+                self.replay.add(msg.image.unsqueeze(0))
+                self.pending.append(msg)
+                if len(self.pending) >= self.cloud.plan.chunk_size:
+                    yield from self.chunk_step()
+            else:
+                yield from self.end_of_batch()
+
+    def chunk_step(self):
+        plan = self.cloud.plan
+        chunk, self.pending = self.pending[: plan.chunk_size], self.pending[plan.chunk_size:]
+        new = torch.stack([u.image for u in chunk])
+        replayed = self.replay.sample(plan.replay_batch, self.generator) if len(self.replay) >= plan.replay_min \
+            else new[:0]
+        n = len(new) + len(replayed)
+        yield from self.gpu_job("chunk", n, self.cloud.chunk_s(len(new), n))
+        cloud, dev = self.cloud, self.cloud.compute_device
+        foundation_step(cloud.foundation, cloud.foundation_learner, to_float(new, dev), cloud.cfg)
+        distill_step(cloud.edge_model, self.student, cloud.foundation, cloud.foundation_learner,
+                     to_float(torch.cat([new, replayed]), dev), cloud.cfg)
+        self.uploads_sent_max_s = max([self.uploads_sent_max_s] + [u.tx_end_s for u in chunk])
+        self.chunk_done = True
+
+    def end_of_batch(self):
+        plan = self.cloud.plan
+        if not self.chunk_done and plan.replay_only_batch > 0 and len(self.replay) > plan.replay_min:
+            replayed = self.replay.sample(plan.replay_only_batch, self.generator)
+            yield from self.gpu_job("replay", len(replayed), self.cloud.replay_s(len(replayed)))
+            cloud = self.cloud
+            distill_step(cloud.edge_model, self.student, cloud.foundation, cloud.foundation_learner,
+                         to_float(replayed, cloud.compute_device), cloud.cfg)
+        self.chunk_done = False
+        self.reports_seen += 1
+        if self.reports_seen % plan.refresh_every == 0 and self.student.steps > self.refreshed_steps:
+            self.send_refresh()
+
+    def gpu_job(self, kind: str, samples: int, duration_s: float):
+        requested = self.env.now
+        with self.cloud.gpu.request() as req:
+            yield req
+            start = self.env.now
+            yield self.env.timeout(duration_s)
+        self.cloud.busy_s += duration_s
+        self.cloud.recorder.jobs.append(CloudJob(self.device, kind, requested, start, self.env.now, samples))
+
+    def send_refresh(self) -> None:
+        snapshot = norm.cast_state(self.student.state, self.cloud.plan.refresh_dtype)
+        refresh = Refresh(self.device, norm.state_bytes(snapshot), version=self.student.steps,
+                          created_s=self.env.now, uploads_sent_max_s=self.uploads_sent_max_s, state=snapshot)
+        self.refreshed_steps = self.student.steps
+        self.cloud.recorder.refreshes.append(refresh)
+        self.downlink.send(refresh)

@@ -1,0 +1,105 @@
+"""Edge device actor: predict each test batch with the parameters held at that moment, select
+samples, encode and enqueue them on the uplink; apply refreshes as they arrive (never older).
+
+    stream -> [infer: cost-model seconds] -> predict (real torch) -> select -> encode -> uplink
+    downlink -> inbox -> apply refresh (version must increase)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import simpy
+import torch
+from torch import nn
+
+from cemasim.data.encoding import encode, to_uint8
+from cemasim.methods import Method
+from cemasim.methods.losses import entropy
+from cemasim.models import norm
+from cemasim.results.records import Recorder
+from cemasim.sim.link import Link
+from cemasim.sim.messages import REPORT_BYTES, BatchReport, Refresh, Upload
+from cemasim.sim.stream import TestBatch, Workload
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    encoding: str = "png"
+    jpeg_quality: int = 90
+    budget_bytes: int | None = None
+    budget_window_s: float = 60.0
+
+
+class EdgeDevice:
+    def __init__(self, env: simpy.Environment, index: int, batches: list[TestBatch], workload: Workload,
+                 model: nn.Module, state: norm.NormState, method: Method, infer_s: Callable[[int], float],
+                 uplink: Link | None, inbox: simpy.Store, policy: UploadPolicy, recorder: Recorder,
+                 compute_device: torch.device):
+        self.env, self.index, self.batches, self.workload = env, index, batches, workload
+        self.model, self.state, self.method = model, state, method
+        self.infer_s, self.uplink, self.inbox, self.policy = infer_s, uplink, inbox, policy
+        self.recorder, self.compute_device = recorder, compute_device
+        self.version, self.version_created_s = 0, 0.0
+        self.selection_state: Any = method.new_selection_state()
+        self.stat_mode, self.prior = method.edge_stat_mode()
+        self._budget_window, self._budget_used = -1, 0
+        env.process(self.run())
+        env.process(self.apply_refreshes())
+
+    def run(self):
+        for batch in self.batches:
+            if batch.ready_s > self.env.now:
+                yield self.env.timeout(batch.ready_s - self.env.now)
+            yield self.env.timeout(self.infer_s(len(batch)))
+            self.predict(batch)
+
+    def predict(self, batch: TestBatch) -> None:
+        x = self.workload.materialize(batch)
+        with torch.no_grad():
+            logits = norm.forward(self.model, self.state, x.to(self.compute_device), self.stat_mode, self.prior)
+            keep = self.method.select(logits, self.selection_state)
+        e_max = getattr(self.selection_state, "e_max", None)
+        self.recorder.predictions(batch, self.env.now, logits.argmax(1).cpu().numpy(), entropy(logits).cpu().numpy(),
+                                  keep.cpu().numpy(), self.version, self.version_created_s,
+                                  float("nan") if e_max is None else e_max)
+        if self.method.uses_cloud and self.uplink is not None:
+            self.upload(batch, x, keep.cpu())
+
+    def upload(self, batch: TestBatch, x: torch.Tensor, keep: torch.Tensor) -> None:
+        rows = keep.nonzero().squeeze(1)
+        sizes, images = encode(to_uint8(x[rows]), self.policy.encoding, self.policy.jpeg_quality)
+        for row, size, image in zip(rows.tolist(), sizes, images):
+            up = Upload(self.index, size, sample_id=batch.first_sample_id + row, batch_seq=batch.seq, image=image)
+            self.recorder.uploads.append(up)
+            if self.within_budget(size):
+                self.uplink.send(up)
+            else:
+                up.enqueued_s, up.dropped = self.env.now, "budget"
+        report = BatchReport(self.index, REPORT_BYTES, batch_seq=batch.seq, n_selected=len(rows))
+        self.recorder.reports.append(report)
+        self.uplink.send(report)
+
+    def within_budget(self, size: int) -> bool:
+        if self.policy.budget_bytes is None:
+            return True
+        window = int(self.env.now // self.policy.budget_window_s)
+        if window != self._budget_window:
+            self._budget_window, self._budget_used = window, 0
+        if self._budget_used + size > self.policy.budget_bytes:
+            return False
+        self._budget_used += size
+        return True
+
+    def apply_refreshes(self):
+        while True:
+            refresh: Refresh = yield self.inbox.get()
+            if refresh.version <= self.version:
+                refresh.dropped = "stale"
+                continue
+            self.state = {n: t.to(self.compute_device, torch.float32) for n, t in refresh.state.items()}
+            self.version, self.version_created_s = refresh.version, refresh.created_s
+            refresh.applied_s = self.env.now
+            refresh.state = None  # the device holds it now; keep the records light

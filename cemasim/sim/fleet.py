@@ -1,0 +1,137 @@
+"""Build the simulated world from a Scenario and run it.
+
+    Workload + plans -> EdgeDevice x N -> uplinks -> CloudWorker x N (shared Cloud) -> downlinks
+One edge backbone and one foundation model are shared by all devices; each device carries only
+its norm state. The run advances simulated time in slices so a progress bar can follow it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import simpy
+import torch
+
+from cemasim.data import fashion_mnist
+from cemasim.methods import build_method
+from cemasim.methods.cloud import CloudConfig, Learner
+from cemasim.methods.replay import ReplayBuffer
+from cemasim.models import norm, zoo
+from cemasim.models.cost import FlopCounter, profile_from
+from cemasim.results.records import Recorder
+from cemasim.rng import torch_generator
+from cemasim.scenario import Scenario
+from cemasim.sim.cloud import Cloud, CloudPlan, CloudWorker
+from cemasim.sim.edge import EdgeDevice, UploadPolicy
+from cemasim.sim.link import Link
+from cemasim.sim.stream import Workload, domain_table, plan_device
+
+
+@dataclass
+class SimResult:
+    recorder: Recorder
+    sim_time_s: float
+    wall_time_s: float
+    events: int
+    cloud_busy_s: float
+    gpus: int
+    compute_device: str
+
+
+def compute_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        from cemasim.errors import ConfigError
+
+        raise ConfigError("compute_device: cuda was requested but torch.cuda.is_available() is False")
+    return torch.device(requested)
+
+
+class Fleet:
+    """Everything one run needs, wired together; `run()` executes it."""
+
+    def __init__(self, sc: Scenario):
+        self.sc = sc
+        self.device = compute_device(sc.compute_device)
+        torch.manual_seed(sc.seed)  # nothing should draw from it; belt and braces for library code
+        images, labels = fashion_mnist.load_split("test", sc.data.root)
+        self.edge_model = norm.convert(zoo.build(sc.models.edge, device=self.device))
+        self.method = build_method(sc, zoo.spec(sc.models.edge).num_classes)
+        ids = domain_table(sc)
+        self.recorder = Recorder(domains=list(ids))
+        self.workload = Workload(images, labels, list(ids), sc.seed)
+        self.env = simpy.Environment()
+        self.cloud = self._build_cloud() if self.method.uses_cloud else None
+        self.edge_flops = FlopCounter(self.edge_model, zoo.spec(sc.models.edge).input_shape)
+        edge_profile = profile_from(sc.fleet.profile, "fleet")
+        stat_mode = self.method.edge_stat_mode()[0]
+        per_sample = self.edge_flops.per_sample("forward", "batch" if stat_mode == "mixed" else stat_mode)
+        infer_s = lambda n: edge_profile.seconds(n * per_sample)  # noqa: E731
+        names = norm.adaptable_names(self.edge_model, with_stats=self.method.carries_stats)
+        self.source_state = norm.initial_state(self.edge_model, names)
+        label_np = labels.numpy()
+        self.devices: list[EdgeDevice] = []
+        self.uplinks: list[Link] = []
+        shared_replay = ReplayBuffer(sc.cloud.replay_capacity) if sc.cloud.replay_scope == "shared" else None
+        policy = UploadPolicy(sc.upload.encoding, sc.upload.jpeg_quality, sc.upload.budget_bytes,
+                              sc.upload.budget_window_s)
+        for d in range(sc.fleet.devices):
+            batches = plan_device(d, sc, len(images), label_np, ids)
+            inbox = simpy.Store(self.env)
+            uplink = None
+            if self.cloud is not None:
+                cloud_inbox = simpy.Store(self.env)
+                uplink = Link(self.env, sc.uplink.bandwidth_mbps, sc.uplink.latency_ms, cloud_inbox,
+                              sc.upload.queue_capacity, sc.upload.drop_policy)
+                downlink = Link(self.env, sc.downlink.bandwidth_mbps, sc.downlink.latency_ms, inbox)
+                student = Learner({n: t.clone() for n, t in self.source_state.items()})
+                CloudWorker(self.cloud, d, cloud_inbox, student, shared_replay or ReplayBuffer(sc.cloud.replay_capacity),
+                            downlink, torch_generator(sc.seed, "replay", d))
+                self.uplinks.append(uplink)
+            state = {n: t.clone() for n, t in self.source_state.items()}
+            self.devices.append(EdgeDevice(self.env, d, batches, self.workload, self.edge_model, state, self.method,
+                                           infer_s, uplink, inbox, policy, self.recorder, self.device))
+        self.n_samples = sum(len(b) for dev in self.devices for b in dev.batches)
+
+    def _build_cloud(self) -> Cloud:
+        sc = self.sc
+        foundation = norm.convert(zoo.build(sc.models.foundation, device=self.device))
+        num_classes = zoo.spec(sc.models.edge).num_classes
+        cfg = CloudConfig(
+            e0=sc.selection.e_max * math.log(num_classes), foundation_lr=sc.cloud.foundation_lr,
+            distill_lr=sc.cloud.distill_lr, momentum=sc.cloud.momentum, alpha=sc.cloud.alpha, beta=sc.cloud.beta,
+            gamma=sc.cloud.gamma, temperature=sc.cloud.temperature,
+            student_mode="train" if sc.method.norm_mode == "running" else "batch",
+        )
+        plan = CloudPlan(sc.cloud.chunk_size, sc.cloud.replay_min, sc.cloud.replay_batch, sc.cloud.replay_only_batch,
+                         sc.cloud.refresh_every, getattr(torch, sc.cloud.refresh_dtype))
+        edge_flops = FlopCounter(self.edge_model, zoo.spec(sc.models.edge).input_shape)
+        f_flops = FlopCounter(foundation, zoo.spec(sc.models.foundation).input_shape)
+        return Cloud(self.env, sc.cloud.gpus, profile_from(sc.cloud.profile, "cloud"), foundation, self.edge_model,
+                     f_flops, edge_flops, cfg, plan, self.recorder, self.device)
+
+    def run(self, progress: Callable[[float, int], None] | None = None, report_every_s: float | None = None) -> SimResult:
+        """Run to quiescence, at most duration_s + drain_s; `progress(sim_time, predicted)` now and then."""
+        start = time.perf_counter()
+        horizon = self.sc.duration_s + self.sc.drain_s
+        report_every_s = report_every_s or horizon / 200
+        next_report, events, env = report_every_s, 0, self.env
+        while env.peek() <= horizon:  # stepping by hand: no leftover `until` events, exact event count
+            env.step()
+            events += 1
+            if progress is not None and env.now >= next_report:
+                progress(env.now, self.predicted())
+                next_report = env.now + report_every_s
+        if progress is not None:
+            progress(env.now, self.predicted())
+        wall = time.perf_counter() - start
+        return SimResult(self.recorder, float(env.now), wall, events,
+                         self.cloud.busy_s if self.cloud else 0.0, self.sc.cloud.gpus, str(self.device))
+
+    def predicted(self) -> int:
+        return self.recorder.predicted

@@ -1,0 +1,55 @@
+"""What travels over the links. Each message records its own journey (enqueue, wire, arrival),
+so the results tables are read straight off the messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+from cemasim.models.norm import NormState
+
+REPORT_BYTES = 16  # device id, batch seq, count: the end-of-batch control message
+NAN = float("nan")
+
+
+@dataclass(eq=False)
+class Message:
+    device: int
+    size_bytes: int
+    enqueued_s: float = NAN
+    tx_start_s: float = NAN
+    tx_end_s: float = NAN
+    received_s: float = NAN
+    dropped: str = ""  # drop cause, "" when not dropped
+    droppable: bool = True  # control messages (reports, refreshes) bypass the queue bound
+
+
+@dataclass(eq=False)
+class Upload(Message):
+    """One selected sample, as the cloud will decode it (uint8 [C, H, W])."""
+
+    sample_id: int = -1
+    batch_seq: int = -1
+    image: Tensor | None = field(default=None, repr=False)
+
+
+@dataclass(eq=False)
+class BatchReport(Message):
+    """Sent after a test batch's uploads: the cloud's cue for its per-batch work (replay, refresh)."""
+
+    batch_seq: int = -1
+    n_selected: int = 0
+    droppable: bool = False
+
+
+@dataclass(eq=False)
+class Refresh(Message):
+    """Refreshed edge norm state for one device."""
+
+    droppable: bool = False
+    version: int = 0
+    created_s: float = NAN
+    uploads_sent_max_s: float = NAN  # latest wire-exit time of the uploads it was trained on
+    applied_s: float = NAN
+    state: NormState | None = field(default=None, repr=False)

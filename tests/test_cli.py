@@ -1,0 +1,73 @@
+"""The command line as a user meets it: exit codes, messages without tracebacks, outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cemasim.cli import main
+from tests.conftest import SMALL
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cemasim", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_bad_scenario_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("uplink: {bandwidth_mbps: -5}\nmethod: {e_mni: 1}\n")
+    proc = run_cli("run", str(bad), "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "uplink.bandwidth_mbps: must be > 0, got -5" in proc.stderr
+    assert "method.e_mni: unknown key; did you mean 'e_min'?" not in proc.stderr  # e_min lives in selection
+    assert "method.e_mni: unknown key" in proc.stderr
+    assert not any(tmp_path.glob("*/summary.json"))
+
+
+def test_missing_file_and_unknown_list_kind(capsys):
+    assert main(["validate", "no/such.yaml"]) == 2
+    assert "no such scenario file" in capsys.readouterr().err
+    assert main(["list", "method"]) == 2
+    assert "did you mean 'methods'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["methods", "models", "profiles", "corruptions", "arrivals"])
+def test_list_kinds(kind, capsys):
+    assert main(["list", kind]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) >= 2
+
+
+def test_run_writes_the_output_contract(tmp_path, capsys):
+    args = ["run", str(ROOT / "scenarios" / "quickstart.yaml"), "--out", str(tmp_path), "--quiet"]
+    for item in SMALL:
+        args += ["--set", item]
+    args += ["--set", "output.plots=true", "--set", "name=contract"]
+    assert main(args) == 0
+    folder = tmp_path / "contract"
+    for name in ("scenario.yaml", "manifest.json", "summary.json", "samples.parquet", "uploads.parquet",
+                 "refreshes.parquet", "reports.parquet", "cloud_jobs.parquet", "timeline.parquet",
+                 "accuracy_by_domain.csv", "plots/accuracy_over_time.png", "plots/accuracy_vs_uplink.png",
+                 "plots/delays.png"):
+        assert (folder / name).is_file(), name
+    summary = json.loads((folder / "summary.json").read_text())
+    for key in ("accuracy", "samples", "uploaded_samples", "upload_ratio", "uplink_bytes", "downlink_bytes",
+                "dropped_samples", "drops", "upload_wait_mean_s", "upload_delay_mean_s", "upload_delay_p95_s",
+                "refreshes", "param_age_mean_s", "prediction_latency_mean_s", "cloud_utilization", "sim_time_s",
+                "wall_time_s", "events"):
+        assert key in summary, key
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["torch"] and manifest["compute_device"] == "cpu"
+    timeline = pd.read_parquet(folder / "timeline.parquet")
+    assert timeline["samples"].sum() == summary["samples"]
+    assert "contract" in capsys.readouterr().out  # the summary table
+    # a second run never overwrites the first
+    assert main(args) == 0
+    assert (tmp_path / "contract-2" / "summary.json").is_file()

@@ -1,0 +1,120 @@
+"""Replay buffer, norm-state handling and the FLOP cost model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cemasim.methods.replay import ReplayBuffer
+from cemasim.models import norm
+from cemasim.models.cost import PROFILES, FlopCounter, profile_from
+
+
+def imgs(values: list[int]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.uint8).view(-1, 1, 1, 1)
+
+
+def test_replay_is_fifo_with_capacity():
+    buf = ReplayBuffer(capacity=100)
+    for start in range(0, 250, 10):
+        buf.add(imgs(list(range(start, start + 10))))
+    assert len(buf) == 100
+    held = sorted(buf.sample(1000, torch.Generator().manual_seed(0)).flatten().tolist())
+    assert held == list(range(150, 250))  # the 100 newest, each exactly once
+
+
+def test_replay_sampling_is_uniform_without_replacement():
+    buf = ReplayBuffer(capacity=50)
+    buf.add(imgs(list(range(50))))
+    g = torch.Generator().manual_seed(1)
+    counts = torch.zeros(50)
+    for _ in range(400):
+        draw = buf.sample(10, g).flatten()
+        assert len(set(draw.tolist())) == 10
+        counts[draw.long()] += 1
+    assert counts.min() > 40 and counts.max() < 125  # mean 80
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.bn(self.conv(x)).relu().mean((2, 3)))
+
+
+def tiny():
+    torch.manual_seed(0)
+    net = TinyNet()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-1, 1)
+        net.bn.running_var.uniform_(0.5, 2)
+        net.bn.weight.uniform_(0.5, 1.5)
+    ref = TinyNet()
+    ref.load_state_dict(net.state_dict())
+    return norm.convert(net), ref.eval()
+
+
+def test_eval_and_batch_modes_match_torch_batchnorm():
+    net, ref = tiny()
+    x = torch.randn(6, 1, 5, 5)
+    state = norm.initial_state(net, norm.adaptable_names(net, with_stats=True))
+    with torch.no_grad():
+        assert torch.allclose(norm.forward(net, state, x, "eval"), ref(x), atol=1e-6)
+        ref.bn.train()
+        ref.bn.track_running_stats = False
+        ref.bn.running_mean = ref.bn.running_var = None
+        assert torch.allclose(norm.forward(net, state, x, "batch"), ref(x), atol=1e-5)
+
+
+def test_train_mode_updates_only_the_state_passed_in():
+    net, _ = tiny()
+    state = norm.initial_state(net, norm.adaptable_names(net, with_stats=True))
+    before_module = net.bn.running_mean.clone()
+    before_state = state["bn.running_mean"].clone()
+    norm.forward(net, state, torch.randn(8, 1, 5, 5) + 3, "train")
+    assert torch.equal(net.bn.running_mean, before_module)  # the shared backbone is untouched
+    assert not torch.equal(state["bn.running_mean"], before_state)
+
+
+def test_mixed_mode_interpolates_statistics():
+    net, _ = tiny()
+    state = norm.initial_state(net, norm.adaptable_names(net, with_stats=True))
+    x = torch.randn(6, 1, 5, 5)
+    with torch.no_grad():
+        assert torch.allclose(norm.forward(net, state, x, "mixed", prior=1.0), norm.forward(net, state, x, "eval"),
+                              atol=1e-6)
+        assert torch.allclose(norm.forward(net, state, x, "mixed", prior=0.0), norm.forward(net, state, x, "batch"),
+                              atol=1e-5)
+
+
+def test_adaptable_names_and_payload_bytes():
+    net, _ = tiny()
+    assert norm.adaptable_names(net, False) == ["bn.weight", "bn.bias"]
+    state = norm.initial_state(net, norm.adaptable_names(net, True))
+    assert norm.state_bytes(state) == 4 * 4 * 4
+    assert norm.state_bytes(norm.cast_state(state, torch.float16)) == 4 * 4 * 2
+
+
+def test_flops_are_counted_per_sample_and_backward_costs_more():
+    net, _ = tiny()
+    fc = FlopCounter(net, (1, 5, 5))
+    conv = 2 * 1 * 4 * 9 * 25  # multiply-adds of the 3x3 conv, 2 FLOPs each
+    lin = 2 * 4 * 3
+    assert fc.per_sample("forward") == pytest.approx(conv + lin)
+    assert fc.per_sample("backward") > fc.per_sample("forward")
+
+
+def test_profiles_time_and_instant():
+    p = PROFILES.get("t4")
+    assert p.seconds(p.flops_per_s) == pytest.approx(1 + p.overhead_s)
+    assert PROFILES.get("instant").seconds(1e18) == 0.0
+    inline = profile_from({"peak_flops_per_s": 1e9, "utilization": 0.5, "overhead_s": 0.01, "can_train": False})
+    assert inline.seconds(1e9) == pytest.approx(2.01)
+    assert math.isinf(PROFILES.get("instant").peak_flops_per_s)

@@ -1,0 +1,92 @@
+"""Scenario validation: every problem reported at once with its YAML path; overrides; docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cemasim import scenario
+from cemasim.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = sorted((ROOT / "scenarios").glob("**/*.yaml"))
+
+
+def problems_of(tmp_path: Path, text: str, overrides: list[str] | None = None) -> list[str]:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        scenario.load(path, overrides)
+    return info.value.problems
+
+
+def test_all_problems_reported_with_paths(tmp_path):
+    problems = problems_of(tmp_path, """
+uplink: {bandwidth_mbps: -5}
+method: {name: cemma, e_mni: 0.1}
+fleet: {devices: two}
+shift:
+  segments: [{corruption: fogg, severity: 7}]
+""")
+    text = "\n".join(problems)
+    assert "uplink.bandwidth_mbps: must be > 0, got -5" in text
+    assert "method.e_mni: unknown key" in text
+    assert "method.name: method 'cemma' is unknown; did you mean 'cema'?" in text
+    assert "fleet.devices: must be integer, got str 'two'" in text
+    assert "shift.segments[0].severity: must be in [1, 5], got 7" in text
+    assert "shift.segments[0].corruption: corruption 'fogg' is unknown; did you mean 'fog'?" in text
+    assert len(problems) == 6
+
+
+def test_unknown_key_suggests_sibling(tmp_path):
+    (problem,) = problems_of(tmp_path, "uplink: {bandwith_mbps: 3}\n")
+    assert problem == "uplink.bandwith_mbps: unknown key; did you mean 'bandwidth_mbps'?"
+
+
+def test_bool_is_not_a_number_and_yaml_errors_name_the_line(tmp_path):
+    (problem,) = problems_of(tmp_path, "duration_s: true\n")
+    assert "duration_s: must be number" in problem
+    (problem,) = problems_of(tmp_path, "uplink: {bandwidth_mbps: [1,\n")
+    assert "line" in problem and "invalid YAML" in problem
+
+
+def test_e_min_must_be_below_e_max(tmp_path):
+    (problem,) = problems_of(tmp_path, "selection: {e_min: 0.5, e_max: 0.4}\n")
+    assert problem.startswith("selection.e_min: must be below selection.e_max")
+
+
+def test_overrides_apply_and_are_validated():
+    sc = scenario.load(None, ["uplink.bandwidth_mbps=2", "shift.segments[0].severity=5", "upload.budget_bytes=null"])
+    assert sc.uplink.bandwidth_mbps == 2.0 and isinstance(sc.uplink.bandwidth_mbps, float)
+    assert sc.shift.segments[0]["severity"] == 5
+    with pytest.raises(ConfigError, match="uplink.bandwidth_mbps: must be > 0"):
+        scenario.load(None, ["uplink.bandwidth_mbps=0"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        scenario.load(None, ["uplink.bandwidth_mbps"])
+
+
+def test_defaults_fill_everything_and_round_trip(tmp_path):
+    sc = scenario.load(None)
+    path = tmp_path / "resolved.yaml"
+    path.write_text(sc.to_yaml())
+    assert scenario.load(path).to_dict() == sc.to_dict()
+
+
+def test_seed_override():
+    assert scenario.load(None, seed=42).seed == 42
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=[p.name for p in SCENARIOS])
+def test_every_shipped_scenario_validates(path):
+    scenario.load(path)
+
+
+def test_docs_are_generated_from_the_schema():
+    """docs/scenario.md documents every key; regenerate with `cemasim docs`."""
+    doc = (ROOT / "docs" / "scenario.md").read_text()
+    assert doc == scenario.schema_markdown()
+    for section, spec in scenario.SCHEMA.fields.items():
+        keys = spec.fields if hasattr(spec, "fields") else {section: spec}
+        for key in keys:
+            assert f"`{key}`" in doc

@@ -1,0 +1,108 @@
+"""Whole-simulation checks on small scenarios: invariants, determinism, memory sharing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cemasim import runner
+from cemasim.methods import METHODS
+from cemasim.results.summary import upload_status
+from tests.conftest import small
+
+
+def check_invariants(tables: dict[str, pd.DataFrame], n_expected: int) -> None:
+    samples, uploads, refreshes = tables["samples"], tables["uploads"], tables["refreshes"]
+    # every sample predicted exactly once
+    assert len(samples) == n_expected
+    assert not samples.duplicated(["device", "sample_id"]).any()
+    # predictions happen after arrival
+    assert (samples["predicted_s"] >= samples["arrival_s"]).all()
+    # uploads = received + dropped + in flight
+    status = upload_status(uploads)
+    assert len(uploads) == sum((status == s).sum() for s in ("received", "dropped", "in_flight"))
+    # only selected samples were uploaded
+    sel = samples[samples["selected"]].set_index(["device", "sample_id"]).index
+    assert uploads.set_index(["device", "sample_id"]).index.isin(sel).all()
+    # parameter versions never decrease on a device (in prediction order)
+    for _, dev in samples.sort_values(["device", "predicted_s", "sample_id"]).groupby("device"):
+        assert dev["param_version"].is_monotonic_increasing
+    if len(refreshes):
+        applied = refreshes[refreshes["applied_s"].notna()]
+        # a refresh is never applied before the uploads that produced it were sent
+        assert (applied["applied_s"] >= applied["uploads_sent_max_s"]).all()
+        assert (applied["applied_s"] >= applied["created_s"]).all()
+        for _, dev in applied.sort_values("applied_s").groupby("device"):
+            assert dev["version"].is_monotonic_increasing
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_invariants_hold_for_every_method(method):
+    sc = small(f"method.name={method}")
+    tables, summary, _ = runner.simulate(sc)
+    n_expected = _planned_samples(sc)
+    check_invariants(tables, n_expected)
+    assert summary["samples"] == n_expected
+    if METHODS.get(method)(sc, 10).uses_cloud:
+        assert summary["uploaded_samples"] > 0 and summary["refreshes"] > 0
+    else:
+        assert summary["uplink_bytes"] == 0 and summary["uploaded_samples"] == 0
+
+
+def test_invariants_under_congestion_and_budget():
+    """A slow uplink with a tiny queue and a byte budget: drops of both causes are counted."""
+    sc = small("method.name=upload_all", "uplink.bandwidth_mbps=0.05", "upload.queue_capacity=8",
+               "upload.budget_bytes=6000", "upload.budget_window_s=5", "upload.encoding=raw")
+    tables, summary, _ = runner.simulate(sc)
+    check_invariants(tables, _planned_samples(sc))
+    assert summary["drops_queue_full"] > 0 and summary["drops_budget"] > 0
+    assert summary["dropped_samples"] == summary["drops_queue_full"] + summary["drops_budget"]
+    assert summary["upload_wait_mean_s"] > 0.05
+
+
+def test_same_seed_identical_tables_different_seed_differs():
+    a, _, _ = runner.simulate(small())
+    b, _, _ = runner.simulate(small())
+    c, _, _ = runner.simulate(small(seed=7))
+    for name in ("samples", "uploads", "refreshes"):
+        pd.testing.assert_frame_equal(a[name], b[name])
+    assert not a["samples"]["pred"].equals(c["samples"]["pred"]) or len(a["samples"]) != len(c["samples"])
+
+
+def test_devices_share_one_backbone_and_hold_small_state():
+    from cemasim.models import norm
+    from cemasim.sim.fleet import Fleet
+
+    fleet = Fleet(small("fleet.devices=3"))
+    assert len({id(d.model) for d in fleet.devices}) == 1
+    per_device = norm.state_bytes(fleet.devices[0].state)
+    backbone = sum(p.numel() * p.element_size() for p in fleet.edge_model.parameters())
+    assert per_device < 0.1 * backbone
+
+
+def test_payload_bytes_are_real_encoder_output():
+    """PNG payloads are smaller than raw pixels on average; raw is exactly C*H*W bytes."""
+    raw, _, _ = runner.simulate(small("method.name=upload_all", "upload.encoding=raw"))
+    png, _, _ = runner.simulate(small("method.name=upload_all", "upload.encoding=png"))
+    assert set(raw["uploads"]["size_bytes"]) == {28 * 28}
+    assert png["uploads"]["size_bytes"].nunique() > 10
+
+
+def test_fp16_refresh_halves_downlink_payload():
+    f32, _, _ = runner.simulate(small("cloud.refresh_dtype=float32"))
+    f16, _, _ = runner.simulate(small("cloud.refresh_dtype=float16"))
+    assert f16["refreshes"]["size_bytes"].iloc[0] * 2 == f32["refreshes"]["size_bytes"].iloc[0]
+
+
+def test_running_norm_mode_carries_statistics():
+    """norm_mode=running sends affine + running statistics: twice the affine-only payload."""
+    batch, _, _ = runner.simulate(small("method.norm_mode=batch"))
+    running, _, _ = runner.simulate(small("method.norm_mode=running"))
+    assert running["refreshes"]["size_bytes"].iloc[0] == 2 * batch["refreshes"]["size_bytes"].iloc[0]
+
+
+def _planned_samples(sc) -> int:
+    from cemasim.sim.fleet import Fleet
+
+    return Fleet(sc).n_samples
