@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -10,6 +11,8 @@ from cemasim import runner
 from cemasim.methods import METHODS
 from cemasim.results.summary import upload_status
 from tests.conftest import small
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def check_invariants(tables: dict[str, pd.DataFrame], n_expected: int) -> None:
@@ -53,7 +56,7 @@ def test_invariants_hold_for_every_method(method):
 def test_invariants_under_congestion_and_budget():
     """A slow uplink with a tiny queue and a byte budget: drops of both causes are counted."""
     sc = small("method.name=upload_all", "uplink.bandwidth_mbps=0.05", "upload.queue_capacity=8",
-               "upload.budget_bytes=6000", "upload.budget_window_s=5", "upload.encoding=raw")
+               "upload.budget_bytes=20000", "upload.budget_window_s=5", "upload.encoding=raw")
     tables, summary, _ = runner.simulate(sc)
     check_invariants(tables, _planned_samples(sc))
     assert summary["drops_queue_full"] > 0 and summary["drops_budget"] > 0
@@ -106,3 +109,23 @@ def _planned_samples(sc) -> int:
     from cemasim.sim.fleet import Fleet
 
     return Fleet(sc).n_samples
+
+
+def test_cema_adapts_clearly_above_source():
+    """On corrupted streams CEMA's accuracy is clearly above the frozen source model's."""
+    source, _, _ = runner.simulate(small("method.name=source"))
+    cema, _, _ = runner.simulate(small("method.name=cema"))
+    assert cema["samples"]["correct"].mean() > source["samples"]["correct"].mean() + 0.05
+
+
+SCENARIO_FILES = sorted(ROOT.glob("scenarios/**/*.yaml"))
+
+
+@pytest.mark.parametrize("path", SCENARIO_FILES, ids=[p.name for p in SCENARIO_FILES])
+def test_every_scenario_smoke_runs_shortened(path):
+    from cemasim import scenario
+
+    sc = scenario.load(path, ["duration_s=20", "drain_s=30", "output.plots=false", "compute_device=cpu"])
+    tables, summary, _ = runner.simulate(sc)
+    check_invariants(tables, _planned_samples(sc))
+    assert summary["samples"] > 0

@@ -28,8 +28,8 @@ def _pil(image: Tensor) -> Image.Image:
 
 
 def _from_pil(img: Image.Image, channels: int) -> Tensor:
-    array = np.asarray(img.convert("L" if channels == 1 else "RGB"))
-    return torch.from_numpy(array[None] if channels == 1 else np.moveaxis(array, -1, 0).copy())
+    array = np.array(img.convert("L" if channels == 1 else "RGB"))  # writable copy for torch
+    return torch.from_numpy(array[None] if channels == 1 else np.ascontiguousarray(np.moveaxis(array, -1, 0)))
 
 
 def encode(images: Tensor, encoding: str, jpeg_quality: int = 90) -> tuple[list[int], Tensor]:

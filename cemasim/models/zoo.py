@@ -1,0 +1,185 @@
+"""The model zoo: the second stage of the data flow (data -> models -> methods).
+
+Two BatchNorm CNNs for Fashion-MNIST, named in the MODELS registry:
+
+* ``fmnist_edge_cnn``: a small network for the edge devices (cheap to run and adapt).
+* ``fmnist_foundation_cnn``: a wider, deeper network for the cloud, trained with
+  robustness augmentations so it stands in for a foundation model.
+
+Both take float images in [0, 1] and normalise internally, so corruptions act in pixel
+space. Test-time adaptation touches only the BatchNorm affine parameters; the
+normalisation constants are non-persistent buffers outside any BatchNorm, so methods that
+collect BN parameters never see them. Weights ship as fp16 state dicts in
+``cemasim/models/weights`` and are rebuilt by ``cemasim zoo train``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from cemasim.errors import DataError
+from cemasim.registry import Registry
+
+FMNIST_MEAN = 0.2860
+FMNIST_STD = 0.3530
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+ZOO_CARD = "zoo.json"
+TRAIN_COMMAND = "cemasim zoo train --data /usr/share/datasets/fashion-mnist"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the rest of the simulator needs to know about a zoo model."""
+
+    name: str
+    builder: Callable[[], nn.Module]
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = 10
+    weights_file: str = ""
+    help: str = ""
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std with fixed dataset statistics, kept out of the state dict."""
+
+    def __init__(self, mean: float = FMNIST_MEAN, std: float = FMNIST_STD):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean), persistent=False)
+        self.register_buffer("std", torch.tensor(std), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 conv (no bias: BN's shift replaces it) + BatchNorm2d + ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class EdgeCNN(nn.Module):
+    """28 -> 14 -> 7 three-conv network, about 5.4 MFLOPs and 41 k parameters."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.norm = Normalize()
+        self.features = nn.Sequential(
+            conv_bn(1, 20),
+            nn.MaxPool2d(2),  # 14x14
+            conv_bn(20, 40),
+            nn.MaxPool2d(2),  # 7x7
+            conv_bn(40, 64),
+            nn.MaxPool2d(2, ceil_mode=True),  # 4x4
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(64 * 4 * 4, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.norm(x)))
+
+
+class FoundationCNN(nn.Module):
+    """VGG-style 28 -> 14 -> 7 network with two convs per stage, several times the edge's cost."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        w = width
+        self.norm = Normalize()
+        self.features = nn.Sequential(
+            conv_bn(1, w),
+            nn.MaxPool2d(2),  # 14x14
+            conv_bn(w, 2 * w),
+            conv_bn(2 * w, 2 * w),
+            nn.MaxPool2d(2),  # 7x7
+            conv_bn(2 * w, 4 * w),
+            conv_bn(4 * w, 4 * w),
+            nn.MaxPool2d(2, ceil_mode=True),  # 4x4: keeping the layout beats global pooling here
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(4 * w * 4 * 4, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.norm(x)))
+
+
+def _register(name: str, builder: Callable[[], nn.Module], help: str) -> None:
+    MODELS.add(name, ModelSpec(name=name, builder=builder, weights_file=f"{name}.pt", help=help), help)
+
+
+_register("fmnist_edge_cnn", EdgeCNN, "small 3-conv BN CNN for edge devices (~5 MFLOPs/image)")
+_register("fmnist_foundation_cnn", FoundationCNN, "5-conv BN CNN trained with robustness augmentations, the cloud's foundation model")
+
+
+def spec(name: str) -> ModelSpec:
+    """The ModelSpec of `name` (ConfigError with a suggestion when unknown)."""
+    return MODELS.get(name)
+
+
+def build(
+    name: str,
+    pretrained: bool = True,
+    device: str | torch.device = "cpu",
+    *,
+    weights_dir: str | Path | None = None,
+) -> nn.Module:
+    """Model `name` in eval mode, with its shipped weights unless pretrained=False."""
+    s = spec(name)
+    model = s.builder()
+    if pretrained:
+        try:
+            model.load_state_dict(load_weights(name, weights_dir))
+        except RuntimeError as exc:  # architecture and weights file disagree
+            raise DataError(f"weights for model '{name}' do not fit its architecture ({str(exc).splitlines()[0]}); "
+                            f"retrain with: {TRAIN_COMMAND} --model {name}") from None
+    return model.to(device).eval()
+
+
+def load_weights(name: str, weights_dir: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The fp16 state dict on disk, cast back to fp32."""
+    path = Path(weights_dir or WEIGHTS_DIR) / spec(name).weights_file
+    if not path.is_file():
+        raise DataError(f"weights for model '{name}' not found at {path}; create them with: {TRAIN_COMMAND} --model {name}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """Store floating tensors as fp16: halves the package size, accuracy is unaffected."""
+    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_image(model: nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)) -> int:
+    """Forward FLOPs for one image as FlopCounterMode counts them (a multiply-add = 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def zoo_card(weights_dir: str | Path | None = None) -> dict[str, Any]:
+    """The contents of zoo.json (training provenance, clean and corruption accuracy)."""
+    path = Path(weights_dir or WEIGHTS_DIR) / ZOO_CARD
+    if not path.is_file():
+        raise DataError(f"model zoo card not found at {path}; create it with: {TRAIN_COMMAND}")
+    return json.loads(path.read_text())

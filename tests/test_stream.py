@@ -1,0 +1,63 @@
+"""Arrivals, batching and shift schedules: the stream each device sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cemasim.data.arrivals import batch_bounds, constant, poisson
+from cemasim.data.shifts import device_schedule
+from cemasim.rng import numpy_rng
+from cemasim.sim.stream import domain_table, plan_device
+from tests.conftest import small
+
+
+def test_constant_arrivals_are_evenly_spaced():
+    t = constant(4.0, 10.0, np.random.default_rng(0))
+    assert np.allclose(np.diff(t), 0.25) and 0 <= t[0] < 0.25 and t[-1] < 10.0
+
+
+def test_poisson_rate_and_exponential_gaps():
+    t = poisson(5.0, 20_000.0, np.random.default_rng(0))
+    gaps = np.diff(t)
+    assert len(t) / 20_000 == pytest.approx(5.0, rel=0.02)
+    assert gaps.std() / gaps.mean() == pytest.approx(1.0, rel=0.03)  # exponential: CV = 1
+
+
+def test_batches_close_when_full_or_after_max_wait():
+    times = np.array([0.0, 0.1, 0.2, 0.3, 5.0, 9.0, 20.0])
+    # full at 0.2; 0.3 waits alone until 4.3; 5.0 and 9.0 (= its deadline) share one; 20.0 alone
+    assert batch_bounds(times, batch_size=3, max_wait_s=4.0) == [(0, 3, 0.2), (3, 4, 4.3), (4, 6, 9.0),
+                                                                  (6, 7, 24.0)]
+
+
+def test_schedule_same_order_loops():
+    segs = [{"corruption": "fog", "severity": 1, "duration_s": 10.0},
+            {"corruption": "contrast", "severity": 2, "duration_s": 5.0}]
+    sch = device_schedule(segs, "same", True, np.random.default_rng(0))
+    idx = sch.domain_index(np.array([0.0, 9.9, 10.0, 14.9, 15.0, 26.0]))
+    assert idx.tolist() == [0, 0, 1, 1, 0, 1]
+    no_loop = device_schedule(segs, "same", False, np.random.default_rng(0))
+    assert no_loop.domain_index(np.array([100.0])).tolist() == [1]  # the last segment persists
+
+
+def test_shuffled_order_differs_between_devices_but_is_seeded():
+    segs = [{"corruption": c, "severity": 3, "duration_s": 1.0} for c in ("fog", "contrast", "pixelate", "brightness")]
+    orders = [device_schedule(segs, "shuffled", True, numpy_rng(0, "shift", d)).domains for d in range(6)]
+    assert len({tuple(o) for o in orders}) > 1
+    again = device_schedule(segs, "shuffled", True, numpy_rng(0, "shift", 3)).domains
+    assert again == orders[3]
+
+
+def test_planned_device_stream_covers_every_arrival_once():
+    sc = small()
+    ids = domain_table(sc)
+    labels = np.arange(10_000) % 10
+    batches = plan_device(0, sc, 10_000, labels, ids)
+    arrivals = np.concatenate([b.arrival_s for b in batches])
+    assert np.all(np.diff(arrivals) > 0) and arrivals[-1] < sc.duration_s
+    assert all(len(b) <= sc.arrivals.batch_size for b in batches)
+    assert all(b.ready_s >= b.arrival_s[-1] for b in batches)
+    idx = np.concatenate([b.image_idx for b in batches])
+    assert len(np.unique(idx)) == len(idx)  # no image repeats before the dataset is exhausted
+    assert [b.seq for b in batches] == list(range(len(batches)))
