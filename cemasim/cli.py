@@ -137,6 +137,91 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from cemasim import sweep as sw
+    from cemasim.results.figures import sweep_figures
+
+    spec = _sweep_from_args(args)
+    out = Path(args.out)
+    print(f"sweep {spec.name}: {len(spec.points)} runs ({len(spec.points) // len(spec.seeds)} points x "
+          f"{len(spec.seeds)} seeds), backend {args.backend}", file=sys.stderr)
+    table = sw.run_sweep(spec, out, args.backend, args.workers, args.address, progress=not args.quiet)
+    folder = out / spec.name
+    keys = list(spec.grid)
+    metrics = ["accuracy", "upload_ratio", "uplink_bytes", "param_age_mean_s"]
+    ok = table[table["status"] == "ok"] if len(table) else table
+    if len(ok):
+        summary = sw.summarize_sweep(ok, keys, [m for m in metrics if m in ok])
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        if not args.no_plots:
+            sweep_figures(table, keys, folder / "figures")
+    failed = int((table["status"] == "failed").sum()) if len(table) else 0
+    print(f"results: {sw.results_path(out, spec)} ({len(ok)} ok, {failed} failed)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _sweep_from_args(args: argparse.Namespace):
+    from cemasim import scenario
+    from cemasim import sweep as sw
+
+    data = scenario.read_yaml(args.file)
+    grid = sw.parse_grid(args.grid)
+    if {"grid", "base"} & set(data) and set(data) <= set(sw.SWEEP_SCHEMA.fields):
+        spec = sw.load_sweep_file(args.file)
+        if grid or args.seeds is not None or args.set or args.name:
+            spec = sw.build_sweep(args.name or spec.name, spec.base,
+                                  {**spec.fixed, **_fixed(args.set)},
+                                  {**spec.grid, **grid}, args.seeds if args.seeds is not None else spec.seeds,
+                                  source=args.file)
+        return spec
+    if not grid:
+        raise ConfigError(f"{args.file} is a scenario: give --grid KEY=V1,V2,... (or use a sweep file with "
+                          "a 'grid:' section)", source="sweep")
+    return sw.build_sweep(args.name or f"{Path(args.file).stem}-sweep", Path(args.file), _fixed(args.set), grid,
+                          args.seeds if args.seeds is not None else 1, source=args.file)
+
+
+def _fixed(items: list[str]) -> dict[str, Any]:
+    """--set KEY=VALUE strings of a sweep as a mapping (values parsed as YAML)."""
+    import yaml
+
+    fixed = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE", source="sweep")
+        fixed[key.strip()] = yaml.safe_load(value)
+    return fixed
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import yaml
+
+    from cemasim.results.figures import run_figures, sweep_figures
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    runs, written = [], []
+    for item in map(Path, args.paths):
+        table = item if item.suffix == ".parquet" else item / "results.parquet"
+        if table.is_file():
+            sweep_yaml = table.parent / "sweep.yaml"
+            keys = list((yaml.safe_load(sweep_yaml.read_text()) or {}).get("grid", {})) if sweep_yaml.is_file() \
+                else []
+            out = Path(args.out) if args.out else table.parent / "figures"
+            written += sweep_figures(pd.read_parquet(table), keys, out, formats)
+        elif (item / "summary.json").is_file():
+            runs.append(item)
+        else:
+            raise ConfigError(f"{item}: neither a run folder (summary.json) nor a sweep (results.parquet)",
+                              source="plot")
+    if runs:
+        written += run_figures(runs, Path(args.out) if args.out else Path("figures"), formats)
+    for path in written:
+        print(path)
+    return 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from cemasim.scenario import schema_markdown
 
@@ -189,6 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--skip-eval", action="store_true", help="skip the per-corruption evaluation")
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=cmd_zoo_train)
+
+    swp = sub.add_parser("sweep", help="run a grid of scenarios x seeds (local pool or Ray) into one table")
+    swp.add_argument("file", help="a sweep file (base/set/grid/seeds) or a scenario file used as the base")
+    swp.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                     help="swept key and its values (repeatable; adds to the sweep file's grid)")
+    swp.add_argument("--seeds", type=int, default=None, help="number of seeds per point")
+    swp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override")
+    swp.add_argument("--name", default=None, help="sweep name (folder under --out)")
+    swp.add_argument("--backend", choices=("local", "ray"), default="local")
+    swp.add_argument("--workers", type=int, default=1, help="parallel runs (local processes or Ray CPUs)")
+    swp.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    swp.add_argument("--out", default="sweeps", help="parent folder of the sweep folder")
+    swp.add_argument("--no-plots", action="store_true", help="skip the figures")
+    swp.add_argument("--quiet", action="store_true", help="no progress bar")
+    swp.set_defaults(func=cmd_sweep)
+
+    plot = sub.add_parser("plot", help="figures from sweep folders/tables or run folders")
+    plot.add_argument("paths", nargs="+", help="sweep folders, results.parquet files or run folders")
+    plot.add_argument("--out", default=None, help="figure folder (default: <sweep>/figures or ./figures)")
+    plot.add_argument("--format", default="png,pdf", help="comma-separated formats")
+    plot.set_defaults(func=cmd_plot)
 
     docs = sub.add_parser("docs", help="write docs/scenario.md from the scenario schema")
     docs.add_argument("--output", default="docs/scenario.md")

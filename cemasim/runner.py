@@ -38,11 +38,16 @@ def simulate(sc: Scenario, progress: bool = False) -> tuple[dict[str, pd.DataFra
     return tables, summary, result
 
 
-def run(sc: Scenario, out_parent: Path | None = None, progress: bool = True) -> RunOutput:
-    """Simulate and write the run folder (see cemasim.results.writer for its contents)."""
+def run(sc: Scenario, out_parent: Path | None = None, progress: bool = True, folder: Path | None = None) -> RunOutput:
+    """Simulate and write the run folder (see cemasim.results.writer for its contents).
+
+    The folder is `folder` if given, else a new `<out_parent or output.dir>/<name>[-k]`.
+    """
     tables, summary, result = simulate(sc, progress)
-    parent = Path(out_parent if out_parent is not None else sc.output.dir)
-    folder = writer.next_run_folder(parent, sc.name)
+    if folder is None:
+        folder = writer.next_run_folder(Path(out_parent if out_parent is not None else sc.output.dir), sc.name)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
     (folder / "scenario.yaml").write_text(sc.to_yaml())
     writer.write_json(folder / "manifest.json",
                       writer.manifest(sc.seed, result.compute_device, result.wall_time_s, writer.write_command_line()))

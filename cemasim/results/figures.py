@@ -1,0 +1,209 @@
+"""Study figures for papers: sweeps (metric against a swept key with 95 % CI bands over seeds,
+communication-accuracy curves, Pareto front) and comparisons of run folders. PNG and PDF."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cemasim.results.plots import _pyplot
+from cemasim.sweep import summarize_sweep
+
+LABELS = {
+    "accuracy": "accuracy (%)",
+    "uplink_bytes": "uplink (MB)",
+    "downlink_bytes": "downlink (MB)",
+    "uploaded_samples": "uploaded samples",
+    "upload_ratio": "upload ratio (%)",
+    "upload_delay_mean_s": "mean upload delay (s)",
+    "upload_delay_p95_s": "p95 upload delay (s)",
+    "param_age_mean_s": "mean parameter age (s)",
+    "cloud_utilization": "cloud GPU utilization (%)",
+    "prediction_latency_mean_s": "mean prediction latency (s)",
+    "dropped_samples": "dropped uploads",
+    "uplink.bandwidth_mbps": "uplink bandwidth (Mbit/s)",
+    "downlink.bandwidth_mbps": "downlink bandwidth (Mbit/s)",
+    "uplink.latency_ms": "uplink latency (ms)",
+    "fleet.devices": "devices",
+    "cloud.gpus": "cloud GPUs",
+    "selection.e_max": "E_max (x ln C)",
+    "selection.e_min": "E_min (x ln C)",
+    "arrivals.rate_hz": "arrival rate per device (1/s)",
+}
+SCALE = {"accuracy": 100, "upload_ratio": 100, "cloud_utilization": 100, "uplink_bytes": 1e-6,
+         "downlink_bytes": 1e-6}
+SWEEP_METRICS = ["accuracy", "uplink_bytes", "uploaded_samples", "upload_delay_mean_s", "param_age_mean_s",
+                 "cloud_utilization"]
+
+
+def label(col: str) -> str:
+    return LABELS.get(col, col)
+
+
+def _save(fig, out: Path, stem: str, formats: tuple[str, ...]) -> list[Path]:
+    fig.tight_layout()
+    paths = [out / f"{stem}.{fmt}" for fmt in formats]
+    for path in paths:
+        fig.savefig(path, dpi=150)
+    _pyplot().close(fig)
+    return paths
+
+
+def _numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and values.nunique() > 1
+
+
+def _style_x(ax, values: np.ndarray) -> None:
+    v = values[np.isfinite(values) & (values > 0)]
+    if len(v) and v.max() / v.min() > 50:
+        ax.set_xscale("log")
+
+
+# ---- sweeps -----------------------------------------------------------------------------------
+def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path,
+                  formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+    """Every numeric grid key against the standard metrics (one curve per other key combination),
+    plus communication-accuracy curves and the Pareto front."""
+    out.mkdir(parents=True, exist_ok=True)
+    ok = table[table["status"] == "ok"]
+    if ok.empty:
+        return []
+    metrics = [m for m in SWEEP_METRICS if m in ok]
+    summary = summarize_sweep(ok, grid_keys, metrics)
+    paths: list[Path] = []
+    for key in grid_keys:
+        if not _numeric(summary[key]):
+            continue
+        hue = [k for k in grid_keys if k != key]
+        for metric in metrics:
+            paths += _metric_vs_key(summary, key, metric, hue, out, formats)
+    paths += comm_accuracy(summary, grid_keys, out, formats)
+    paths += pareto(summary, grid_keys, out, formats)
+    summary.to_csv(out / "summary_by_point.csv", index=False)
+    return paths
+
+
+def _curves(summary: pd.DataFrame, hue: list[str]):
+    if not hue:
+        yield "", summary
+        return
+    for values, group in summary.groupby(hue, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        yield ", ".join(f"{v}" if k in ("method.name",) else f"{k.split('.')[-1]}={v}"
+                        for k, v in zip(hue, values)), group
+
+
+def _metric_vs_key(summary, key, metric, hue, out, formats) -> list[Path]:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    scale = SCALE.get(metric, 1)
+    for name, group in _curves(summary, hue):
+        g = group.sort_values(key)
+        x, y = g[key].to_numpy(float), g[metric].to_numpy(float) * scale
+        ci = g[f"{metric}_ci95"].to_numpy(float) * scale
+        ax.plot(x, y, marker="o", ms=4, lw=1.5, label=name or None)
+        if np.isfinite(ci).any():
+            ax.fill_between(x, y - np.nan_to_num(ci), y + np.nan_to_num(ci), alpha=0.2)
+    _style_x(ax, summary[key].to_numpy(float))
+    ax.set(xlabel=label(key), ylabel=label(metric))
+    ax.grid(alpha=0.3)
+    if hue:
+        ax.legend(fontsize=8)
+    return _save(fig, out, f"{metric}_vs_{key.replace('.', '_')}", formats)
+
+
+def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats) -> list[Path]:
+    """Accuracy against uplink bytes and against uploaded samples, one curve per method."""
+    plt = _pyplot()
+    hue = [k for k in grid_keys if k == "method.name"] or []
+    paths = []
+    for xcol in ("uplink_bytes", "uploaded_samples"):
+        if xcol not in summary:
+            continue
+        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        for name, group in _curves(summary, hue):
+            g = group.sort_values(xcol)
+            x = g[xcol].to_numpy(float) * SCALE.get(xcol, 1)
+            y = g["accuracy"].to_numpy(float) * 100
+            ax.errorbar(x, y, yerr=np.nan_to_num(g["accuracy_ci95"].to_numpy(float) * 100),
+                        xerr=np.nan_to_num(g[f"{xcol}_ci95"].to_numpy(float) * SCALE.get(xcol, 1)),
+                        marker="o", ms=4, lw=1.2, capsize=2, label=name or None)
+        _style_x(ax, summary[xcol].to_numpy(float))
+        ax.set(xlabel=label(xcol), ylabel=label("accuracy"), title="communication vs accuracy")
+        ax.grid(alpha=0.3)
+        if hue:
+            ax.legend(fontsize=8)
+        paths += _save(fig, out, f"comm_accuracy_{xcol}", formats)
+    return paths
+
+
+def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of points not dominated in (lower x, higher y), sorted by x."""
+    order = np.lexsort((-y, x))
+    front, best = [], -np.inf
+    for i in order:
+        if y[i] > best:
+            front.append(i)
+            best = y[i]
+    return np.array(front, dtype=int)
+
+
+def pareto(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats) -> list[Path]:
+    plt = _pyplot()
+    x = summary["uplink_bytes"].to_numpy(float) * 1e-6
+    y = summary["accuracy"].to_numpy(float) * 100
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    hue = [k for k in grid_keys if k == "method.name"]
+    for name, group in _curves(summary, hue):
+        ax.scatter(group["uplink_bytes"] * 1e-6, group["accuracy"] * 100, s=18, label=name or None)
+    front = pareto_front(x, y)
+    ax.plot(x[front], y[front], "k--", lw=1, label="Pareto front")
+    _style_x(ax, x)
+    ax.set(xlabel=label("uplink_bytes"), ylabel=label("accuracy"), title="accuracy vs communication")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    summary.iloc[front].to_csv(out / "pareto_front.csv", index=False)
+    return _save(fig, out, "pareto_accuracy_uplink", formats)
+
+
+# ---- run folders ------------------------------------------------------------------------------
+def run_figures(folders: list[Path], out: Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+    """Communication-accuracy curves over time (one per run) and a final-accuracy/bytes scatter."""
+    plt = _pyplot()
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    finals = []
+    for folder in folders:
+        samples = pd.read_parquet(folder / "samples.parquet", columns=["predicted_s", "correct"])
+        uploads = pd.read_parquet(folder / "uploads.parquet", columns=["tx_end_s", "size_bytes"])
+        summary = json.loads((folder / "summary.json").read_text())
+        name = _run_label(folder)
+        s = samples.sort_values("predicted_s")
+        acc = 100 * s["correct"].cumsum().to_numpy() / np.arange(1, len(s) + 1)
+        sent = uploads.dropna(subset=["tx_end_s"]).sort_values("tx_end_s")
+        cum = np.concatenate([[0], np.cumsum(sent["size_bytes"].to_numpy())])
+        idx = np.searchsorted(sent["tx_end_s"].to_numpy(), s["predicted_s"].to_numpy(), side="right")
+        ax.plot(cum[idx] / 1e6, acc, lw=1.4, label=name)
+        finals.append((name, summary["uplink_bytes"] / 1e6, 100 * summary["accuracy"]))
+    ax.set(xlabel="cumulative uplink (MB)", ylabel="cumulative accuracy (%)", title="communication vs accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    paths = _save(fig, out, "runs_comm_accuracy", formats)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for name, mb, acc in finals:
+        ax.scatter([mb], [acc], s=30, label=name)
+        ax.annotate(name, (mb, acc), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set(xlabel="uplink (MB)", ylabel="accuracy (%)", title="final accuracy vs uplink")
+    ax.grid(alpha=0.3)
+    return paths + _save(fig, out, "runs_accuracy_uplink", formats)
+
+
+def _run_label(folder: Path) -> str:
+    import yaml
+
+    sc: dict[str, Any] = yaml.safe_load((folder / "scenario.yaml").read_text())
+    return f"{sc['method']['name']} ({folder.name})" if sc["method"]["name"] not in folder.name else folder.name

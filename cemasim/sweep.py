@@ -1,0 +1,325 @@
+"""What-if sweeps: a base scenario x a grid over any keys x seeds, run on a local process pool or a
+Ray cluster, collected into one results table.
+
+    sweep file / --grid  ->  points (validated all before any runs)  ->  backend  ->  results.parquet
+
+Each point is one ordinary run (one process, its own run folder). The table is rewritten after
+every finished run, so an interrupted sweep loses nothing that finished, and re-running the same
+sweep skips points already done. A failed point is recorded with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pandas as pd
+import yaml
+
+from cemasim import scenario
+from cemasim.errors import ConfigError, RunError
+from cemasim.schema import Field, Section, resolve
+
+SWEEP_SCHEMA = Section(
+    "A sweep file: a base scenario, fixed overrides, a grid and seeds.",
+    {
+        "name": Field((str,), "sweep", "sweep name: folder under --out and label in plots"),
+        "base": Field((str,), None, "scenario file, relative to the sweep file; null = the defaults", nullable=True),
+        "set": Field((dict,), {}, "fixed overrides applied to every point, {key: value}"),
+        "grid": Field((dict,), {}, "{key: [values]}: the cartesian product is swept"),
+        "seeds": Field((int, list), 1, "number of seeds (0..n-1) or an explicit list"),
+    },
+)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of a sweep: grid values + seed."""
+
+    values: dict[str, Any]
+    seed: int
+
+    @property
+    def point_id(self) -> str:
+        text = json.dumps({"values": self.values, "seed": self.seed}, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Sweep:
+    name: str
+    base: Path | None
+    fixed: dict[str, Any]
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    points: list[Point] = field(default_factory=list)
+    scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)  # point_id -> resolved scenario
+
+
+# ---- building a sweep --------------------------------------------------------------------------
+def load_sweep_file(path: str | Path) -> Sweep:
+    path = Path(path)
+    data = scenario.read_yaml(path)
+    problems: list[str] = []
+    spec = resolve(SWEEP_SCHEMA, data, "", problems)
+    if problems:
+        raise ConfigError(problems, source=str(path))
+    base = (path.parent / spec["base"]).resolve() if spec["base"] else None
+    return build_sweep(spec["name"], base, spec["set"], spec["grid"], spec["seeds"], source=str(path))
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """--grid key=v1,v2,... (values parsed as YAML)."""
+    grid, problems = {}, []
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not text:
+            problems.append(f"--grid {item!r}: expected KEY=V1,V2,..., e.g. uplink.bandwidth_mbps=0.5,2,8")
+            continue
+        grid[key.strip()] = [yaml.safe_load(v) for v in text.split(",")]
+    if problems:
+        raise ConfigError(problems, source="--grid")
+    return grid
+
+
+def build_sweep(name: str, base: Path | None, fixed: dict[str, Any], grid: dict[str, list[Any]],
+                seeds: int | list[int], source: str = "sweep") -> Sweep:
+    """Expand and validate every point before anything runs."""
+    problems = []
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            problems.append(f"grid.{key}: must be a non-empty list of values")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if isinstance(seeds, int) and seeds <= 0:
+        problems.append(f"seeds: must be > 0, got {seeds}")
+    if not seed_list or not all(isinstance(x, int) and not isinstance(x, bool) for x in seed_list):
+        problems.append(f"seeds: must be a positive count or a list of integers, got {seeds!r}")
+    if problems:
+        raise ConfigError(problems, source=source)
+    sweep = Sweep(name, base, dict(fixed), dict(grid), seed_list)
+    keys = list(grid)
+    where: dict[str, list[str]] = {}  # problem -> the points it occurs at
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        for seed in seed_list:
+            point = Point(values, seed)
+            overrides = [f"{k}={_yaml_scalar(v)}" for k, v in {**fixed, **values}.items()]
+            try:
+                sc = scenario.load(base, overrides, seed)
+            except ConfigError as exc:
+                label = ", ".join(f"{k}={v}" for k, v in values.items()) or "base"
+                for p in exc.problems:
+                    where.setdefault(p, []).append(f"{label} seed {seed}")
+                continue
+            sweep.points.append(point)
+            sweep.scenarios[point.point_id] = sc.to_dict()
+    n_points = len(seed_list) * math.prod(len(v) for v in grid.values())
+    for problem, points in where.items():
+        at = "every point" if len(points) == n_points else \
+            f"point {points[0]}" + (f" and {len(points) - 1} more" if len(points) > 1 else "")
+        problems.append(f"{problem} ({at})")
+    if problems:
+        raise ConfigError(problems, source=source)
+    return sweep
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+# ---- running one point (in a worker process) ---------------------------------------------------
+def run_point(scenario_dict: dict[str, Any], folder: str, threads: int) -> dict[str, Any]:
+    """Run one point in this process; returns {"ok": bool, "summary" | "error": ...}. Never raises."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from cemasim import runner
+
+        sc = scenario.validate(scenario_dict, source=folder)
+        out = runner.run(sc, progress=False, folder=Path(folder))
+        return {"ok": True, "summary": out.summary, "folder": str(out.folder)}
+    except Exception as exc:  # recorded in the table; the sweep goes on
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+                "folder": folder}
+
+
+# ---- backends ----------------------------------------------------------------------------------
+Job = tuple[str, dict[str, Any], str, int]  # point_id, scenario, folder, threads
+Done = tuple[str, dict[str, Any]]
+
+
+def local_backend(jobs: list[Job], workers: int) -> Iterator[Done]:
+    """A process pool (spawned processes: safe with torch's threads)."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    if workers == 1:
+        for pid, sc, folder, threads in jobs:
+            yield pid, run_point(sc, folder, threads)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        pending = {pool.submit(run_point, sc, folder, threads): pid for pid, sc, folder, threads in jobs}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield pending.pop(fut), fut.result()
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+
+
+def ray_backend(jobs: list[Job], workers: int, address: str | None) -> Iterator[Done]:
+    """Ray tasks, one per run (Ray schedules runs; it never splits one). Starts a local cluster
+    unless `address` names an existing one. Run folders must be on storage every node can reach."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the Ray backend needs the 'ray' extra: pip install -e '.[ray]'", source="sweep") from None
+    started = not ray.is_initialized()
+    if started:
+        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
+        ray.init(**kwargs, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    remote = ray.remote(num_cpus=1)(run_point)
+    refs = {remote.remote(sc, folder, threads): pid for pid, sc, folder, threads in jobs}
+    try:
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            for ref in ready:
+                yield refs.pop(ref), ray.get(ref)
+    except BaseException:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ---- the sweep loop ----------------------------------------------------------------------------
+SUMMARY_SKIP = ("drops",)  # nested; its flat drops_<cause> columns are kept
+
+
+def results_path(out: Path, sweep: Sweep) -> Path:
+    return out / sweep.name / "results.parquet"
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
+def row_for(sweep: Sweep, point: Point, result: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"point_id": point.point_id, "sweep": sweep.name, "seed": point.seed}
+    row.update(point.values)
+    row["status"] = "ok" if result["ok"] else "failed"
+    row["error"] = result.get("error", "")
+    row["run_folder"] = result.get("folder", "")
+    row["sweep_wall_s"] = wall_s
+    sc = sweep.scenarios[point.point_id]
+    row["method"] = sc["method"]["name"]
+    row["devices"] = sc["fleet"]["devices"]
+    row["uplink_mbps"] = sc["uplink"]["bandwidth_mbps"]
+    for key, value in result.get("summary", {}).items():
+        if key not in SUMMARY_SKIP:
+            row[key] = value
+    return row
+
+
+def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Atomic rewrite: a crash mid-write never corrupts the finished rows."""
+    df = pd.DataFrame(rows)
+    for col in df.columns:
+        if df[col].dtype == object:
+            df[col] = df[col].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
+    tmp = path.with_suffix(".tmp.parquet")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def run_sweep(sweep: Sweep, out: Path, backend: str = "local", workers: int = 1, address: str | None = None,
+              progress: bool = True, on_row: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+    """Run every point not already finished; return the whole results table."""
+    folder = out / sweep.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(
+        {"name": sweep.name, "base": str(sweep.base) if sweep.base else None, "set": sweep.fixed,
+         "grid": sweep.grid, "seeds": sweep.seeds}, sort_keys=False))
+    path = results_path(out, sweep)
+    previous = read_results(path)
+    finished = set(previous.loc[previous["status"] == "ok", "point_id"]) if len(previous) else set()
+    rows = [r for r in previous.to_dict("records") if r["point_id"] in finished]
+    todo = [p for p in sweep.points if p.point_id not in finished]
+    by_id = {p.point_id: p for p in sweep.points}
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    jobs = [(p.point_id, sweep.scenarios[p.point_id], str(folder / "runs" / p.point_id), threads) for p in todo]
+    for p in todo:  # a failed or interrupted earlier attempt leaves a partial folder: start it afresh
+        _clear(folder / "runs" / p.point_id)
+    bar = _bar(len(sweep.points), len(finished), sweep.name) if progress else None
+    failed, start = 0, time.perf_counter()
+    iterator = ray_backend(jobs, workers, address) if backend == "ray" else local_backend(jobs, workers)
+    try:
+        for point_id, result in iterator:
+            row = row_for(sweep, by_id[point_id], result, time.perf_counter() - start)
+            rows.append(row)
+            write_results(path, rows)
+            failed += not result["ok"]
+            if not result["ok"]:
+                print(f"point {point_id} failed: {result['error']}", file=sys.stderr)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(failed=failed)
+            if on_row is not None:
+                on_row(row)
+    finally:
+        if bar is not None:
+            bar.close()
+    return pd.DataFrame(rows)
+
+
+def _clear(folder: Path) -> None:
+    import shutil
+
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def _bar(total: int, done: int, name: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc=f"sweep {name}", unit="run", file=sys.stderr, dynamic_ncols=True)
+
+
+def summarize_sweep(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Per grid point: number of seeds, mean and 95 % CI half-width of each metric."""
+    ok = df[df["status"] == "ok"]
+    grouped = ok.groupby(keys, dropna=False) if keys else ok.groupby(lambda _: 0)
+    mean = grouped[metrics].mean()
+    ci = grouped[metrics].agg(ci95).add_suffix("_ci95")
+    out = pd.concat([grouped.size().rename("seeds"), mean, ci], axis=1)
+    return out.reset_index() if keys else out.reset_index(drop=True)
+
+
+# two-sided 97.5 % quantiles of Student's t for 1..30 degrees of freedom (normal beyond)
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042]
+
+
+def ci95(values: pd.Series) -> float:
+    """Half-width of the 95 % t confidence interval of the mean (NaN for fewer than two values)."""
+    v = values.dropna().to_numpy(dtype=float)
+    if len(v) < 2:
+        return math.nan
+    t = _T975[len(v) - 2] if len(v) - 1 <= len(_T975) else 1.96
+    return float(t * v.std(ddof=1) / math.sqrt(len(v)))
