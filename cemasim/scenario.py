@@ -98,6 +98,23 @@ SCHEMA = Section(
                            "(doubles the refresh payload)", "", (one_of("batch", "running"),)),
             "bn_prior": F((float,), 0.0, "bn_adapt only: weight of the source statistics mixed with the "
                           "test-batch statistics", "", (between(0, 1),)),
+            "deployment": F((str,), "cloud", "tent/pl/eta/eata/sar: edge = adapt on the device (its profile must "
+                            "allow training); cloud = upload samples, the cloud adapts the device's copy",
+                            "", (one_of("edge", "cloud"),)),
+            "lr": F((float,), None, "learning rate of tent/pl/eta/eata/sar; null = the method's ImageNet default "
+                    "(2.5e-4, pl 1e-3)", "", (positive,), nullable=True),
+            "e_margin": F((float,), 0.4, "eta/eata/sar reliability bound E < e_margin", "x ln C", (positive,)),
+            "d_margin": F((float,), 0.4, "eta/eata redundancy margin |cos| < d_margin (0.05 is EATA's ImageNet "
+                          "value; with 10 classes it removes almost every sample)", "", (between(0, 1),)),
+            "fisher_alpha": F((float,), 2000.0, "eata: weight of the Fisher regulariser", "", (non_negative,)),
+            "fisher_samples": F((int,), 2000, "eata: clean samples for the Fisher information", "samples",
+                                (positive,)),
+            "sar_rho": F((float,), 0.05, "sar: sharpness neighbourhood radius", "", (positive,)),
+            "sar_reset": F((float,), 0.2, "sar: reset when the EMA of the loss falls below this", "",
+                           (non_negative,)),
+            "lame_knn": F((int,), 5, "lame: neighbours of the affinity graph", "", (positive,)),
+            "answer_bytes": F((int,), 8, "cloud_inference: downlink bytes per answered sample", "bytes",
+                              (positive,)),
         }),
         "selection": Section("CEMA's edge-side sample selection (thresholds are fractions of ln C).", {
             "e_max": F((float,), 0.4, "E0: initial/static upper entropy bound (S_high) and loss-weight anchor",
@@ -109,6 +126,8 @@ SCHEMA = Section(
             "warm_up_n": F((int,), 512, "samples seen before the dynamic E_max starts", "samples", (non_negative,)),
             "redundancy_filter": F((bool,), False, "EATA's redundancy filter |cos(m, p)| < redundancy_eps"),
             "redundancy_eps": F((float,), 0.05, "redundancy filter margin", "", (between(0, 1),)),
+            "random_rate": F((float,), 0.5, "random_upload: probability that a sample is uploaded (match it "
+                             "to cema's upload_ratio)", "", (between(0, 1),)),
         }),
         "upload": Section("How selected samples are encoded and queued on the device.", {
             "encoding": F((str,), "png", "payload encoder: raw (uint8 pixels), png or jpeg", "",
@@ -144,6 +163,9 @@ SCHEMA = Section(
                               (non_negative,)),
             "replay_only_batch": F((int,), 128, "samples of the replay-only step after a batch without a "
                                    "full chunk; 0 disables it", "samples", (non_negative,)),
+            "foundation_scope": F((str,), "shared", "shared: one foundation model adapts on every device's "
+                                  "uploads; device: each device has its own foundation norm state", "",
+                                  (one_of("shared", "device"),)),
             "replay_scope": F((str,), "device", "device: one replay buffer per device; shared: one for all",
                               "", (one_of("device", "shared"),)),
             "foundation_lr": F((float,), 2.5e-4, "SGD lr of the foundation entropy step", "", (positive,)),
@@ -319,6 +341,7 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
             need(PROFILES, sc[key]["profile"], f"{key}.profile")
         elif isinstance(sc[key]["profile"], dict) and sc[key]["profile"].get("peak_flops_per_s") is None:
             problems.append(f"{key}.profile.peak_flops_per_s: required in an inline profile")
+    problems += _edge_training_problems(sc, PROFILES)
     segments = sc["shift"]["segments"]
     if isinstance(segments, list):
         for i, seg in enumerate(segments):
@@ -331,6 +354,26 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     if numbers and sel["e_min"] >= sel["e_max"]:
         problems.append(f"selection.e_min: must be below selection.e_max ({sel['e_max']}), got {sel['e_min']}")
     return problems
+
+
+def _edge_training_problems(sc: dict[str, Any], profiles: Any) -> list[str]:
+    """A method that back-propagates on the device needs a profile that can train."""
+    from cemasim.methods import ADAPTERS
+
+    method = sc["method"]
+    if method["name"] not in ADAPTERS or method["deployment"] != "edge":
+        return []
+    profile = sc["fleet"]["profile"]
+    if isinstance(profile, str):
+        if profile not in profiles:
+            return []
+        can_train, label = profiles.get(profile).can_train, f"'{profile}'"
+    else:
+        can_train, label = bool(profile.get("can_train")), "the inline profile"
+    if can_train:
+        return []
+    return [f"method.deployment: {method['name']} on the edge needs a device profile that can train, and "
+            f"fleet.profile {label} cannot (use e.g. jetson-nano, or method.deployment: cloud)"]
 
 
 def schema_markdown() -> str:

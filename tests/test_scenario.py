@@ -77,9 +77,19 @@ def test_seed_override():
     assert scenario.load(None, seed=42).seed == 42
 
 
+def is_sweep(path: Path) -> bool:
+    return "grid" in scenario.read_yaml(path)
+
+
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.name for p in SCENARIOS])
 def test_every_shipped_scenario_validates(path):
-    scenario.load(path)
+    """Scenario files validate as scenarios; sweep files validate every point."""
+    if is_sweep(path):
+        from cemasim.sweep import load_sweep_file
+
+        assert load_sweep_file(path).points
+    else:
+        scenario.load(path)
 
 
 def test_docs_are_generated_from_the_schema():

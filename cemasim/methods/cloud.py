@@ -11,13 +11,13 @@ Images arrive as uint8 and are scaled to [0, 1] here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from cemasim.methods.losses import distillation_loss, foundation_loss
-from cemasim.methods.optim import sgd_step
+from cemasim.methods.optim import Learner, gradient_step
 from cemasim.models import norm
 
 
@@ -34,36 +34,15 @@ class CloudConfig:
     student_mode: str = "batch"  # "train" also updates the student's running statistics
 
 
-@dataclass
-class Learner:
-    """A model's adaptable norm state and its SGD momentum buffers."""
-
-    state: norm.NormState
-    momentum_bufs: dict[str, Tensor] = field(default_factory=dict)
-    steps: int = 0
-
-    def affine_names(self) -> list[str]:
-        return [n for n in self.state if not n.endswith(norm.STAT_SUFFIXES)]
-
-
 def to_float(images: Tensor, device: torch.device) -> Tensor:
     return images.to(device, non_blocking=True).float().div_(255.0)
 
 
-def _sgd(model: nn.Module, learner: Learner, x: Tensor, mode: str, loss_fn, lr: float, momentum: float) -> float:
-    names = learner.affine_names()
-    params = {n: learner.state[n].detach().requires_grad_(True) for n in names}
-    logits = norm.forward(model, {**learner.state, **params}, x, mode)
-    loss = loss_fn(logits)
-    grads = torch.autograd.grad(loss, list(params.values()))
-    sgd_step(learner.state, dict(zip(names, grads)), learner.momentum_bufs, lr, momentum)
-    learner.steps += 1
-    return float(loss.detach())
-
-
 def foundation_step(model: nn.Module, learner: Learner, x: Tensor, cfg: CloudConfig) -> float:
     """Adapt f_theta on a chunk by confidence-weighted entropy minimisation (test-batch BN stats)."""
-    return _sgd(model, learner, x, "batch", lambda z: foundation_loss(z, cfg.e0), cfg.foundation_lr, cfg.momentum)
+    _, loss = gradient_step(model, learner, x, "batch", lambda z: foundation_loss(z, cfg.e0), cfg.foundation_lr,
+                            cfg.momentum)
+    return float(loss)
 
 
 @torch.no_grad()
@@ -79,4 +58,5 @@ def distill_step(edge_model: nn.Module, student: Learner, foundation: nn.Module,
     def loss(z_e: Tensor) -> Tensor:
         return distillation_loss(z_e, z_f, cfg.e0, cfg.alpha, cfg.beta, cfg.gamma, cfg.temperature)
 
-    return _sgd(edge_model, student, x, cfg.student_mode, loss, cfg.distill_lr, cfg.momentum)
+    _, value = gradient_step(edge_model, student, x, cfg.student_mode, loss, cfg.distill_lr, cfg.momentum)
+    return float(value)

@@ -16,7 +16,8 @@ import torch
 from cemasim.data import fashion_mnist
 from cemasim.data.encoding import encode, to_uint8
 from cemasim.methods import build_method
-from cemasim.methods.cloud import CloudConfig, Learner, distill_step, foundation_step, to_float
+from cemasim.methods.cloud import CloudConfig, distill_step, foundation_step, to_float
+from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm, zoo
 from cemasim.rng import torch_generator

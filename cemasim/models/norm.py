@@ -9,6 +9,8 @@ normalizes:
     batch  statistics of the current batch, nothing updated (Tent-style test-time BN)
     train  batch statistics, and the state's running statistics are updated (momentum)
     mixed  prior * running + (1 - prior) * batch statistics (BN adaptation with a source prior)
+    ema    update the state's running statistics with the batch (momentum), then normalise with
+           them (ONDA-style online statistics)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 NormState = dict[str, Tensor]
-STAT_MODES = ("eval", "batch", "train", "mixed")
+STAT_MODES = ("eval", "batch", "train", "mixed", "ema")
 STAT_SUFFIXES = ("running_mean", "running_var")
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
@@ -48,6 +50,12 @@ class StatBatchNorm(nn.Module):
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True,
                                 self.momentum, self.eps)
         dims = [0] + list(range(2, x.dim()))
+        if mode == "ema":
+            with torch.no_grad():
+                n = x.numel() / x.shape[1]
+                self.running_mean.mul_(1 - self.momentum).add_(self.momentum * x.mean(dims))
+                self.running_var.mul_(1 - self.momentum).add_(self.momentum * x.var(dims, unbiased=False) * n / max(n - 1, 1))
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         mean = self.prior * self.running_mean + (1 - self.prior) * x.mean(dims)
         var = self.prior * self.running_var + (1 - self.prior) * x.var(dims, unbiased=False)
         return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from cemasim.sim.messages import BatchReport, Message, Refresh, Upload
+from cemasim.sim.messages import Answer, BatchReport, Message, Refresh, Upload
 
 
 @dataclass
@@ -31,21 +31,24 @@ class Recorder:
     uploads: list[Upload] = field(default_factory=list)
     reports: list[BatchReport] = field(default_factory=list)
     refreshes: list[Refresh] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
     jobs: list[CloudJob] = field(default_factory=list)
     predicted: int = 0
 
     def predictions(self, batch, predicted_s: float, pred: np.ndarray, entropy: np.ndarray, selected: np.ndarray,
-                    version: int, version_created_s: float, e_max: float) -> None:
-        n = len(batch)
+                    version: int, version_created_s: float, e_max: float, rows: np.ndarray | None = None) -> None:
+        """Record predictions of `batch` (or of its `rows`) made at `predicted_s`."""
+        rows = np.arange(len(batch)) if rows is None else rows
+        n = len(rows)
         self.predicted += n
         self._samples.append({
             "device": np.full(n, batch.device, np.int32),
-            "sample_id": np.arange(batch.first_sample_id, batch.first_sample_id + n),
+            "sample_id": batch.first_sample_id + rows,
             "batch_seq": np.full(n, batch.seq, np.int32),
-            "arrival_s": batch.arrival_s,
+            "arrival_s": batch.arrival_s[rows],
             "predicted_s": np.full(n, predicted_s),
-            "domain": batch.domain.astype(np.int32),
-            "label": batch.labels.astype(np.int16),
+            "domain": batch.domain[rows].astype(np.int32),
+            "label": batch.labels[rows].astype(np.int16),
             "pred": pred.astype(np.int16),
             "entropy": entropy.astype(np.float32),
             "selected": selected,
@@ -65,19 +68,20 @@ class Recorder:
         df["latency_s"] = df["predicted_s"] - df["arrival_s"]
         return df.sort_values(["device", "sample_id"], kind="stable").reset_index(drop=True)
 
-    def message_table(self, messages: list[Message], skip: tuple[str, ...] = ("image", "state", "droppable")) -> pd.DataFrame:
+    def message_table(self, messages: list[Message], cls: type, skip: tuple[str, ...] = ("image", "state", "droppable")
+                      ) -> pd.DataFrame:
+        cols = [f.name for f in fields(cls) if f.name not in skip]
         if not messages:
-            cols = [f.name for f in fields(Upload) if f.name not in skip]
             return pd.DataFrame(columns=cols)
-        cols = [f.name for f in fields(messages[0]) if f.name not in skip]
         return pd.DataFrame({c: [getattr(m, c) for m in messages] for c in cols})
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {
             "samples": self.samples_table(),
-            "uploads": self.message_table(self.uploads),
-            "reports": self.message_table(self.reports),
-            "refreshes": self.message_table(self.refreshes),
+            "uploads": self.message_table(self.uploads, Upload),
+            "reports": self.message_table(self.reports, BatchReport),
+            "refreshes": self.message_table(self.refreshes, Refresh),
+            "answers": self.message_table(self.answers, Answer, skip=("sample_ids", "preds", "entropies", "droppable")),
             "cloud_jobs": pd.DataFrame([vars(j) for j in self.jobs],
                                        columns=[f.name for f in fields(CloudJob)]),
         }

@@ -17,6 +17,12 @@ def _p95(series: pd.Series) -> float:
     return float(np.percentile(series, 95)) if len(series) else math.nan
 
 
+def _sent_bytes(messages: pd.DataFrame | None) -> int:
+    if messages is None or not len(messages):
+        return 0
+    return int(messages.loc[messages["tx_start_s"].notna(), "size_bytes"].sum())
+
+
 def upload_status(uploads: pd.DataFrame) -> pd.Series:
     """received | dropped | in_flight for each upload attempt."""
     status = np.where(uploads["dropped"] != "", "dropped",
@@ -43,7 +49,7 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
         "uploaded_samples": int(len(received)),
         "upload_ratio": len(received) / n if n else math.nan,
         "uplink_bytes": uplink_bytes,
-        "downlink_bytes": int(refreshes.loc[refreshes["tx_start_s"].notna(), "size_bytes"].sum()) if len(refreshes) else 0,
+        "downlink_bytes": _sent_bytes(refreshes) + _sent_bytes(tables.get("answers")),
         "dropped_samples": int((status == "dropped").sum()),
         "in_flight_samples": int((status == "in_flight").sum()),
         "drops": {str(k): int(v) for k, v in drops.items()},

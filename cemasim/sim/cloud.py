@@ -1,29 +1,37 @@
 """Cloud actors: one worker per device consumes that device's uploads in arrival order.
 
+CEMA (CemaWorker):
     uplink -> inbox -> replay buffer + pending chunk
         chunk full  -> GPU job: foundation step + distillation (chunk + replay)
         batch report-> GPU job: replay-only distillation if the batch completed no chunk
                     -> every K reports: refresh (snapshot of the device's student) -> downlink
+Offloaded TTA (OffloadWorker): batch report -> GPU job: the method's step on the batch's uploads -> refresh
+Cloud inference (InferenceWorker): batch report -> GPU job: foundation forward -> answers -> downlink
 
 GPUs are a SimPy resource shared by all workers; a job's duration comes from the cost model and
-its learning step runs (real torch) when the job completes. The foundation model is shared.
+its learning step runs (real torch) when the job completes. The foundation model is shared
+(its norm state too, unless cloud.foundation_scope is device).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import simpy
 import torch
 from torch import nn
 
-from cemasim.methods.cloud import CloudConfig, Learner, distill_step, foundation_step, to_float
+from cemasim.methods.cloud import CloudConfig, distill_step, foundation_step, to_float
+from cemasim.methods.optim import Learner
+from cemasim.methods.losses import entropy
 from cemasim.methods.replay import ReplayBuffer
+from cemasim.methods.tta import Adapter
 from cemasim.models import norm
 from cemasim.models.cost import DeviceProfile, FlopCounter
 from cemasim.results.records import CloudJob, Recorder
 from cemasim.sim.link import Link
-from cemasim.sim.messages import Refresh, Upload
+from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class Cloud:
         f_bwd, f_fwd = foundation_flops.per_sample("backward"), foundation_flops.per_sample("forward")
         e_bwd = edge_flops.per_sample("backward", "train" if cfg.student_mode == "train" else "batch")
         self._chunk_flops = (f_bwd, f_fwd, e_bwd)
+        self.foundation_flops = foundation_flops
 
     def chunk_s(self, n_new: int, n_distill: int) -> float:
         f_bwd, f_fwd, e_bwd = self._chunk_flops
@@ -60,16 +69,14 @@ class Cloud:
         return self.profile.seconds(n * f_fwd) + self.profile.seconds(n * e_bwd)
 
 
-class CloudWorker:
-    """The cloud's side of one device: its inbox, replay buffer, student learner and downlink."""
+class DeviceWorker:
+    """The cloud's side of one device: its inbox, learner and downlink. Subclasses say what an
+    upload and an end-of-batch report trigger."""
 
-    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, replay: ReplayBuffer,
-                 downlink: Link, generator: torch.Generator):
+    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link):
         self.cloud, self.env, self.device = cloud, cloud.env, device
-        self.inbox, self.student, self.replay, self.downlink = inbox, student, replay, downlink
-        self.generator = generator
-        self.pending: list[Upload] = []
-        self.chunk_done, self.reports_seen, self.refreshed_steps = False, 0, 0
+        self.inbox, self.student, self.downlink = inbox, student, downlink
+        self.reports_seen, self.refreshed_steps = 0, 0
         self.uploads_sent_max_s = float("-inf")
         self.env.process(self.run())
 
@@ -77,40 +84,15 @@ class CloudWorker:
         while True:
             msg = yield self.inbox.get()
             if isinstance(msg, Upload):
-                self.replay.add(msg.image.unsqueeze(0))
-                self.pending.append(msg)
-                if len(self.pending) >= self.cloud.plan.chunk_size:
-                    yield from self.chunk_step()
+                yield from self.on_upload(msg)
             else:
-                yield from self.end_of_batch()
+                yield from self.on_report(msg)
 
-    def chunk_step(self):
-        plan = self.cloud.plan
-        chunk, self.pending = self.pending[: plan.chunk_size], self.pending[plan.chunk_size:]
-        new = torch.stack([u.image for u in chunk])
-        replayed = self.replay.sample(plan.replay_batch, self.generator) if len(self.replay) >= plan.replay_min \
-            else new[:0]
-        n = len(new) + len(replayed)
-        yield from self.gpu_job("chunk", n, self.cloud.chunk_s(len(new), n))
-        cloud, dev = self.cloud, self.cloud.compute_device
-        foundation_step(cloud.foundation, cloud.foundation_learner, to_float(new, dev), cloud.cfg)
-        distill_step(cloud.edge_model, self.student, cloud.foundation, cloud.foundation_learner,
-                     to_float(torch.cat([new, replayed]), dev), cloud.cfg)
-        self.uploads_sent_max_s = max([self.uploads_sent_max_s] + [u.tx_end_s for u in chunk])
-        self.chunk_done = True
+    def on_upload(self, upload: Upload):
+        yield from ()
 
-    def end_of_batch(self):
-        plan = self.cloud.plan
-        if not self.chunk_done and plan.replay_only_batch > 0 and len(self.replay) > plan.replay_min:
-            replayed = self.replay.sample(plan.replay_only_batch, self.generator)
-            yield from self.gpu_job("replay", len(replayed), self.cloud.replay_s(len(replayed)))
-            cloud = self.cloud
-            distill_step(cloud.edge_model, self.student, cloud.foundation, cloud.foundation_learner,
-                         to_float(replayed, cloud.compute_device), cloud.cfg)
-        self.chunk_done = False
-        self.reports_seen += 1
-        if self.reports_seen % plan.refresh_every == 0 and self.student.steps > self.refreshed_steps:
-            self.send_refresh()
+    def on_report(self, report: BatchReport):
+        yield from ()
 
     def gpu_job(self, kind: str, samples: int, duration_s: float):
         requested = self.env.now
@@ -121,6 +103,15 @@ class CloudWorker:
         self.cloud.busy_s += duration_s
         self.cloud.recorder.jobs.append(CloudJob(self.device, kind, requested, start, self.env.now, samples))
 
+    def consumed(self, uploads: list[Upload]) -> None:
+        self.uploads_sent_max_s = max([self.uploads_sent_max_s] + [u.tx_end_s for u in uploads])
+
+    def maybe_refresh(self) -> None:
+        """Every `refresh_every` reports, send the student if it changed since the last refresh."""
+        self.reports_seen += 1
+        if self.reports_seen % self.cloud.plan.refresh_every == 0 and self.student.steps > self.refreshed_steps:
+            self.send_refresh()
+
     def send_refresh(self) -> None:
         snapshot = norm.cast_state(self.student.state, self.cloud.plan.refresh_dtype)
         refresh = Refresh(self.device, norm.state_bytes(snapshot), version=self.student.steps,
@@ -128,3 +119,98 @@ class CloudWorker:
         self.refreshed_steps = self.student.steps
         self.cloud.recorder.refreshes.append(refresh)
         self.downlink.send(refresh)
+
+
+class CemaWorker(DeviceWorker):
+    """CEMA's cloud: chunks of uploads drive foundation + distillation steps, with replay."""
+
+    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
+                 replay: ReplayBuffer, teacher: Learner, generator: torch.Generator):
+        self.replay, self.teacher, self.generator = replay, teacher, generator
+        self.pending: list[Upload] = []
+        self.chunk_done = False
+        super().__init__(cloud, device, inbox, student, downlink)
+
+    def on_upload(self, upload: Upload):
+        self.replay.add(upload.image.unsqueeze(0))
+        self.pending.append(upload)
+        if len(self.pending) >= self.cloud.plan.chunk_size:
+            yield from self.chunk_step()
+
+    def chunk_step(self):
+        plan = self.cloud.plan
+        chunk, self.pending = self.pending[: plan.chunk_size], self.pending[plan.chunk_size:]
+        new = torch.stack([u.image for u in chunk])
+        replayed = self.replay.sample(plan.replay_batch, self.generator) if len(self.replay) >= plan.replay_min \
+            else new[:0]
+        n = len(new) + len(replayed)
+        yield from self.gpu_job("chunk", n, self.cloud.chunk_s(len(new), n))
+        cloud, dev = self.cloud, self.cloud.compute_device
+        foundation_step(cloud.foundation, self.teacher, to_float(new, dev), cloud.cfg)
+        distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher,
+                     to_float(torch.cat([new, replayed]), dev), cloud.cfg)
+        self.consumed(chunk)
+        self.chunk_done = True
+
+    def on_report(self, report: BatchReport):
+        plan = self.cloud.plan
+        if not self.chunk_done and plan.replay_only_batch > 0 and len(self.replay) > plan.replay_min:
+            replayed = self.replay.sample(plan.replay_only_batch, self.generator)
+            yield from self.gpu_job("replay", len(replayed), self.cloud.replay_s(len(replayed)))
+            cloud = self.cloud
+            distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher,
+                         to_float(replayed, cloud.compute_device), cloud.cfg)
+        self.chunk_done = False
+        self.maybe_refresh()
+
+
+class OffloadWorker(DeviceWorker):
+    """A TTA method run by the cloud for the device: one adaptation step per test batch on the
+    samples of that batch that arrived, then a refresh."""
+
+    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
+                 adapter: Adapter, step_s: Callable[[int], float]):
+        self.adapter, self.step_s = adapter, step_s
+        self.batch: list[Upload] = []
+        super().__init__(cloud, device, inbox, student, downlink)
+
+    def on_upload(self, upload: Upload):
+        self.batch.append(upload)
+        yield from ()
+
+    def on_report(self, report: BatchReport):
+        if self.batch:
+            uploads, self.batch = self.batch, []
+            yield from self.gpu_job("adapt", len(uploads), self.step_s(len(uploads)))
+            x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
+            self.adapter.step(self.cloud.edge_model, self.student, x)
+            self.consumed(uploads)
+        self.maybe_refresh()
+
+
+class InferenceWorker(DeviceWorker):
+    """Cloud inference: the frozen foundation model answers each batch's uploads."""
+
+    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, downlink: Link, answer_bytes: int,
+                 infer_s: Callable[[int], float]):
+        self.answer_bytes, self.infer_s = answer_bytes, infer_s
+        self.batch: list[Upload] = []
+        super().__init__(cloud, device, inbox, Learner({}), downlink)
+
+    def on_upload(self, upload: Upload):
+        self.batch.append(upload)
+        yield from ()
+
+    def on_report(self, report: BatchReport):
+        if not self.batch:
+            return
+        uploads, self.batch = self.batch, []
+        yield from self.gpu_job("infer", len(uploads), self.infer_s(len(uploads)))
+        x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
+        with torch.no_grad():
+            logits = norm.forward(self.cloud.foundation, self.cloud.foundation_learner.state, x, "eval")
+        answer = Answer(self.device, REPORT_BYTES + self.answer_bytes * len(uploads),
+                        sample_ids=[u.sample_id for u in uploads], preds=logits.argmax(1).tolist(),
+                        entropies=entropy(logits).tolist())
+        self.cloud.recorder.answers.append(answer)
+        self.downlink.send(answer)

@@ -18,10 +18,11 @@ from torch import nn
 from cemasim.data.encoding import encode, to_uint8
 from cemasim.methods import Method
 from cemasim.methods.losses import entropy
+from cemasim.methods.optim import Learner
 from cemasim.models import norm
 from cemasim.results.records import Recorder
 from cemasim.sim.link import Link
-from cemasim.sim.messages import REPORT_BYTES, BatchReport, Refresh, Upload
+from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
 from cemasim.sim.stream import TestBatch, Workload
 
 
@@ -35,19 +36,23 @@ class UploadPolicy:
 
 class EdgeDevice:
     def __init__(self, env: simpy.Environment, index: int, batches: list[TestBatch], workload: Workload,
-                 model: nn.Module, state: norm.NormState, method: Method, infer_s: Callable[[int], float],
+                 model: nn.Module, learner: Learner, method: Method, infer_s: Callable[[int], float],
                  uplink: Link | None, inbox: simpy.Store, policy: UploadPolicy, recorder: Recorder,
                  compute_device: torch.device):
         self.env, self.index, self.batches, self.workload = env, index, batches, workload
-        self.model, self.state, self.method = model, state, method
+        self.model, self.learner, self.method = model, learner, method
         self.infer_s, self.uplink, self.inbox, self.policy = infer_s, uplink, inbox, policy
         self.recorder, self.compute_device = recorder, compute_device
         self.version, self.version_created_s = 0, 0.0
-        self.selection_state: Any = method.new_selection_state()
-        self.stat_mode, self.prior = method.edge_stat_mode()
+        self.selection_state: Any = method.new_selection_state(index)
         self._budget_window, self._budget_used = -1, 0
         env.process(self.run())
-        env.process(self.apply_refreshes())
+        env.process(self.receive())
+
+    @property
+    def state(self) -> norm.NormState:
+        """The norm tensors this device predicts with now."""
+        return self.learner.state
 
     def run(self):
         for batch in self.batches:
@@ -58,13 +63,20 @@ class EdgeDevice:
 
     def predict(self, batch: TestBatch) -> None:
         x = self.workload.materialize(batch)
-        with torch.no_grad():
-            logits = norm.forward(self.model, self.state, x.to(self.compute_device), self.stat_mode, self.prior)
-            keep = self.method.select(logits, self.selection_state)
+        xd = x.to(self.compute_device)
+        if self.method.adapts_on_edge:  # predict-then-update on the device itself (pre-update logits)
+            logits = self.method.adapter.step(self.model, self.learner, xd)
+            keep = torch.zeros(len(batch), dtype=torch.bool)
+        else:
+            with torch.no_grad():
+                logits = self.method.edge_logits(self.model, self.state, xd)
+                keep = self.method.select(logits, self.selection_state)
         e_max = getattr(self.selection_state, "e_max", None)
         self.recorder.predictions(batch, self.env.now, logits.argmax(1).cpu().numpy(), entropy(logits).cpu().numpy(),
                                   keep.cpu().numpy(), self.version, self.version_created_s,
                                   float("nan") if e_max is None else e_max)
+        if self.method.adapts_on_edge:
+            self.version, self.version_created_s = self.learner.steps, self.env.now
         if self.method.uses_cloud and self.uplink is not None:
             self.upload(batch, x, keep.cpu())
 
@@ -93,13 +105,47 @@ class EdgeDevice:
         self._budget_used += size
         return True
 
-    def apply_refreshes(self):
+    def receive(self):
         while True:
-            refresh: Refresh = yield self.inbox.get()
-            if refresh.version <= self.version:
-                refresh.dropped = "stale"
-                continue
-            self.state = {n: t.to(self.compute_device, torch.float32) for n, t in refresh.state.items()}
-            self.version, self.version_created_s = refresh.version, refresh.created_s
-            refresh.applied_s = self.env.now
-            refresh.state = None  # the device holds it now; keep the records light
+            msg = yield self.inbox.get()
+            self.apply(msg)
+
+    def apply(self, refresh: Refresh) -> None:
+        if refresh.version <= self.version:
+            refresh.dropped = "stale"
+            return
+        for name, tensor in refresh.state.items():
+            self.learner.state[name] = tensor.to(self.compute_device, torch.float32)
+        self.version, self.version_created_s = refresh.version, refresh.created_s
+        refresh.applied_s = self.env.now
+        refresh.state = None  # the device holds it now; keep the records light
+
+
+class CloudInferenceDevice(EdgeDevice):
+    """Uploads every sample and computes nothing; a sample's prediction is the cloud's answer, counted
+    when it arrives. Samples never answered (dropped uploads, end of run) count as wrong (pred -1)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.waiting: dict[int, tuple[TestBatch, int]] = {}  # sample_id -> (batch, row)
+
+    def predict(self, batch: TestBatch) -> None:
+        x = self.workload.materialize(batch)
+        for row in range(len(batch)):
+            self.waiting[batch.first_sample_id + row] = (batch, row)
+        if self.uplink is not None:
+            self.upload(batch, x, torch.ones(len(batch), dtype=torch.bool))
+
+    def apply(self, answer: Answer) -> None:
+        for sample_id, pred, ent in zip(answer.sample_ids, answer.preds, answer.entropies):
+            batch, row = self.waiting.pop(sample_id)
+            self.recorder.predictions(batch, self.env.now, np.array([pred]), np.array([ent]), np.array([True]),
+                                      0, 0.0, float("nan"), rows=np.array([row]))
+        answer.applied_s = self.env.now
+
+    def finalize(self) -> None:
+        """Record the samples that never got an answer."""
+        for sample_id, (batch, row) in sorted(self.waiting.items()):
+            self.recorder.predictions(batch, self.env.now, np.array([-1]), np.array([float("nan")]),
+                                      np.array([True]), 0, 0.0, float("nan"), rows=np.array([row]))
+        self.waiting.clear()

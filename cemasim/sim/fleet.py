@@ -18,15 +18,17 @@ import torch
 
 from cemasim.data import fashion_mnist
 from cemasim.methods import build_method
-from cemasim.methods.cloud import CloudConfig, Learner
+from cemasim.methods.cloud import CloudConfig
+from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
+from cemasim.methods.tta import SAR
 from cemasim.models import norm, zoo
 from cemasim.models.cost import FlopCounter, profile_from
 from cemasim.results.records import Recorder
 from cemasim.rng import torch_generator
 from cemasim.scenario import Scenario
-from cemasim.sim.cloud import Cloud, CloudPlan, CloudWorker
-from cemasim.sim.edge import EdgeDevice, UploadPolicy
+from cemasim.sim.cloud import CemaWorker, Cloud, CloudPlan, InferenceWorker, OffloadWorker
+from cemasim.sim.edge import CloudInferenceDevice, EdgeDevice, UploadPolicy
 from cemasim.sim.link import Link
 from cemasim.sim.stream import Workload, domain_table, plan_device
 
@@ -61,42 +63,75 @@ class Fleet:
         torch.manual_seed(sc.seed)  # nothing should draw from it; belt and braces for library code
         images, labels = fashion_mnist.load_split("test", sc.data.root)
         self.edge_model = norm.convert(zoo.build(sc.models.edge, device=self.device))
-        self.method = build_method(sc, zoo.spec(sc.models.edge).num_classes)
+        self.edge_spec = zoo.spec(sc.models.edge)
+        self.method = build_method(sc, self.edge_spec.num_classes)
         ids = domain_table(sc)
         self.recorder = Recorder(domains=list(ids))
         self.workload = Workload(images, labels, list(ids), sc.seed)
         self.env = simpy.Environment()
         self.cloud = self._build_cloud() if self.method.uses_cloud else None
-        self.edge_flops = FlopCounter(self.edge_model, zoo.spec(sc.models.edge).input_shape)
-        edge_profile = profile_from(sc.fleet.profile, "fleet")
-        stat_mode = self.method.edge_stat_mode()[0]
-        per_sample = self.edge_flops.per_sample("forward", "batch" if stat_mode == "mixed" else stat_mode)
-        infer_s = lambda n: edge_profile.seconds(n * per_sample)  # noqa: E731
+        self.edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)
         names = norm.adaptable_names(self.edge_model, with_stats=self.method.carries_stats)
         self.source_state = norm.initial_state(self.edge_model, names)
-        label_np = labels.numpy()
         self.devices: list[EdgeDevice] = []
         self.uplinks: list[Link] = []
-        shared_replay = ReplayBuffer(sc.cloud.replay_capacity) if sc.cloud.replay_scope == "shared" else None
+        self._shared_replay = ReplayBuffer(sc.cloud.replay_capacity) if sc.cloud.replay_scope == "shared" else None
+        infer_s = self._edge_infer_s()
         policy = UploadPolicy(sc.upload.encoding, sc.upload.jpeg_quality, sc.upload.budget_bytes,
                               sc.upload.budget_window_s)
+        device_cls = CloudInferenceDevice if self.method.role == "inference" else EdgeDevice
+        label_np = labels.numpy()
         for d in range(sc.fleet.devices):
-            batches = plan_device(d, sc, len(images), label_np, ids)
-            inbox = simpy.Store(self.env)
-            uplink = None
+            inbox, uplink = simpy.Store(self.env), None
             if self.cloud is not None:
                 cloud_inbox = simpy.Store(self.env)
                 uplink = Link(self.env, sc.uplink.bandwidth_mbps, sc.uplink.latency_ms, cloud_inbox,
                               sc.upload.queue_capacity, sc.upload.drop_policy)
                 downlink = Link(self.env, sc.downlink.bandwidth_mbps, sc.downlink.latency_ms, inbox)
-                student = Learner({n: t.clone() for n, t in self.source_state.items()})
-                CloudWorker(self.cloud, d, cloud_inbox, student, shared_replay or ReplayBuffer(sc.cloud.replay_capacity),
-                            downlink, torch_generator(sc.seed, "replay", d))
+                self._cloud_worker(d, cloud_inbox, downlink)
                 self.uplinks.append(uplink)
-            state = {n: t.clone() for n, t in self.source_state.items()}
-            self.devices.append(EdgeDevice(self.env, d, batches, self.workload, self.edge_model, state, self.method,
-                                           infer_s, uplink, inbox, policy, self.recorder, self.device))
+            learner = self._learner(on_edge=self.method.adapts_on_edge)
+            self.devices.append(device_cls(self.env, d, plan_device(d, sc, len(images), label_np, ids), self.workload,
+                                           self.edge_model, learner, self.method, infer_s, uplink, inbox, policy,
+                                           self.recorder, self.device))
         self.n_samples = sum(len(b) for dev in self.devices for b in dev.batches)
+
+    def _learner(self, on_edge: bool) -> Learner:
+        """A fresh copy of the source norm state, initialised by the method when it adapts."""
+        learner = Learner({n: t.clone() for n, t in self.source_state.items()})
+        if on_edge or self.method.role == "offload":
+            learner = self.method.init_learner(learner, self.edge_model, self._clean_images)
+        return learner
+
+    def _clean_images(self, n: int) -> torch.Tensor:
+        """The first n clean images of the dataset (EATA's Fisher information)."""
+        return self.workload.images[:n].float().div(255.0).to(self.device)
+
+    def _edge_infer_s(self) -> Callable[[int], float]:
+        profile = profile_from(self.sc.fleet.profile, "fleet")
+        kind, passes = self.method.edge_passes()
+        mode = self.method.edge_stat_mode()[0]
+        per_sample = passes * self.edge_flops.per_sample(kind, "batch" if mode in ("mixed", "ema") else mode)
+        if passes == 0:
+            return lambda n: 0.0
+        return lambda n: profile.seconds(n * per_sample)
+
+    def _cloud_worker(self, d: int, inbox: simpy.Store, downlink: Link) -> None:
+        sc, cloud, role = self.sc, self.cloud, self.method.role
+        if role == "cema":
+            teacher = cloud.foundation_learner if sc.cloud.foundation_scope == "shared" else cloud.foundation_learner.copy()
+            CemaWorker(cloud, d, inbox, self._learner(on_edge=False), downlink,
+                       self._shared_replay or ReplayBuffer(sc.cloud.replay_capacity), teacher,
+                       torch_generator(sc.seed, "replay", d))
+        elif role == "offload":
+            passes = 2 if isinstance(self.method.adapter, SAR) else 1  # SAM: two forward-backward passes
+            per_sample = passes * self.edge_flops.per_sample("backward", "batch")
+            OffloadWorker(cloud, d, inbox, self._learner(on_edge=False), downlink, self.method.adapter,
+                         lambda n: cloud.profile.seconds(n * per_sample))
+        else:
+            per_sample = cloud.foundation_flops.per_sample("forward", "eval")
+            InferenceWorker(cloud, d, inbox, downlink, sc.method.answer_bytes,
+                            lambda n: cloud.profile.seconds(n * per_sample))
 
     def _build_cloud(self) -> Cloud:
         sc = self.sc
@@ -127,6 +162,9 @@ class Fleet:
             if progress is not None and env.now >= next_report:
                 progress(env.now, self.predicted())
                 next_report = env.now + report_every_s
+        for device in self.devices:
+            if isinstance(device, CloudInferenceDevice):
+                device.finalize()
         if progress is not None:
             progress(env.now, self.predicted())
         wall = time.perf_counter() - start

@@ -53,3 +53,14 @@ class Refresh(Message):
     uploads_sent_max_s: float = NAN  # latest wire-exit time of the uploads it was trained on
     applied_s: float = NAN
     state: NormState | None = field(default=None, repr=False)
+
+
+@dataclass(eq=False)
+class Answer(Message):
+    """Cloud inference results for one batch's uploads (prediction and entropy per sample)."""
+
+    droppable: bool = False
+    sample_ids: list[int] = field(default_factory=list)
+    preds: list[int] = field(default_factory=list)
+    entropies: list[float] = field(default_factory=list)
+    applied_s: float = NAN
