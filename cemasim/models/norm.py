@@ -39,9 +39,12 @@ class StatBatchNorm(nn.Module):
         self.register_buffer("running_mean", bn.running_mean.detach().clone())
         self.register_buffer("running_var", bn.running_var.detach().clone())
         self.stat_mode, self.prior = "eval", 0.0
+        self.groups = 1  # > 1: x holds `groups` devices' batches back to back, tensors are [groups, C]
 
     def forward(self, x: Tensor) -> Tensor:
         mode = self.stat_mode
+        if self.groups > 1:
+            return self._grouped(x, mode)
         if mode == "eval":
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         if mode == "batch":
@@ -59,6 +62,23 @@ class StatBatchNorm(nn.Module):
         mean = self.prior * self.running_mean + (1 - self.prior) * x.mean(dims)
         var = self.prior * self.running_var + (1 - self.prior) * x.var(dims, unbiased=False)
         return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+    def _grouped(self, x: Tensor, mode: str) -> Tensor:
+        """Per-device normalisation of a merged batch: statistics and affine per group."""
+        g, c = self.groups, x.shape[1]
+        xg = x.view(g, -1, *x.shape[1:])
+        shape = (g, 1, c) + (1,) * (x.dim() - 2)
+        if mode == "batch":
+            dims = [1] + list(range(3, xg.dim()))
+            mean, var = xg.mean(dims), xg.var(dims, unbiased=False)
+        elif mode == "eval":
+            mean, var = self.running_mean.expand(g, c), self.running_var.expand(g, c)
+        else:
+            raise ValueError(f"grouped forward supports eval and batch statistics, not {mode!r}")
+        y = (xg - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        y = y * self.weight.expand(g, c).view(shape) + self.bias.expand(g, c).view(shape)
+        return y.view_as(x)
 
 
 def convert(model: nn.Module) -> nn.Module:
@@ -131,3 +151,24 @@ def _stat_layers(model: nn.Module) -> list[StatBatchNorm]:
         cached = [m for m in model.modules() if isinstance(m, StatBatchNorm)]
         object.__setattr__(model, "_cemasim_stat_layers", cached)
     return cached
+
+
+def grouped_forward(model: nn.Module, states: list[NormState], x: Tensor, mode: str) -> Tensor:
+    """Logits [G, n, classes] of G devices' batches x [G, n, C, H, W] in ONE forward pass, each
+    device normalised with its own norm state (and its own batch statistics in "batch" mode).
+
+    Shared layers see the merged batch; only BatchNorm differs per device. Equal to G calls of
+    `forward` up to float rounding (tests/test_replay_norm_cost.py checks it).
+    """
+    g, n = x.shape[:2]
+    stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]}
+    layers = _stat_layers(model)
+    for layer in layers:
+        layer.groups = g
+    try:
+        with stat_mode(model, mode):
+            out = torch.func.functional_call(model, stacked, (x.flatten(0, 1),), strict=False)
+    finally:
+        for layer in layers:
+            layer.groups = 1
+    return out.view(g, n, -1)

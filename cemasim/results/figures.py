@@ -125,8 +125,9 @@ def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, format
         if xcol not in summary:
             continue
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        order = [k for k in grid_keys if k not in hue and _numeric(summary[k])][:1] or [xcol]
         for name, group in _curves(summary, hue):
-            g = group.sort_values(xcol)
+            g = group.sort_values(order)  # follow the swept key, so the curve reads as a what-if path
             x = g[xcol].to_numpy(float) * SCALE.get(xcol, 1)
             y = g["accuracy"].to_numpy(float) * 100
             ax.errorbar(x, y, yerr=np.nan_to_num(g["accuracy_ci95"].to_numpy(float) * 100),

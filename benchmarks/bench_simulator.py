@@ -1,0 +1,233 @@
+"""Simulator performance, measured side by side in one run (issue: performance and scale).
+
+    python benchmarks/bench_simulator.py [--quick] [--only overhead,kernel,scaling,batching]
+
+1. overhead  wall time of a quickstart-like run / the same model work (the same edge forwards
+             and cloud steps on the same batch sizes) in a tight loop without the simulator
+2. kernel    events/s of cemasim's discrete-event core with null models (no torch work) versus a
+             minimal SimPy loop doing the same number of arrivals, for 10 .. 10,000 devices
+3. scaling   10 .. 10,000 devices at a fixed per-device workload: wall time per predicted sample
+             and peak memory per device (each size in a fresh subprocess, RSS high-water mark)
+4. batching  one grouped forward pass for G devices with per-device norm state versus G separate
+             forward passes, at per-device batch sizes 1, 8 and 64
+
+Every ratio is measured in the same process run, on this machine, with torch's thread count shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import simpy
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cemasim import runner, scenario  # noqa: E402
+from cemasim.methods.cloud import CloudConfig, distill_step, foundation_step, teacher_logits  # noqa: E402
+from cemasim.methods.optim import Learner  # noqa: E402
+from cemasim.models import norm, zoo  # noqa: E402
+
+QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+
+
+def best_of(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ---- 1. overhead ------------------------------------------------------------------------------
+def overhead(quick: bool) -> None:
+    sc = scenario.load(QUICKSTART, ["output.plots=false", "compute_device=cpu"] +
+                       (["duration_s=120"] if quick else []))
+    tables, summary, _ = runner.simulate(sc)
+    sim_wall = summary["wall_time_s"]
+    edge_batches = tables["samples"].groupby(["device", "batch_seq"]).size().to_numpy()
+    jobs = tables["cloud_jobs"][["kind", "samples"]].to_numpy()
+    edge = norm.convert(zoo.build(sc.models.edge))
+    foundation = norm.convert(zoo.build(sc.models.foundation))
+    names = norm.adaptable_names(edge, False)
+    cfg = CloudConfig(e0=0.4 * np.log(10))
+    x_max = torch.rand(128, 1, 28, 28)
+
+    def model_work() -> None:
+        state = norm.initial_state(edge, names)
+        student = Learner(norm.initial_state(edge, names))
+        teacher = Learner(norm.initial_state(foundation, norm.adaptable_names(foundation, False)))
+        with torch.no_grad():
+            for n in edge_batches:
+                norm.forward(edge, state, torch.rand(int(n), 1, 28, 28), "batch")
+        for kind, n in jobs:
+            x = x_max[: int(n)] if n <= 128 else torch.rand(int(n), 1, 28, 28)
+            if kind == "chunk":
+                foundation_step(foundation, teacher, x[:32], cfg)
+            distill_step(edge, student, foundation, teacher, x, cfg)
+
+    loop_wall = best_of(model_work, 1 if quick else 2)
+    print("\n## 1. overhead: simulator vs the same model work in a tight loop")
+    print(f"quickstart{' (120 s)' if quick else ''}: {summary['samples']} predictions in {len(edge_batches)} edge "
+          f"batches, {len(jobs)} cloud jobs, {summary['events']} events")
+    print(f"| simulator wall s | model-work loop wall s | ratio (target <= 1.15) |")
+    print(f"| {sim_wall:.2f} | {loop_wall:.2f} | {sim_wall / loop_wall:.2f} |")
+
+
+# ---- 2. kernel --------------------------------------------------------------------------------
+def kernel(quick: bool) -> None:
+    from cemasim.sim import edge as edge_mod
+
+    print("\n## 2. event kernel with null models vs a minimal SimPy loop")
+    print("| devices | cemasim events | cemasim events/s | minimal SimPy events/s | ratio |")
+    sizes = [10, 100, 1000] if quick else [10, 100, 1000, 10000]
+    original = edge_mod.EdgeDevice.predict
+    edge_mod.EdgeDevice.predict = null_predict  # null model: record nothing, compute nothing
+    try:
+        for n in sizes:
+            total_samples = 20_000 if quick else 60_000
+            duration = max(total_samples / (n * 4.0), 2.0)
+            sc = scenario.load(QUICKSTART, [f"fleet.devices={n}", f"duration_s={duration}", "drain_s=0",
+                                            "method.name=source", "arrivals.batch_size=1", "output.plots=false"])
+            from cemasim.sim.fleet import Fleet
+
+            fleet = Fleet(sc)
+            result = fleet.run()
+            rate = result.events / result.wall_time_s
+            mini_rate = minimal_simpy(n, result.events)
+            print(f"| {n} | {result.events} | {rate:,.0f} | {mini_rate:,.0f} | {rate / mini_rate:.2f} |")
+    finally:
+        edge_mod.EdgeDevice.predict = original
+
+
+def null_predict(self, batch) -> None:
+    self.recorder.predicted += len(batch)
+
+
+def minimal_simpy(n_devices: int, events: int) -> float:
+    """Events/s of Poisson arrivals into per-device Stores consumed by per-device processes."""
+    env = simpy.Environment()
+    rng = np.random.default_rng(0)
+    per_device = max(events // (3 * n_devices), 1)  # timeout + put + get per arrival
+
+    def source(store):
+        for gap in rng.exponential(1.0, per_device):
+            yield env.timeout(gap)
+            store.put(1)
+
+    def sink(store):
+        while True:
+            yield store.get()
+
+    for _ in range(n_devices):
+        store = simpy.Store(env)
+        env.process(source(store))
+        env.process(sink(store))
+    count = 0
+    start = time.perf_counter()
+    while env.peek() < float("inf"):
+        env.step()
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+# ---- 3. scaling -------------------------------------------------------------------------------
+SCALING_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from cemasim import scenario, runner
+n = int(sys.argv[1])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import torch; torch.set_num_threads({threads})
+sc = scenario.load({qs!r}, [f"fleet.devices={{n}}", "duration_s=16", "drain_s=30", "arrivals.process=constant",
+                            "arrivals.rate_hz=2", "arrivals.batch_size=16", "method.name={method}",
+                            "output.plots=false", "compute_device=cpu"])
+from cemasim.data import fashion_mnist; from cemasim.models import zoo
+fashion_mnist.load_split("test"); zoo.build("fmnist_edge_cnn"); zoo.build("fmnist_foundation_cnn")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+tables, summary, result = runner.simulate(sc)
+wall = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"n": n, "samples": summary["samples"], "wall": wall, "sim_wall": summary["wall_time_s"],
+                   "rss_before_kb": before, "rss_peak_kb": peak}}))
+"""
+
+
+def scaling(quick: bool, method: str = "source") -> None:
+    print(f"\n## 3. scaling at a fixed per-device workload (32 samples each, method {method})")
+    print("| devices | samples | wall s | wall ms / sample | peak RSS growth MB | KB / device |")
+    sizes = [10, 100, 1000] if quick else [10, 100, 1000, 10000]
+    code = SCALING_CHILD.format(root=str(ROOT), qs=str(QUICKSTART), threads=torch.get_num_threads(),
+                                method=method)
+    rows = []
+    for n in sizes:
+        out = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        growth_kb = r["rss_peak_kb"] - r["rss_before_kb"]
+        rows.append(r)
+        print(f"| {n} | {r['samples']} | {r['wall']:.2f} | {1e3 * r['wall'] / r['samples']:.3f} | "
+              f"{growth_kb / 1024:.1f} | {growth_kb / n:.1f} |")
+    per_sample = [r["wall"] / r["samples"] for r in rows]
+    print(f"wall per sample, largest / smallest fleet: {per_sample[-1] / per_sample[0]:.2f} (target <= 1.5)")
+    print("RSS growth includes the recorded tables (one row per prediction) and the per-device batch plans.")
+
+
+# ---- 4. batching ------------------------------------------------------------------------------
+def batching(quick: bool) -> None:
+    print("\n## 4. cross-device batching: one grouped forward vs one forward per device")
+    print("| devices | per-device batch | per-device loop img/s | grouped img/s | speed-up (target >= 3 at 1) |")
+    edge = norm.convert(zoo.build("fmnist_edge_cnn"))
+    names = norm.adaptable_names(edge, False)
+    devices = 64
+    g = torch.Generator().manual_seed(0)
+    states = []
+    for _ in range(devices):
+        s = norm.initial_state(edge, names)
+        states.append({k: v + 0.01 * torch.randn(v.shape, generator=g) for k, v in s.items()})
+    for n in (1, 8, 64):
+        xs = [torch.rand(n, 1, 28, 28, generator=g) for _ in range(devices)]
+        mode = "eval" if n == 1 else "batch"  # one sample has no batch statistics: running stats
+
+        def loop() -> None:
+            with torch.no_grad():
+                for s, x in zip(states, xs):
+                    norm.forward(edge, s, x, mode)
+
+        def grouped() -> None:
+            with torch.no_grad():
+                norm.grouped_forward(edge, states, torch.stack(xs), mode)
+
+        reps = 2 if quick else 3
+        t_loop, t_group = best_of(loop, reps), best_of(grouped, reps)
+        imgs = devices * n
+        print(f"| {devices} | {n} | {imgs / t_loop:,.0f} | {imgs / t_group:,.0f} | {t_loop / t_group:.2f} |")
+
+
+SECTIONS = {"overhead": overhead, "kernel": kernel, "scaling": scaling, "batching": batching}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller workloads (about 2 minutes)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    args = parser.parse_args()
+    print(f"# cemasim simulator benchmarks ({platform.platform()}, python {platform.python_version()}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores)")
+    for name in args.only.split(","):
+        SECTIONS[name.strip()](args.quick)
+
+
+if __name__ == "__main__":
+    main()
