@@ -119,8 +119,12 @@ def _registries() -> dict[str, Callable[[], Any]]:
         from cemasim.data.arrivals import ARRIVALS
         return ARRIVALS
 
+    def datasets():
+        from cemasim.data.datasets import DATASETS
+        return DATASETS
+
     return {"methods": methods, "models": models, "profiles": profiles, "corruptions": corruptions,
-            "arrivals": arrivals}
+            "arrivals": arrivals, "datasets": datasets}
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:

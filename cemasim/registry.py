@@ -51,7 +51,8 @@ class Registry(Generic[T]):
 
     def unknown(self, name: Any) -> str:
         known = self.names()
-        return f"{self.kind} '{name}' is unknown{did_you_mean(str(name), known)} known: {', '.join(known)}"
+        hint = did_you_mean(str(name), known) or ";"
+        return f"{self.kind} '{name}' is unknown{hint} known: {', '.join(known)}"
 
     def names(self) -> list[str]:
         return list(self._entries)

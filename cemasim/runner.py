@@ -49,8 +49,8 @@ def run(sc: Scenario, out_parent: Path | None = None, progress: bool = True, fol
     else:
         folder.mkdir(parents=True, exist_ok=True)
     (folder / "scenario.yaml").write_text(sc.to_yaml())
-    writer.write_json(folder / "manifest.json",
-                      writer.manifest(sc.seed, result.compute_device, result.wall_time_s, writer.write_command_line()))
+    manifest = writer.manifest(sc.seed, result.compute_device, result.wall_time_s, writer.write_command_line())
+    writer.write_json(folder / "manifest.json", {**manifest, "protocol": result.protocol})
     writer.write_json(folder / "summary.json", summary)
     writer.write_tables(folder, tables)
     tl = timeline(tables, sc.output.timeline_bin_s)

@@ -62,15 +62,24 @@ SCHEMA = Section(
                      (non_negative,)),
         "compute_device": F((str,), "auto", "torch device for the real ML work: auto, cpu or cuda",
                             "", (one_of("auto", "cpu", "cuda"),)),
-        "data": Section("Where the images come from.", {
-            "dataset": F((str,), "fashion_mnist", "dataset name; the embedded default needs no download",
-                         "", (one_of("fashion_mnist"),)),
+        "data": Section("Where the images come from (`cemasim list datasets`).", {
+            "dataset": F((str,), "fashion_mnist", "dataset name; the embedded fashion_mnist needs no download"),
             "root": F((str,), None, "folder with the dataset files; null = the copy embedded in the package",
                       nullable=True),
+            "split": F((str,), "test", "dataset split (train or test where the format has both)", "",
+                       (one_of("train", "test"),)),
+            "subset": F((int,), None, "images per domain (pre-corrupted data) or in total; null = all",
+                        "images", (positive,), nullable=True),
+            "image_size": F((int,), None, "ImageNet-style crop size; null = the format's default (224)", "px",
+                            (positive,), nullable=True),
+            "mask_outputs": F((bool,), True, "ImageNet-R: keep only the logits of its 200 classes"),
         }),
-        "models": Section("Model zoo names (`cemasim list models`).", {
+        "models": Section("Models: zoo names (`cemasim list models`) or timm:ARCH / torchvision:ARCH.", {
             "edge": F((str,), "fmnist_edge_cnn", "edge model g_w run on every device"),
             "foundation": F((str,), "fmnist_foundation_cnn", "foundation model f_theta run in the cloud"),
+            "edge_weights": F((str,), None, "null = shipped zoo weights or the library's local cache; "
+                              "random = random init (explicit); else a checkpoint path", nullable=True),
+            "foundation_weights": F((str,), None, "as edge_weights, for the foundation model", nullable=True),
         }),
         "fleet": Section("The edge devices.", {
             "devices": F((int,), 8, "number of edge devices", "", (positive,)),
@@ -78,17 +87,31 @@ SCHEMA = Section(
                          alt=PROFILE),
         }),
         "arrivals": Section("Per-device sample arrivals, grouped into test batches.", {
-            "process": F((str,), "poisson", "arrival process: constant or poisson", "",
-                         (one_of("constant", "poisson"),)),
-            "rate_hz": F((float,), 8.0, "mean samples per second per device", "1/s", (positive,)),
+            "process": F((str,), "poisson", "constant, poisson, onoff (Poisson bursts) or trace (a file)", "",
+                         (one_of("constant", "poisson", "onoff", "trace"),)),
+            "rate_hz": F((float,), 8.0, "mean samples per second per device (during on periods)", "1/s",
+                         (positive,)),
+            "on_s": F((float,), 30.0, "onoff: mean length of an on period (exponential)", "s", (positive,)),
+            "off_s": F((float,), 30.0, "onoff: mean length of an off period (exponential)", "s", (positive,)),
+            "trace": F((str,), None, "trace: CSV of arrival times, column time_s (all devices) or columns "
+                       "device,time_s", nullable=True),
             "batch_size": F((int,), 64, "samples per test batch", "", (positive,)),
             "max_wait_s": F((float,), 30.0, "a partial batch is closed this long after its first sample", "s",
                             (positive,)),
         }),
-        "shift": Section("Distribution shift seen by each device: a continual sequence of segments.", {
-            "order": F((str,), "same", "same: every device follows the list; shuffled: per-device random order",
-                       "", (one_of("same", "shuffled"),)),
+        "shift": Section("Distribution shift seen by each device: a sequence of segments and a protocol.", {
+            "protocol": F((str,), "continual", "continual: models keep adapting across segments; reset: device and "
+                          "its cloud state return to the source at each segment; gradual: each segment's severity "
+                          "goes 1-2-3-4-5-4-3-2-1; mixed: every sample from a random segment", "",
+                          (one_of("continual", "reset", "gradual", "mixed"),)),
+            "order": F((str,), "same", "same: every device follows the list; shuffled: per-device random order; "
+                       "disjoint: device d sees only segment d mod S; random: segments drawn with replacement",
+                       "", (one_of("same", "shuffled", "disjoint", "random"),)),
             "loop": F((bool,), True, "repeat the segment list when the run outlasts it"),
+            "label_shift": F((str,), "none", "none: uniform over the data; dirichlet: per-device class mix "
+                             "~ Dir(dirichlet_alpha); sorted: class-sorted (correlated) streams", "",
+                             (one_of("none", "dirichlet", "sorted"),)),
+            "dirichlet_alpha": F((float,), 0.1, "concentration of the Dirichlet label shift", "", (positive,)),
             "segments": F((list,), DEFAULT_SEGMENTS, "list of {corruption, severity, duration_s}", items=SEGMENT),
         }),
         "method": Section("The adaptation method (`cemasim list methods`).", {
@@ -323,7 +346,9 @@ def default_scenario() -> dict[str, Any]:
 def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     """Checks that need the registries (imported lazily: torch is heavy)."""
     from cemasim.data.corruptions import CORRUPTIONS
+    from cemasim.data.datasets import DATASETS
     from cemasim.methods import METHODS
+    from cemasim.models.resolve import known as known_model
     from cemasim.models.cost import PROFILES
     from cemasim.models.zoo import MODELS
 
@@ -334,8 +359,13 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
             problems.append(f"{path}: {registry.unknown(name)}")
 
     need(METHODS, sc["method"]["name"], "method.name")
-    need(MODELS, sc["models"]["edge"], "models.edge")
-    need(MODELS, sc["models"]["foundation"], "models.foundation")
+    need(DATASETS, sc["data"]["dataset"], "data.dataset")
+    for role in ("edge", "foundation"):
+        name = sc["models"][role]
+        if isinstance(name, str) and not known_model(name):
+            problems.append(f"models.{role}: {MODELS.unknown(name)} (or timm:ARCH / torchvision:ARCH)")
+    if sc["arrivals"]["process"] == "trace" and not sc["arrivals"]["trace"]:
+        problems.append("arrivals.trace: required when arrivals.process is trace")
     for key in ("fleet", "cloud"):
         if isinstance(sc[key]["profile"], str):
             need(PROFILES, sc[key]["profile"], f"{key}.profile")

@@ -39,7 +39,7 @@ def test_missing_file_and_unknown_list_kind(capsys):
     assert "did you mean 'methods'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", ["methods", "models", "profiles", "corruptions", "arrivals"])
+@pytest.mark.parametrize("kind", ["methods", "models", "profiles", "corruptions", "arrivals", "datasets"])
 def test_list_kinds(kind, capsys):
     assert main(["list", kind]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) >= 2
@@ -65,6 +65,7 @@ def test_run_writes_the_output_contract(tmp_path, capsys):
         assert key in summary, key
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["torch"] and manifest["compute_device"] == "cpu"
+    assert manifest["protocol"]["shift_protocol"] == "continual" and "higher is better" in manifest["protocol"]["metric"]
     timeline = pd.read_parquet(folder / "timeline.parquet")
     assert timeline["samples"].sum() == summary["samples"]
     assert "contract" in capsys.readouterr().out  # the summary table

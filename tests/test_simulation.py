@@ -120,7 +120,9 @@ def test_cema_adapts_clearly_above_source():
     assert cema["samples"]["correct"].mean() > source["samples"]["correct"].mean() + 0.05
 
 
-SCENARIO_FILES = [p for p in sorted(ROOT.glob("scenarios/**/*.yaml")) if "grid" not in p.read_text()]
+# sweep files are not scenarios; scenarios/paper needs the real benchmark data (validated only)
+SCENARIO_FILES = [p for p in sorted(ROOT.glob("scenarios/**/*.yaml"))
+                  if "grid" not in p.read_text() and p.parent.name != "paper"]
 
 
 @pytest.mark.parametrize("path", SCENARIO_FILES, ids=[p.name for p in SCENARIO_FILES])

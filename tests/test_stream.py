@@ -8,17 +8,23 @@ import pytest
 from cemasim.data.arrivals import batch_bounds, constant, poisson
 from cemasim.data.shifts import device_schedule
 from cemasim.rng import numpy_rng
+from cemasim.sim.fleet import build_workload
 from cemasim.sim.stream import domain_table, plan_device
 from tests.conftest import small
 
 
+class Cfg:
+    rate_hz, on_s, off_s, trace = 4.0, 10.0, 30.0, None
+
+
 def test_constant_arrivals_are_evenly_spaced():
-    t = constant(4.0, 10.0, np.random.default_rng(0))
+    t = constant(Cfg, 10.0, np.random.default_rng(0))
     assert np.allclose(np.diff(t), 0.25) and 0 <= t[0] < 0.25 and t[-1] < 10.0
 
 
 def test_poisson_rate_and_exponential_gaps():
-    t = poisson(5.0, 20_000.0, np.random.default_rng(0))
+    cfg = type("C", (), {"rate_hz": 5.0})
+    t = poisson(cfg, 20_000.0, np.random.default_rng(0))
     gaps = np.diff(t)
     assert len(t) / 20_000 == pytest.approx(5.0, rel=0.02)
     assert gaps.std() / gaps.mean() == pytest.approx(1.0, rel=0.03)  # exponential: CV = 1
@@ -52,8 +58,8 @@ def test_shuffled_order_differs_between_devices_but_is_seeded():
 def test_planned_device_stream_covers_every_arrival_once():
     sc = small()
     ids = domain_table(sc)
-    labels = np.arange(10_000) % 10
-    batches = plan_device(0, sc, 10_000, labels, ids)
+    workload, _ = build_workload(sc)
+    batches = plan_device(0, sc, workload, ids)
     arrivals = np.concatenate([b.arrival_s for b in batches])
     assert np.all(np.diff(arrivals) > 0) and arrivals[-1] < sc.duration_s
     assert all(len(b) <= sc.arrivals.batch_size for b in batches)

@@ -1,29 +1,75 @@
 """Arrival processes: when samples reach a device (simulated seconds), and how they group into
-test batches (a batch closes when full or `max_wait_s` after its first sample)."""
+test batches (a batch closes when full or `max_wait_s` after its first sample).
+
+Each process takes the scenario's `arrivals` section, the run's duration, the device's RNG and
+the device index.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
+from cemasim.errors import DataError
 from cemasim.registry import Registry
 
 ARRIVALS: Registry = Registry("arrival process")
 
 
 @ARRIVALS.register("constant", help="one sample every 1/rate_hz seconds, random phase per device")
-def constant(rate_hz: float, duration_s: float, rng: np.random.Generator) -> np.ndarray:
-    period = 1.0 / rate_hz
-    start = rng.uniform(0.0, period)
-    return np.arange(start, duration_s, period)
+def constant(cfg: Any, duration_s: float, rng: np.random.Generator, device: int = 0) -> np.ndarray:
+    period = 1.0 / cfg.rate_hz
+    return np.arange(rng.uniform(0.0, period), duration_s, period)
 
 
 @ARRIVALS.register("poisson", help="exponential gaps with mean 1/rate_hz")
-def poisson(rate_hz: float, duration_s: float, rng: np.random.Generator) -> np.ndarray:
-    n_guess = int(rate_hz * duration_s + 6 * np.sqrt(rate_hz * duration_s) + 10)
-    times = np.cumsum(rng.exponential(1.0 / rate_hz, size=n_guess))
-    while times[-1] < duration_s:  # rare: extend
-        times = np.concatenate([times, times[-1] + np.cumsum(rng.exponential(1.0 / rate_hz, size=n_guess))])
+def poisson(cfg: Any, duration_s: float, rng: np.random.Generator, device: int = 0) -> np.ndarray:
+    return poisson_times(cfg.rate_hz, 0.0, duration_s, rng)
+
+
+@ARRIVALS.register("onoff", help="Poisson at rate_hz during on periods, silent during off periods "
+                                 "(exponential lengths, means on_s and off_s)")
+def onoff(cfg: Any, duration_s: float, rng: np.random.Generator, device: int = 0) -> np.ndarray:
+    times, t, on = [], 0.0, bool(rng.random() < cfg.on_s / (cfg.on_s + cfg.off_s))
+    while t < duration_s:
+        length = rng.exponential(cfg.on_s if on else cfg.off_s)
+        if on:
+            times.append(poisson_times(cfg.rate_hz, t, min(t + length, duration_s), rng))
+        t += length
+        on = not on
+    return np.concatenate(times) if times else np.zeros(0)
+
+
+@ARRIVALS.register("trace", help="arrival times from a CSV file (column time_s, or device,time_s)")
+def trace(cfg: Any, duration_s: float, rng: np.random.Generator, device: int = 0) -> np.ndarray:
+    times = read_trace(cfg.trace, device)
     return times[times < duration_s]
+
+
+def poisson_times(rate_hz: float, start: float, stop: float, rng: np.random.Generator) -> np.ndarray:
+    span = stop - start
+    n_guess = int(rate_hz * span + 6 * np.sqrt(rate_hz * span) + 10)
+    times = start + np.cumsum(rng.exponential(1.0 / rate_hz, size=n_guess))
+    while len(times) and times[-1] < stop:  # rare: extend
+        times = np.concatenate([times, times[-1] + np.cumsum(rng.exponential(1.0 / rate_hz, size=n_guess))])
+    return times[times < stop]
+
+
+def read_trace(path: str, device: int) -> np.ndarray:
+    import pandas as pd
+
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"arrival trace not found: {file} (expected a CSV with a time_s column, "
+                        "optionally with a device column)")
+    df = pd.read_csv(file)
+    if "time_s" not in df:
+        raise DataError(f"{file}: no time_s column (columns: {', '.join(df.columns)})")
+    if "device" in df:
+        df = df[df["device"] == device]
+    return np.sort(df["time_s"].to_numpy(dtype=float))
 
 
 def batch_bounds(times: np.ndarray, batch_size: int, max_wait_s: float) -> list[tuple[int, int, float]]:

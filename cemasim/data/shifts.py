@@ -1,7 +1,10 @@
-"""Shift schedules: which (corruption, severity) domain a device sees at each simulated second.
+"""Shift schedules: which (corruption, severity) domain a device sees at each simulated second,
+and which images (label shift) it draws.
 
-A schedule is a continual sequence of segments; devices follow the list in the same order or in a
-per-device shuffled order, looping when the run outlasts it (else the last segment persists).
+Protocols (shift.protocol): continual and reset follow the segment list in time (reset also
+returns the models to the source at each boundary: see the edge and cloud actors); gradual
+expands every segment into severities 1-2-3-4-5-4-3-2-1; mixed draws each sample's domain
+uniformly from the segments. Fleet assignments (shift.order): same, shuffled, disjoint, random.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 Domain = tuple[str, int]  # (corruption or "clean", severity)
+GRADUAL = (1, 2, 3, 4, 5, 4, 3, 2, 1)
 
 
 @dataclass(frozen=True)
@@ -18,19 +22,86 @@ class Schedule:
     domains: list[Domain]
     ends_s: np.ndarray  # cumulative segment ends
     loop: bool
+    mixed: bool = False
 
-    def domain_index(self, times: np.ndarray) -> np.ndarray:
-        """Index into `domains` of the segment active at each time."""
+    def segment_index(self, times: np.ndarray) -> np.ndarray:
+        """Index of the segment active at each time (counting repeats when looping)."""
         total = self.ends_s[-1]
+        laps = np.floor(times / total).astype(int) if self.loop else np.zeros(len(times), int)
         t = np.mod(times, total) if self.loop else np.minimum(times, np.nextafter(total, 0))
-        return np.minimum(np.searchsorted(self.ends_s, t, side="right"), len(self.domains) - 1)
+        within = np.minimum(np.searchsorted(self.ends_s, t, side="right"), len(self.domains) - 1)
+        return laps * len(self.domains) + within
+
+    def domain_index(self, times: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Index into `domains` for each time (random per sample when mixed)."""
+        if self.mixed:
+            return rng.integers(0, len(self.domains), size=len(times))
+        return self.segment_index(times) % len(self.domains)
 
 
-def device_schedule(segments: list[dict], order: str, loop: bool, rng: np.random.Generator) -> Schedule:
-    perm = rng.permutation(len(segments)) if order == "shuffled" else np.arange(len(segments))
-    segs = [segments[i] for i in perm]
+def expand_gradual(segments: list[dict]) -> list[dict]:
+    """Each segment becomes nine of equal length with severities 1..5..1."""
+    out = []
+    for seg in segments:
+        step = float(seg["duration_s"]) / len(GRADUAL)
+        out += [{"corruption": seg["corruption"], "severity": s, "duration_s": step} for s in GRADUAL]
+    return out
+
+
+def device_schedule(segments: list[dict], order: str, loop: bool, rng: np.random.Generator, device: int = 0,
+                    protocol: str = "continual") -> Schedule:
+    n = len(segments)
+    if order == "shuffled":
+        picks = rng.permutation(n)
+    elif order == "disjoint":
+        picks = np.array([device % n])
+    elif order == "random":
+        picks = rng.integers(0, n, size=n)
+    else:
+        picks = np.arange(n)
+    segs = [segments[i] for i in picks]
+    if protocol == "gradual":
+        segs = expand_gradual(segs)
     return Schedule(
         domains=[(s["corruption"], int(s["severity"])) for s in segs],
         ends_s=np.cumsum([float(s["duration_s"]) for s in segs]),
         loop=loop,
+        mixed=protocol == "mixed",
     )
+
+
+def all_domains(segments: list[dict], protocol: str) -> list[Domain]:
+    """Every domain a scenario can produce, in first-appearance order."""
+    segs = expand_gradual(segments) if protocol == "gradual" else segments
+    return list(dict.fromkeys((s["corruption"], int(s["severity"])) for s in segs))
+
+
+# ---- which images ------------------------------------------------------------------------------
+def image_order(pool: np.ndarray, labels: np.ndarray, n: int, mode: str, rng: np.random.Generator,
+                alpha: float = 0.1) -> np.ndarray:
+    """n image indices drawn from `pool` for one device's stream.
+
+    none: random permutations of the pool, cycled; sorted: class-sorted (correlated stream);
+    dirichlet: each sample's class drawn from a per-device mix p ~ Dir(alpha), image cycled within class.
+    """
+    if n == 0 or len(pool) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if mode == "dirichlet":
+        classes = np.unique(labels[pool])
+        mix = rng.dirichlet(np.full(len(classes), alpha))
+        drawn = rng.choice(len(classes), size=n, p=mix)
+        by_class = {c: _cycle(pool[labels[pool] == classes[c]], int((drawn == c).sum()), rng) for c in set(drawn)}
+        out, taken = np.empty(n, dtype=np.int64), {c: 0 for c in by_class}
+        for i, c in enumerate(drawn):
+            out[i] = by_class[c][taken[c]]
+            taken[c] += 1
+        return out
+    order = _cycle(pool, n, rng)
+    if mode == "sorted":
+        order = order[np.argsort(labels[order], kind="stable")]
+    return order
+
+
+def _cycle(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    reps = -(-n // len(pool))
+    return np.concatenate([rng.permutation(pool) for _ in range(reps)])[:n]

@@ -13,32 +13,34 @@ import math
 import numpy as np
 import torch
 
-from cemasim.data import fashion_mnist
 from cemasim.data.encoding import encode, to_uint8
 from cemasim.methods import build_method
 from cemasim.methods.cloud import CloudConfig, distill_step, foundation_step, to_float
 from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
-from cemasim.models import norm, zoo
+from cemasim.models import norm
 from cemasim.rng import torch_generator
-from cemasim.sim.stream import Workload, domain_table, plan_device
+from cemasim.sim.stream import domain_table, plan_device
 
 
 def sequential_cema(sc, device_index: int = 0) -> dict[str, np.ndarray]:
     """Predictions (and entropies) of one device under the sequential loop."""
+    from cemasim.sim.fleet import build_model, build_workload
+
     dev = torch.device("cpu")
-    images, labels = fashion_mnist.load_split("test", sc.data.root)
-    edge = norm.convert(zoo.build(sc.models.edge, device=dev))
-    foundation = norm.convert(zoo.build(sc.models.foundation, device=dev))
-    method = build_method(sc, zoo.spec(sc.models.edge).num_classes)
+    workload, mask = build_workload(sc)
+    edge_model, spec = build_model(sc, "edge", dev, workload, mask)
+    edge = norm.convert(edge_model)
+    foundation = norm.convert(build_model(sc, "foundation", dev, workload, mask)[0])
+    method = build_method(sc, spec.num_classes)
     ids = domain_table(sc)
-    workload = Workload(images, labels, list(ids), sc.seed)
-    batches = plan_device(device_index, sc, len(images), labels.numpy(), ids)
+    workload.domains = list(ids)
+    batches = plan_device(device_index, sc, workload, ids)
     names = norm.adaptable_names(edge, with_stats=method.carries_stats)
     edge_state = norm.initial_state(edge, names)
     student = Learner({n: t.clone() for n, t in edge_state.items()})
     teacher = Learner(norm.initial_state(foundation, norm.adaptable_names(foundation, False)))
-    cfg = CloudConfig(e0=sc.selection.e_max * math.log(zoo.spec(sc.models.edge).num_classes),
+    cfg = CloudConfig(e0=sc.selection.e_max * math.log(spec.num_classes),
                       foundation_lr=sc.cloud.foundation_lr, distill_lr=sc.cloud.distill_lr,
                       momentum=sc.cloud.momentum, alpha=sc.cloud.alpha, beta=sc.cloud.beta, gamma=sc.cloud.gamma,
                       temperature=sc.cloud.temperature,

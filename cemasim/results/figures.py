@@ -48,7 +48,7 @@ def _save(fig, out: Path, stem: str, formats: tuple[str, ...]) -> list[Path]:
     fig.tight_layout()
     paths = [out / f"{stem}.{fmt}" for fmt in formats]
     for path in paths:
-        fig.savefig(path, dpi=150)
+        fig.savefig(path, dpi=150, bbox_inches="tight")
     _pyplot().close(fig)
     return paths
 
@@ -87,6 +87,23 @@ def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path,
     return paths
 
 
+MARKERS = "osD^vP*Xh<>p"
+
+
+def _style(i: int) -> dict[str, Any]:
+    """Distinct colour and marker for curve i (13 methods need more than the default 10 colours)."""
+    import matplotlib
+
+    return {"color": matplotlib.colormaps["tab20"](i % 20), "marker": MARKERS[i % len(MARKERS)]}
+
+
+def _legend(ax, n: int) -> None:
+    if n > 6:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    elif n:
+        ax.legend(fontsize=8)
+
+
 def _curves(summary: pd.DataFrame, hue: list[str]):
     if not hue:
         yield "", summary
@@ -101,18 +118,19 @@ def _metric_vs_key(summary, key, metric, hue, out, formats) -> list[Path]:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     scale = SCALE.get(metric, 1)
-    for name, group in _curves(summary, hue):
+    n = 0
+    for n, (name, group) in enumerate(_curves(summary, hue), start=1):
         g = group.sort_values(key)
         x, y = g[key].to_numpy(float), g[metric].to_numpy(float) * scale
         ci = g[f"{metric}_ci95"].to_numpy(float) * scale
-        ax.plot(x, y, marker="o", ms=4, lw=1.5, label=name or None)
+        style = _style(n - 1)
+        ax.plot(x, y, ms=4, lw=1.5, label=name or None, **style)
         if np.isfinite(ci).any():
-            ax.fill_between(x, y - np.nan_to_num(ci), y + np.nan_to_num(ci), alpha=0.2)
+            ax.fill_between(x, y - np.nan_to_num(ci), y + np.nan_to_num(ci), alpha=0.2, color=style["color"])
     _style_x(ax, summary[key].to_numpy(float))
     ax.set(xlabel=label(key), ylabel=label(metric))
     ax.grid(alpha=0.3)
-    if hue:
-        ax.legend(fontsize=8)
+    _legend(ax, n if hue else 0)
     return _save(fig, out, f"{metric}_vs_{key.replace('.', '_')}", formats)
 
 
@@ -126,18 +144,18 @@ def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, format
             continue
         fig, ax = plt.subplots(figsize=(5.2, 3.6))
         order = [k for k in grid_keys if k not in hue and _numeric(summary[k])][:1] or [xcol]
-        for name, group in _curves(summary, hue):
+        n = 0
+        for n, (name, group) in enumerate(_curves(summary, hue), start=1):
             g = group.sort_values(order)  # follow the swept key, so the curve reads as a what-if path
             x = g[xcol].to_numpy(float) * SCALE.get(xcol, 1)
             y = g["accuracy"].to_numpy(float) * 100
             ax.errorbar(x, y, yerr=np.nan_to_num(g["accuracy_ci95"].to_numpy(float) * 100),
                         xerr=np.nan_to_num(g[f"{xcol}_ci95"].to_numpy(float) * SCALE.get(xcol, 1)),
-                        marker="o", ms=4, lw=1.2, capsize=2, label=name or None)
+                        ms=4, lw=1.2, capsize=2, label=name or None, **_style(n - 1))
         _style_x(ax, summary[xcol].to_numpy(float))
         ax.set(xlabel=label(xcol), ylabel=label("accuracy"), title="communication vs accuracy")
         ax.grid(alpha=0.3)
-        if hue:
-            ax.legend(fontsize=8)
+        _legend(ax, n if hue else 0)
         paths += _save(fig, out, f"comm_accuracy_{xcol}", formats)
     return paths
 
@@ -159,14 +177,16 @@ def pareto(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats) -> l
     y = summary["accuracy"].to_numpy(float) * 100
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     hue = [k for k in grid_keys if k == "method.name"]
-    for name, group in _curves(summary, hue):
-        ax.scatter(group["uplink_bytes"] * 1e-6, group["accuracy"] * 100, s=18, label=name or None)
+    n = 0
+    for n, (name, group) in enumerate(_curves(summary, hue), start=1):
+        ax.scatter(group["uplink_bytes"] * 1e-6, group["accuracy"] * 100, s=22, label=name or None,
+                   **_style(n - 1))
     front = pareto_front(x, y)
     ax.plot(x[front], y[front], "k--", lw=1, label="Pareto front")
     _style_x(ax, x)
     ax.set(xlabel=label("uplink_bytes"), ylabel=label("accuracy"), title="accuracy vs communication")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, n + 1)
     summary.iloc[front].to_csv(out / "pareto_front.csv", index=False)
     return _save(fig, out, "pareto_accuracy_uplink", formats)
 

@@ -62,8 +62,8 @@ class Recorder:
             return pd.DataFrame(columns=["device", "sample_id", "correct"])
         df = pd.DataFrame({k: np.concatenate([c[k] for c in self._samples]) for k in self._samples[0]})
         df["correct"] = df["pred"] == df["label"]
-        names = pd.Categorical.from_codes(df["domain"], [f"{c}" for c, _ in self.domains]) if self.domains else None
-        df["corruption"] = names
+        names = np.array([c for c, _ in self.domains] or [""], dtype=object)
+        df["corruption"] = pd.Categorical(names[df["domain"].to_numpy()])
         df["severity"] = np.array([s for _, s in self.domains], np.int8)[df["domain"].to_numpy()]
         df["latency_s"] = df["predicted_s"] - df["arrival_s"]
         return df.sort_values(["device", "sample_id"], kind="stable").reset_index(drop=True)

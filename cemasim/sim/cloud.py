@@ -76,6 +76,8 @@ class DeviceWorker:
     def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link):
         self.cloud, self.env, self.device = cloud, cloud.env, device
         self.inbox, self.student, self.downlink = inbox, student, downlink
+        self.source_state = {n: t.clone() for n, t in student.state.items()}
+        self.segment = 0
         self.reports_seen, self.refreshed_steps = 0, 0
         self.uploads_sent_max_s = float("-inf")
         self.env.process(self.run())
@@ -83,6 +85,9 @@ class DeviceWorker:
     def run(self):
         while True:
             msg = yield self.inbox.get()
+            if msg.segment > self.segment:
+                self.segment = msg.segment
+                self.reset()
             if isinstance(msg, Upload):
                 yield from self.on_upload(msg)
             else:
@@ -93,6 +98,11 @@ class DeviceWorker:
 
     def on_report(self, report: BatchReport):
         yield from ()
+
+    def reset(self) -> None:
+        """Reset protocol: the device's cloud state returns to the source (step counts stay monotone)."""
+        self.student.state = {n: t.clone() for n, t in self.source_state.items()}
+        self.student.momentum_bufs.clear()
 
     def gpu_job(self, kind: str, samples: int, duration_s: float):
         requested = self.env.now
@@ -115,7 +125,8 @@ class DeviceWorker:
     def send_refresh(self) -> None:
         snapshot = norm.cast_state(self.student.state, self.cloud.plan.refresh_dtype)
         refresh = Refresh(self.device, norm.state_bytes(snapshot), version=self.student.steps,
-                          created_s=self.env.now, uploads_sent_max_s=self.uploads_sent_max_s, state=snapshot)
+                          created_s=self.env.now, uploads_sent_max_s=self.uploads_sent_max_s, state=snapshot,
+                          segment=self.segment)
         self.refreshed_steps = self.student.steps
         self.cloud.recorder.refreshes.append(refresh)
         self.downlink.send(refresh)
@@ -125,11 +136,22 @@ class CemaWorker(DeviceWorker):
     """CEMA's cloud: chunks of uploads drive foundation + distillation steps, with replay."""
 
     def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
-                 replay: ReplayBuffer, teacher: Learner, generator: torch.Generator):
+                 replay: ReplayBuffer, teacher: Learner, generator: torch.Generator, shared_replay: bool = False,
+                 own_teacher: bool = False):
         self.replay, self.teacher, self.generator = replay, teacher, generator
+        self.shared_replay = shared_replay
+        self.teacher_source = {n: t.clone() for n, t in teacher.state.items()} if own_teacher else None
         self.pending: list[Upload] = []
         self.chunk_done = False
         super().__init__(cloud, device, inbox, student, downlink)
+
+    def reset(self) -> None:
+        super().reset()
+        self.pending, self.chunk_done = [], False
+        self.replay = ReplayBuffer(self.replay.capacity) if not self.shared_replay else self.replay
+        if self.teacher_source is not None:  # a per-device foundation model resets with its device
+            self.teacher.state = {n: t.clone() for n, t in self.teacher_source.items()}
+            self.teacher.momentum_bufs.clear()
 
     def on_upload(self, upload: Upload):
         self.replay.add(upload.image.unsqueeze(0))
@@ -177,6 +199,10 @@ class OffloadWorker(DeviceWorker):
     def on_upload(self, upload: Upload):
         self.batch.append(upload)
         yield from ()
+
+    def reset(self) -> None:
+        super().reset()
+        self.student.extra = {k: v for k, v in self.student.extra.items() if k in ("source", "anchor", "fisher")}
 
     def on_report(self, report: BatchReport):
         if self.batch:

@@ -38,8 +38,10 @@ class EdgeDevice:
     def __init__(self, env: simpy.Environment, index: int, batches: list[TestBatch], workload: Workload,
                  model: nn.Module, learner: Learner, method: Method, infer_s: Callable[[int], float],
                  uplink: Link | None, inbox: simpy.Store, policy: UploadPolicy, recorder: Recorder,
-                 compute_device: torch.device):
+                 compute_device: torch.device, reset_on_segment: bool = False):
         self.env, self.index, self.batches, self.workload = env, index, batches, workload
+        self.reset_on_segment, self.segment = reset_on_segment, batches[0].segment if batches else 0
+        self.source_state = {n: t.clone() for n, t in learner.state.items()}
         self.model, self.learner, self.method = model, learner, method
         self.infer_s, self.uplink, self.inbox, self.policy = infer_s, uplink, inbox, policy
         self.recorder, self.compute_device = recorder, compute_device
@@ -62,6 +64,8 @@ class EdgeDevice:
             self.predict(batch)
 
     def predict(self, batch: TestBatch) -> None:
+        if self.reset_on_segment and batch.segment != self.segment:
+            self.reset(batch.segment)
         x = self.workload.materialize(batch)
         xd = x.to(self.compute_device)
         if self.method.adapts_on_edge:  # predict-then-update on the device itself (pre-update logits)
@@ -80,17 +84,27 @@ class EdgeDevice:
         if self.method.uses_cloud and self.uplink is not None:
             self.upload(batch, x, keep.cpu())
 
+    def reset(self, segment: int) -> None:
+        """Reset protocol: a new segment starts from the source model (the version never decreases)."""
+        self.segment = segment
+        self.learner.state = {n: t.clone() for n, t in self.source_state.items()}
+        self.learner.momentum_bufs.clear()
+        self.learner.extra = {k: v for k, v in self.learner.extra.items() if k in ("source", "anchor", "fisher")}
+        self.selection_state = self.method.new_selection_state(self.index)
+        self.version_created_s = self.env.now
+
     def upload(self, batch: TestBatch, x: torch.Tensor, keep: torch.Tensor) -> None:
         rows = keep.nonzero().squeeze(1)
         sizes, images = encode(to_uint8(x[rows]), self.policy.encoding, self.policy.jpeg_quality)
         for row, size, image in zip(rows.tolist(), sizes, images):
-            up = Upload(self.index, size, sample_id=batch.first_sample_id + row, batch_seq=batch.seq, image=image)
+            up = Upload(self.index, size, sample_id=batch.first_sample_id + row, batch_seq=batch.seq, image=image,
+                        segment=self.segment)
             self.recorder.uploads.append(up)
             if self.within_budget(size):
                 self.uplink.send(up)
             else:
                 up.enqueued_s, up.dropped = self.env.now, "budget"
-        report = BatchReport(self.index, REPORT_BYTES, batch_seq=batch.seq, n_selected=len(rows))
+        report = BatchReport(self.index, REPORT_BYTES, batch_seq=batch.seq, n_selected=len(rows), segment=self.segment)
         self.recorder.reports.append(report)
         self.uplink.send(report)
 
@@ -111,7 +125,7 @@ class EdgeDevice:
             self.apply(msg)
 
     def apply(self, refresh: Refresh) -> None:
-        if refresh.version <= self.version:
+        if refresh.version <= self.version or refresh.segment < self.segment:
             refresh.dropped = "stale"
             return
         for name, tensor in refresh.state.items():

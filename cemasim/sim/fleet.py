@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 import simpy
 import torch
 
-from cemasim.data import fashion_mnist
 from cemasim.methods import build_method
 from cemasim.methods.cloud import CloudConfig
 from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.methods.tta import SAR
-from cemasim.models import norm, zoo
+from cemasim.models import norm
+from cemasim.models.resolve import build as resolve_model
 from cemasim.models.cost import FlopCounter, profile_from
 from cemasim.results.records import Recorder
 from cemasim.rng import torch_generator
@@ -30,7 +30,7 @@ from cemasim.scenario import Scenario
 from cemasim.sim.cloud import CemaWorker, Cloud, CloudPlan, InferenceWorker, OffloadWorker
 from cemasim.sim.edge import CloudInferenceDevice, EdgeDevice, UploadPolicy
 from cemasim.sim.link import Link
-from cemasim.sim.stream import Workload, domain_table, plan_device
+from cemasim.sim.stream import Workload, domain_table, open_source, plan_device
 
 
 @dataclass
@@ -42,6 +42,7 @@ class SimResult:
     cloud_busy_s: float
     gpus: int
     compute_device: str
+    protocol: dict
 
 
 def compute_device(requested: str) -> torch.device:
@@ -54,6 +55,36 @@ def compute_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def build_workload(sc: Scenario) -> tuple[Workload, np.ndarray | None]:
+    """The dataset as a Workload, and the output class mask (ImageNet-R) when masking applies."""
+    source = open_source(sc)
+    mask = source.class_mask if sc.data.mask_outputs else None
+    labels = source.labels
+    if mask is not None:  # the masked model's outputs are positions in the mask
+        position = np.full(int(max(mask.max(), labels.max())) + 1, -1)
+        position[mask] = np.arange(len(mask))
+        labels = position[labels]
+    return Workload(source, [], sc.seed, labels), mask
+
+
+def build_model(sc: Scenario, role: str, device: torch.device, workload: Workload, mask: np.ndarray | None):
+    """(model, spec) for models.edge or models.foundation with its weights choice; the spec's input
+    shape is the dataset's (FLOPs are counted on the images the model really sees)."""
+    weights = sc.models[f"{role}_weights"]
+    classes = workload.source.num_classes if weights == "random" else None  # a random head fits the data
+    model, spec = resolve_model(sc.models[role], weights, classes, device, mask)
+    return model, replace(spec, input_shape=tuple(workload.source.image_shape))
+
+
+def check_outputs(spec, workload: Workload, mask: np.ndarray | None, role: str) -> None:
+    expected = len(mask) if mask is not None else workload.source.num_classes
+    if spec.num_classes != expected:
+        from cemasim.errors import ConfigError
+
+        raise ConfigError(f"models.{role}: '{spec.name}' has {spec.num_classes} outputs but "
+                          f"{workload.source.name} has {expected} classes")
+
+
 class Fleet:
     """Everything one run needs, wired together; `run()` executes it."""
 
@@ -61,13 +92,14 @@ class Fleet:
         self.sc = sc
         self.device = compute_device(sc.compute_device)
         torch.manual_seed(sc.seed)  # nothing should draw from it; belt and braces for library code
-        images, labels = fashion_mnist.load_split("test", sc.data.root)
-        self.edge_model = norm.convert(zoo.build(sc.models.edge, device=self.device))
-        self.edge_spec = zoo.spec(sc.models.edge)
+        self.workload, self._mask = build_workload(sc)
+        edge_model, self.edge_spec = build_model(sc, "edge", self.device, self.workload, self._mask)
+        check_outputs(self.edge_spec, self.workload, self._mask, "edge")
+        self.edge_model = norm.convert(edge_model)
         self.method = build_method(sc, self.edge_spec.num_classes)
         ids = domain_table(sc)
+        self.workload.domains = list(ids)
         self.recorder = Recorder(domains=list(ids))
-        self.workload = Workload(images, labels, list(ids), sc.seed)
         self.env = simpy.Environment()
         self.cloud = self._build_cloud() if self.method.uses_cloud else None
         self.edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)
@@ -80,7 +112,6 @@ class Fleet:
         policy = UploadPolicy(sc.upload.encoding, sc.upload.jpeg_quality, sc.upload.budget_bytes,
                               sc.upload.budget_window_s)
         device_cls = CloudInferenceDevice if self.method.role == "inference" else EdgeDevice
-        label_np = labels.numpy()
         for d in range(sc.fleet.devices):
             inbox, uplink = simpy.Store(self.env), None
             if self.cloud is not None:
@@ -91,9 +122,9 @@ class Fleet:
                 self._cloud_worker(d, cloud_inbox, downlink)
                 self.uplinks.append(uplink)
             learner = self._learner(on_edge=self.method.adapts_on_edge)
-            self.devices.append(device_cls(self.env, d, plan_device(d, sc, len(images), label_np, ids), self.workload,
+            self.devices.append(device_cls(self.env, d, plan_device(d, sc, self.workload, ids), self.workload,
                                            self.edge_model, learner, self.method, infer_s, uplink, inbox, policy,
-                                           self.recorder, self.device))
+                                           self.recorder, self.device, reset_on_segment=sc.shift.protocol == "reset"))
         self.n_samples = sum(len(b) for dev in self.devices for b in dev.batches)
 
     def _learner(self, on_edge: bool) -> Learner:
@@ -105,7 +136,7 @@ class Fleet:
 
     def _clean_images(self, n: int) -> torch.Tensor:
         """The first n clean images of the dataset (EATA's Fisher information)."""
-        return self.workload.images[:n].float().div(255.0).to(self.device)
+        return self.workload.clean_images(n).to(self.device)
 
     def _edge_infer_s(self) -> Callable[[int], float]:
         profile = profile_from(self.sc.fleet.profile, "fleet")
@@ -122,7 +153,8 @@ class Fleet:
             teacher = cloud.foundation_learner if sc.cloud.foundation_scope == "shared" else cloud.foundation_learner.copy()
             CemaWorker(cloud, d, inbox, self._learner(on_edge=False), downlink,
                        self._shared_replay or ReplayBuffer(sc.cloud.replay_capacity), teacher,
-                       torch_generator(sc.seed, "replay", d))
+                       torch_generator(sc.seed, "replay", d), shared_replay=self._shared_replay is not None,
+                       own_teacher=sc.cloud.foundation_scope == "device")
         elif role == "offload":
             passes = 2 if isinstance(self.method.adapter, SAR) else 1  # SAM: two forward-backward passes
             per_sample = passes * self.edge_flops.per_sample("backward", "batch")
@@ -135,8 +167,10 @@ class Fleet:
 
     def _build_cloud(self) -> Cloud:
         sc = self.sc
-        foundation = norm.convert(zoo.build(sc.models.foundation, device=self.device))
-        num_classes = zoo.spec(sc.models.edge).num_classes
+        foundation, f_spec = build_model(sc, "foundation", self.device, self.workload, self._mask)
+        check_outputs(f_spec, self.workload, self._mask, "foundation")
+        foundation = norm.convert(foundation)
+        num_classes = self.edge_spec.num_classes
         cfg = CloudConfig(
             e0=sc.selection.e_max * math.log(num_classes), foundation_lr=sc.cloud.foundation_lr,
             distill_lr=sc.cloud.distill_lr, momentum=sc.cloud.momentum, alpha=sc.cloud.alpha, beta=sc.cloud.beta,
@@ -145,8 +179,8 @@ class Fleet:
         )
         plan = CloudPlan(sc.cloud.chunk_size, sc.cloud.replay_min, sc.cloud.replay_batch, sc.cloud.replay_only_batch,
                          sc.cloud.refresh_every, getattr(torch, sc.cloud.refresh_dtype))
-        edge_flops = FlopCounter(self.edge_model, zoo.spec(sc.models.edge).input_shape)
-        f_flops = FlopCounter(foundation, zoo.spec(sc.models.foundation).input_shape)
+        edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)
+        f_flops = FlopCounter(foundation, f_spec.input_shape)
         return Cloud(self.env, sc.cloud.gpus, profile_from(sc.cloud.profile, "cloud"), foundation, self.edge_model,
                      f_flops, edge_flops, cfg, plan, self.recorder, self.device)
 
@@ -169,7 +203,22 @@ class Fleet:
             progress(env.now, self.predicted())
         wall = time.perf_counter() - start
         return SimResult(self.recorder, float(env.now), wall, events,
-                         self.cloud.busy_s if self.cloud else 0.0, self.sc.cloud.gpus, str(self.device))
+                         self.cloud.busy_s if self.cloud else 0.0, self.sc.cloud.gpus, str(self.device), self.protocol())
+
+    def protocol(self) -> dict:
+        """What a reported number must carry: data, shift protocol, order, metric, weights."""
+        sc = self.sc
+        return {
+            "data": self.workload.source.protocol,
+            "shift_protocol": sc.shift.protocol,
+            "fleet_order": sc.shift.order,
+            "label_shift": sc.shift.label_shift,
+            "metric": "online top-1 accuracy over every prediction (higher is better)",
+            "edge_model": sc.models.edge,
+            "edge_weights": sc.models.edge_weights or "shipped zoo weights / library cache",
+            "foundation_model": sc.models.foundation,
+            "foundation_weights": sc.models.foundation_weights or "shipped zoo weights / library cache",
+        }
 
     def predicted(self) -> int:
         return self.recorder.predicted

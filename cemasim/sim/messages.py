@@ -23,6 +23,7 @@ class Message:
     received_s: float = NAN
     dropped: str = ""  # drop cause, "" when not dropped
     droppable: bool = True  # control messages (reports, refreshes) bypass the queue bound
+    segment: int = 0  # shift segment it belongs to (reset protocol: older segments are stale)
 
 
 @dataclass(eq=False)

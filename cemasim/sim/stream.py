@@ -1,8 +1,9 @@
 """Sample stream: per device, arrival times -> test batches of (image index, label, domain).
 
-Batches are planned up front (cheap index arrays); the images themselves are corrupted only
-when the device actually predicts the batch (`Workload.materialize`), with a generator keyed on
-(device, batch) so the pixels do not depend on event order.
+Batches are planned up front (cheap index arrays); the images themselves are loaded and, unless
+the dataset is pre-corrupted (CIFAR-10-C, ImageNet-C), corrupted only when the device actually
+predicts the batch (`Workload.materialize`), with a generator keyed on (device, batch) so the
+pixels do not depend on event order.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import torch
 from torch import Tensor
 
 from cemasim.data.arrivals import ARRIVALS, batch_bounds
-from cemasim.data.shifts import Domain, device_schedule
+from cemasim.data.datasets import ImageSource, open_dataset
+from cemasim.data.shifts import Domain, all_domains, device_schedule, image_order
 from cemasim.rng import numpy_rng, torch_generator
 
 
@@ -28,23 +30,40 @@ class TestBatch:
     image_idx: np.ndarray
     labels: np.ndarray
     domain: np.ndarray  # index into Workload.domains
+    segment: int = 0  # schedule segment of the first sample (reset protocol)
 
     def __len__(self) -> int:
         return len(self.arrival_s)
 
 
+def open_source(sc) -> ImageSource:
+    """The scenario's dataset; pre-corrupted formats load only the domains the shift uses."""
+    from cemasim.data.datasets import DATASETS
+
+    d = sc.data
+    kwargs = {"split": d.split, "subset": d.subset, "image_size": d.image_size}
+    if DATASETS.get(d.dataset).pre_corrupted:
+        domains = all_domains(sc.shift.segments, sc.shift.protocol)
+        kwargs["corruptions"] = list(dict.fromkeys(c for c, _ in domains))
+        kwargs["severities"] = sorted({s for _, s in domains})
+    return open_dataset(d.dataset, d.root, **kwargs)
+
+
 class Workload:
     """The dataset, the domain table and the corruption of batches."""
 
-    def __init__(self, images: Tensor, labels: Tensor, domains: list[Domain], seed: int):
-        self.images, self.labels = images, labels
-        self.domains, self.seed = domains, seed
+    def __init__(self, source: ImageSource, domains: list[Domain], seed: int, labels: np.ndarray | None = None):
+        self.source, self.domains, self.seed = source, domains, seed
+        self.labels = source.labels if labels is None else labels
+        self.pre_corrupted = source.domains is not None
 
     def materialize(self, batch: TestBatch) -> Tensor:
-        """Float [n, C, H, W] images in [0, 1] of `batch`, each corrupted by its domain."""
+        """Float [n, C, H, W] images in [0, 1] of `batch`, each in its domain."""
         from cemasim.data.corruptions import corrupt
 
-        x = self.images[torch.from_numpy(batch.image_idx)].float().div_(255.0)
+        x = self.source.load(batch.image_idx).float().div_(255.0)
+        if self.pre_corrupted:
+            return x
         for d in np.unique(batch.domain):
             name, severity = self.domains[d]
             if name == "clean":
@@ -54,26 +73,44 @@ class Workload:
             x[rows] = corrupt(x[rows], name, severity, generator=gen)
         return x
 
+    def clean_images(self, n: int) -> Tensor:
+        """The first n images as floats (EATA's Fisher information)."""
+        return self.source.load(np.arange(min(n, len(self.source)))).float().div_(255.0)
 
-def plan_device(device: int, sc, n_images: int, labels: np.ndarray, domain_ids: dict[Domain, int]) -> list[TestBatch]:
+
+def domain_table(sc) -> dict[Domain, int]:
+    return {d: i for i, d in enumerate(all_domains(sc.shift.segments, sc.shift.protocol))}
+
+
+def plan_device(device: int, sc, workload: Workload, domain_ids: dict[Domain, int]) -> list[TestBatch]:
     """All test batches of one device over the scenario's duration."""
-    arr = sc.arrivals
-    times = ARRIVALS.get(arr.process)(arr.rate_hz, sc.duration_s, numpy_rng(sc.seed, "arrivals", device))
-    schedule = device_schedule(sc.shift.segments, sc.shift.order, sc.shift.loop, numpy_rng(sc.seed, "shift", device))
-    domain = np.array([domain_ids[d] for d in schedule.domains])[schedule.domain_index(times)]
-    img_rng = numpy_rng(sc.seed, "images", device)
-    reps = -(-len(times) // n_images) if len(times) else 0
-    image_idx = np.concatenate([img_rng.permutation(n_images) for _ in range(reps)])[: len(times)] if reps else \
+    arr, sh = sc.arrivals, sc.shift
+    times = ARRIVALS.get(arr.process)(arr, sc.duration_s, numpy_rng(sc.seed, "arrivals", device), device)
+    rng = numpy_rng(sc.seed, "shift", device)
+    schedule = device_schedule(sh.segments, sh.order, sh.loop, rng, device, sh.protocol)
+    local = schedule.domain_index(times, rng)
+    domain = np.array([domain_ids[d] for d in schedule.domains], dtype=np.int64)[local] if len(times) else \
         np.zeros(0, dtype=np.int64)
+    segment = schedule.segment_index(times)
+    image_idx = _images(device, sc, workload, domain)
+    labels = workload.labels[image_idx]
     return [
-        TestBatch(device, seq, ready, start, times[start:stop], image_idx[start:stop], labels[image_idx[start:stop]],
-                  domain[start:stop])
+        TestBatch(device, seq, ready, start, times[start:stop], image_idx[start:stop], labels[start:stop],
+                  domain[start:stop], int(segment[start]))
         for seq, (start, stop, ready) in enumerate(batch_bounds(times, arr.batch_size, arr.max_wait_s))
     ]
 
 
-def domain_table(sc) -> dict[Domain, int]:
-    ids: dict[Domain, int] = {}
-    for seg in sc.shift.segments:
-        ids.setdefault((seg["corruption"], int(seg["severity"])), len(ids))
-    return ids
+def _images(device: int, sc, workload: Workload, domain: np.ndarray) -> np.ndarray:
+    """Image index per sample: from the whole dataset, or (pre-corrupted data) from its domain's images."""
+    rng = numpy_rng(sc.seed, "images", device)
+    sh, labels = sc.shift, workload.labels
+    if not workload.pre_corrupted:
+        return image_order(np.arange(len(labels)), labels, len(domain), sh.label_shift, rng, sh.dirichlet_alpha)
+    out = np.empty(len(domain), dtype=np.int64)
+    names = {name: i for i, name in enumerate(workload.source.domain_names)}
+    for d in np.unique(domain):
+        rows = np.flatnonzero(domain == d)
+        pool = np.flatnonzero(workload.source.domains == names[workload.domains[d]])
+        out[rows] = image_order(pool, labels, len(rows), sh.label_shift, rng, sh.dirichlet_alpha)
+    return out

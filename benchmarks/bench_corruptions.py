@@ -1,0 +1,196 @@
+"""Throughput of cemasim's batched corruptions against the per-image `imagecorruptions` package.
+
+    python benchmarks/bench_corruptions.py [--quick] [--severity 3] [--only fog,snow] [--threads N]
+
+For each of the 15 ImageNet-C corruptions and two workloads (32x32 RGB in batches of 256, 224x224
+RGB in batches of 32) it times, in the same run on the same images:
+
+* cemasim: one `corrupt(batch, name, severity, generator)` call on a float [N, 3, H, W] tensor;
+* reference: `imagecorruptions.corrupt(img, severity, corruption_name)` on each uint8 HxWx3 image
+  of the batch in a Python loop (the package works per image, on numpy arrays).
+
+Each side is warmed up once, then timed with time.perf_counter; the best of 3 repetitions is
+reported as images/s, with the speed-up cemasim / reference. `--quick` uses 64 and 8 images.
+
+The reference is optional (it is not a cemasim dependency): `pip install imagecorruptions`. Without
+it the table shows cemasim only. imagecorruptions 1.1.2 imports `pkg_resources`, which setuptools
+>= 81 no longer ships; this script then provides a minimal stand-in for the one function it uses
+(`resource_filename`, to find its frost images). Corruptions that fail with today's numpy /
+scikit-image (glass_blur: skimage's removed `multichannel`; fog: numpy's removed `np.float_`) are
+shown as 'n/a (error: ...)'. Note that imagecorruptions applies the ImageNet-C severity table at
+every image size, while cemasim uses the CIFAR-10-C table for images up to 64 px, so at 32x32 the
+two sides run the same algorithm with different parameters (costs differ mostly for blur widths).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from cemasim.data.corruptions import CORRUPTION_NAMES, corrupt  # noqa: E402
+
+WORKLOADS = {"full": ((32, 256), (224, 32)), "quick": ((32, 64), (224, 8))}
+REPEATS = 3
+
+
+def load_reference() -> tuple[Callable | None, str]:
+    """imagecorruptions.corrupt and a description, or (None, why it is missing)."""
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        shim = types.ModuleType("pkg_resources")
+
+        def resource_filename(package: str, name: str) -> str:
+            return os.path.join(os.path.dirname(importlib.import_module(package).__file__), name)
+
+        shim.resource_filename = resource_filename  # type: ignore[attr-defined]
+        sys.modules["pkg_resources"] = shim
+        shimmed = " (pkg_resources stand-in: setuptools >= 81 has none)"
+    else:
+        shimmed = ""
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import imagecorruptions
+        from importlib.metadata import version
+
+        return imagecorruptions.corrupt, f"imagecorruptions {version('imagecorruptions')}{shimmed}"
+    except Exception as e:  # ImportError, or the package failing at import time
+        return None, f"imagecorruptions unavailable ({type(e).__name__}: {e}); pip install imagecorruptions"
+
+
+def make_images(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, torch.Tensor]:
+    """Natural-ish test images (three octaves of smooth noise): uint8 [n, H, W, 3] and float [n, 3, H, W]."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 3, size, size)
+    for factor, weight in ((8, 0.5), (4, 0.3), (2, 0.2)):
+        low = torch.rand(n, 3, max(size // factor, 2), max(size // factor, 2), generator=g)
+        x += weight * F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    return u8.permute(0, 2, 3, 1).contiguous().numpy(), u8.float() / 255
+
+
+def best_time(fn: Callable[[], object]) -> float:
+    fn()  # warm-up (caches, lazy imports, allocator)
+    best = float("inf")
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_cemasim(name: str, x: torch.Tensor, severity: int) -> float:
+    def run() -> None:
+        corrupt(x, name, severity, torch.Generator().manual_seed(0))
+
+    return x.shape[0] / best_time(run)
+
+
+def bench_reference(ref: Callable, name: str, imgs: np.ndarray, severity: int) -> float:
+    np.random.seed(0)  # the package draws from numpy's global generator
+    ref(imgs[0], severity=severity, corruption_name=name)  # fail fast (and warm up) on one image
+
+    def run() -> None:
+        for img in imgs:
+            ref(img, severity=severity, corruption_name=name)
+
+    return len(imgs) / best_time(run)
+
+
+def machine_info(reference: str) -> list[str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return [
+        f"machine:   {platform.node()} | {platform.platform()} | {cpu}",
+        f"cpus:      {cores} usable of {os.cpu_count()} | torch threads: {torch.get_num_threads()}"
+        f" (interop {torch.get_num_interop_threads()})",
+        f"load:      {' '.join(f'{v:.2f}' for v in os.getloadavg())} (1/5/15-min averages; other jobs skew timings)"
+        if hasattr(os, "getloadavg")
+        else "load:      unknown",
+        f"software:  python {platform.python_version()} | torch {torch.__version__} | numpy {np.__version__}",
+        f"reference: {reference}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="64 images at 32x32 and 8 at 224x224 (default 256 and 32)")
+    ap.add_argument("--severity", type=int, default=3, choices=range(1, 6), help="severity for both sides (default 3)")
+    ap.add_argument("--only", default="", help="comma-separated corruption names (default: all 15)")
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads(N) first (default: torch's choice)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [n for n in args.only.split(",") if n] or list(CORRUPTION_NAMES)
+    unknown = sorted(set(names) - set(CORRUPTION_NAMES))
+    if unknown:
+        ap.error(f"unknown corruption(s): {', '.join(unknown)}")
+    ref, ref_desc = load_reference()
+    workloads = WORKLOADS["quick" if args.quick else "full"]
+
+    print("\n".join(machine_info(ref_desc)))
+    if ref is None:
+        print("NOTE: reference package missing: showing cemasim only, no comparison.")
+    print(f"severity {args.severity}; best of {REPEATS} after one warm-up; images/s (higher is better)\n")
+
+    data = {size: make_images(n, size) for size, n in workloads}
+    rows, errors = [], {}
+    for name in names:
+        row = [name]
+        for size, _ in workloads:
+            u8, x = data[size]
+            ours = bench_cemasim(name, x, args.severity)
+            if ref is None:
+                row += [f"{ours:,.0f}", "-", "-"]
+                continue
+            try:
+                theirs = bench_reference(ref, name, u8, args.severity)
+                row += [f"{ours:,.0f}", f"{theirs:,.0f}", f"{ours / theirs:.1f}x"]
+            except Exception as e:  # the reference breaks on some corruptions with current numpy/skimage
+                errors[name] = f"{type(e).__name__}: {e}"
+                row += [f"{ours:,.0f}", f"n/a (error: {type(e).__name__})", "-"]
+        rows.append(row)
+        print("  done:", name, file=sys.stderr, flush=True)
+
+    head = ["corruption"]
+    for size, n in workloads:
+        head += [f"{size}px x{n} cemasim", f"{size}px ref", f"{size}px speed-up"]
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+
+    def fmt(row: list[str]) -> str:  # markdown table row: names left-aligned, numbers right-aligned
+        cells = (str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+        return "| " + " | ".join(cells) + " |"
+
+    print(fmt(head))
+    print("|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
+    for r in rows:
+        print(fmt(r))
+    for name, msg in errors.items():
+        print(f"\n{name}: reference n/a (error: {msg})", end="")
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
