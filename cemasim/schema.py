@@ -7,6 +7,7 @@ against it, collecting *every* problem with its YAML path before anything runs.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -108,7 +109,12 @@ def resolve(section: Section, data: Any, path: str, problems: list[str]) -> dict
     return out
 
 
+_YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def resolve_field(spec: Field, value: Any, path: str, problems: list[str]) -> Any:
+    if isinstance(value, str) and float in spec.types and _YAML11_FLOAT.match(value):
+        value = float(value)  # PyYAML (YAML 1.1) reads 3.0e11 as a string; users mean a number
     if value is None:
         if not spec.nullable:
             problems.append(f"{path}: must be {spec.type_name()}, got null")

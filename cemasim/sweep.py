@@ -43,15 +43,22 @@ SWEEP_SCHEMA = Section(
 
 @dataclass(frozen=True)
 class Point:
-    """One run of a sweep: grid values + seed."""
+    """One run of a sweep: grid values + seed, identified by its whole resolved scenario (so a
+    changed base or fixed override never reuses an old result)."""
 
     values: dict[str, Any]
     seed: int
+    scenario_digest: str = ""
 
     @property
     def point_id(self) -> str:
-        text = json.dumps({"values": self.values, "seed": self.seed}, sort_keys=True, default=str)
+        text = json.dumps({"values": self.values, "seed": self.seed, "scenario": self.scenario_digest},
+                          sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def digest(resolved: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass
@@ -111,7 +118,6 @@ def build_sweep(name: str, base: Path | None, fixed: dict[str, Any], grid: dict[
     for combo in itertools.product(*(grid[k] for k in keys)):
         values = dict(zip(keys, combo))
         for seed in seed_list:
-            point = Point(values, seed)
             overrides = [f"{k}={_yaml_scalar(v)}" for k, v in {**fixed, **values}.items()]
             try:
                 sc = scenario.load(base, overrides, seed)
@@ -120,6 +126,7 @@ def build_sweep(name: str, base: Path | None, fixed: dict[str, Any], grid: dict[
                 for p in exc.problems:
                     where.setdefault(p, []).append(f"{label} seed {seed}")
                 continue
+            point = Point(values, seed, digest(sc.to_dict()))
             sweep.points.append(point)
             sweep.scenarios[point.point_id] = sc.to_dict()
     n_points = len(seed_list) * math.prod(len(v) for v in grid.values())

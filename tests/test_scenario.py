@@ -100,3 +100,11 @@ def test_docs_are_generated_from_the_schema():
         keys = spec.fields if hasattr(spec, "fields") else {section: spec}
         for key in keys:
             assert f"`{key}`" in doc
+
+
+def test_scientific_notation_without_sign_is_a_number(tmp_path):
+    """PyYAML reads 3.0e11 as a string (YAML 1.1); the schema takes it as the number it means."""
+    path = tmp_path / "sci.yaml"
+    path.write_text("cloud: {profile: {peak_flops_per_s: 3.0e11}}\nuplink: {bandwidth_mbps: 1e2}\n")
+    sc = scenario.load(path)
+    assert sc.cloud.profile.peak_flops_per_s == 3.0e11 and sc.uplink.bandwidth_mbps == 100.0

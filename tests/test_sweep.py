@@ -114,3 +114,15 @@ def test_sweep_and_plot_commands_write_figures(tmp_path, capsys):
     assert main(["plot", *map(str, runs), "--out", str(tmp_path / "cmp"), "--format", "png"]) == 0
     assert (tmp_path / "cmp" / "runs_comm_accuracy.png").is_file()
     assert main(["plot", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_changed_base_is_not_mistaken_for_a_finished_point(tmp_path):
+    a = tiny_sweep({"method.name": ["source"]}, seeds=1)
+    sw.run_sweep(a, tmp_path, workers=1, progress=False)
+    import yaml
+
+    fixed = {k: yaml.safe_load(v) for k, v in FIXED.items()} | {"duration_s": 10}
+    b = sw.build_sweep("t", None, fixed, {"method.name": ["source"]}, 1)
+    ran = []
+    sw.run_sweep(b, tmp_path, workers=1, progress=False, on_row=ran.append)
+    assert len(ran) == 1  # same grid values, different scenario: it runs again

@@ -94,7 +94,8 @@ def _style(i: int) -> dict[str, Any]:
     """Distinct colour and marker for curve i (13 methods need more than the default 10 colours)."""
     import matplotlib
 
-    return {"color": matplotlib.colormaps["tab20"](i % 20), "marker": MARKERS[i % len(MARKERS)]}
+    colour = matplotlib.colormaps["tab10"](i) if i < 10 else matplotlib.colormaps["tab20"](2 * (i - 10) % 20 + 1)
+    return {"color": colour, "marker": MARKERS[i % len(MARKERS)]}
 
 
 def _legend(ax, n: int) -> None:
@@ -137,7 +138,8 @@ def _metric_vs_key(summary, key, metric, hue, out, formats) -> list[Path]:
 def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats) -> list[Path]:
     """Accuracy against uplink bytes and against uploaded samples, one curve per method."""
     plt = _pyplot()
-    hue = [k for k in grid_keys if k == "method.name"] or []
+    # one curve per method, or else per value of the other swept keys, each along the first key
+    hue = [k for k in grid_keys if k == "method.name"] or grid_keys[1:]
     paths = []
     for xcol in ("uplink_bytes", "uploaded_samples"):
         if xcol not in summary:
@@ -153,7 +155,8 @@ def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, format
                         xerr=np.nan_to_num(g[f"{xcol}_ci95"].to_numpy(float) * SCALE.get(xcol, 1)),
                         ms=4, lw=1.2, capsize=2, label=name or None, **_style(n - 1))
         _style_x(ax, summary[xcol].to_numpy(float))
-        ax.set(xlabel=label(xcol), ylabel=label("accuracy"), title="communication vs accuracy")
+        along = f" (along {label(order[0])})" if order[0] != xcol else ""
+        ax.set(xlabel=label(xcol), ylabel=label("accuracy"), title=f"communication vs accuracy{along}")
         ax.grid(alpha=0.3)
         _legend(ax, n if hue else 0)
         paths += _save(fig, out, f"comm_accuracy_{xcol}", formats)
