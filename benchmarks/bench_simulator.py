@@ -213,6 +213,18 @@ def batching(quick: bool) -> None:
         t_loop, t_group = best_of(loop, reps), best_of(grouped, reps)
         imgs = devices * n
         print(f"| {devices} | {n} | {imgs / t_loop:,.0f} | {imgs / t_group:,.0f} | {t_loop / t_group:.2f} |")
+    print("\nin the simulator (64 devices, synchronised constant arrivals, bn_adapt, 8 batches per device):")
+    print("| per-device batch | unbatched wall s | fleet.batch_across_devices wall s | speed-up |")
+    for n in (1, 8, 64):
+        walls = []
+        for merge in (False, True):
+            sc = scenario.load(QUICKSTART, ["fleet.devices=64", "arrivals.process=constant", "arrivals.aligned=true",
+                                            f"arrivals.batch_size={n}", f"arrivals.rate_hz={n}", "duration_s=8",
+                                            "method.name=bn_adapt", "fleet.profile=instant",
+                                            f"fleet.batch_across_devices={str(merge).lower()}",
+                                            "output.plots=false", "compute_device=cpu"])
+            walls.append(runner.simulate(sc)[1]["wall_time_s"])
+        print(f"| {n} | {walls[0]:.2f} | {walls[1]:.2f} | {walls[0] / walls[1]:.2f} |")
 
 
 SECTIONS = {"overhead": overhead, "kernel": kernel, "scaling": scaling, "batching": batching}

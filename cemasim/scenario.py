@@ -85,12 +85,16 @@ SCHEMA = Section(
             "devices": F((int,), 8, "number of edge devices", "", (positive,)),
             "profile": F((str,), "rpi4", "edge compute profile name (`cemasim list profiles`) or an inline mapping",
                          alt=PROFILE),
+            "batch_across_devices": F((bool,), False, "host speed-up: merge edge forward passes of devices "
+                                      "predicting at the same simulated instant into one call (same results)"),
         }),
         "arrivals": Section("Per-device sample arrivals, grouped into test batches.", {
             "process": F((str,), "poisson", "constant, poisson, onoff (Poisson bursts) or trace (a file)", "",
                          (one_of("constant", "poisson", "onoff", "trace"),)),
             "rate_hz": F((float,), 8.0, "mean samples per second per device (during on periods)", "1/s",
                          (positive,)),
+            "aligned": F((bool,), False, "constant: every device starts at t = 0 (synchronised cameras) "
+                         "instead of a random phase"),
             "on_s": F((float,), 30.0, "onoff: mean length of an on period (exponential)", "s", (positive,)),
             "off_s": F((float,), 30.0, "onoff: mean length of an off period (exponential)", "s", (positive,)),
             "trace": F((str,), None, "trace: CSV of arrival times, column time_s (all devices) or columns "

@@ -21,7 +21,8 @@ ARRIVALS: Registry = Registry("arrival process")
 @ARRIVALS.register("constant", help="one sample every 1/rate_hz seconds, random phase per device")
 def constant(cfg: Any, duration_s: float, rng: np.random.Generator, device: int = 0) -> np.ndarray:
     period = 1.0 / cfg.rate_hz
-    return np.arange(rng.uniform(0.0, period), duration_s, period)
+    phase = rng.uniform(0.0, period)
+    return np.arange(0.0 if getattr(cfg, "aligned", False) else phase, duration_s, period)
 
 
 @ARRIVALS.register("poisson", help="exponential gaps with mean 1/rate_hz")

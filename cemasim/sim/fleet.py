@@ -28,7 +28,7 @@ from cemasim.results.records import Recorder
 from cemasim.rng import torch_generator
 from cemasim.scenario import Scenario
 from cemasim.sim.cloud import CemaWorker, Cloud, CloudPlan, InferenceWorker, OffloadWorker
-from cemasim.sim.edge import CloudInferenceDevice, EdgeDevice, UploadPolicy
+from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeDevice, UploadPolicy
 from cemasim.sim.link import Link
 from cemasim.sim.stream import Workload, domain_table, open_source, plan_device
 
@@ -126,6 +126,10 @@ class Fleet:
                                            self.edge_model, learner, self.method, infer_s, uplink, inbox, policy,
                                            self.recorder, self.device, reset_on_segment=sc.shift.protocol == "reset"))
         self.n_samples = sum(len(b) for dev in self.devices for b in dev.batches)
+        self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.device) if sc.fleet.batch_across_devices \
+            else None
+        for dev in self.devices:
+            dev.batcher = self.batcher
 
     def _learner(self, on_edge: bool) -> Learner:
         """A fresh copy of the source norm state, initialised by the method when it adapts."""
