@@ -125,11 +125,11 @@ SCHEMA = Section(
                            "(doubles the refresh payload)", "", (one_of("batch", "running"),)),
             "bn_prior": F((float,), 0.0, "bn_adapt only: weight of the source statistics mixed with the "
                           "test-batch statistics", "", (between(0, 1),)),
-            "deployment": F((str,), "cloud", "tent/pl/eta/eata/sar: edge = adapt on the device (its profile must "
+            "deployment": F((str,), "cloud", "tent/pl/eta/eata/sar/cotta: edge = adapt on the device (its profile must "
                             "allow training); cloud = upload samples, the cloud adapts the device's copy",
                             "", (one_of("edge", "cloud"),)),
-            "lr": F((float,), None, "learning rate of tent/pl/eta/eata/sar; null = the method's ImageNet default "
-                    "(2.5e-4, pl 1e-3)", "", (positive,), nullable=True),
+            "lr": F((float,), None, "learning rate of tent/pl/eta/eata/sar/cotta; null = the method's ImageNet "
+                    "default (2.5e-4; pl 1e-3; cotta 0.01)", "", (positive,), nullable=True),
             "e_margin": F((float,), 0.4, "eta/eata/sar reliability bound E < e_margin", "x ln C", (positive,)),
             "d_margin": F((float,), 0.4, "eta/eata redundancy margin |cos| < d_margin (0.05 is EATA's ImageNet "
                           "value; with 10 classes it removes almost every sample)", "", (between(0, 1),)),
@@ -140,6 +140,11 @@ SCHEMA = Section(
             "sar_reset": F((float,), 0.2, "sar: reset when the EMA of the loss falls below this", "",
                            (non_negative,)),
             "lame_knn": F((int,), 5, "lame: neighbours of the affinity graph", "", (positive,)),
+            "cotta_anchor": F((float,), 0.1, "cotta: augment the teacher when the source's mean confidence is "
+                              "below this (0.1 ImageNet; CoTTA uses 0.92 on CIFAR-10)", "", (between(0, 1),)),
+            "cotta_views": F((int,), 32, "cotta: augmented views averaged by the teacher", "", (non_negative,)),
+            "cotta_restore": F((float,), 0.001, "cotta: probability that a weight is restored to the source "
+                               "each step", "", (between(0, 1),)),
             "answer_bytes": F((int,), 8, "cloud_inference: downlink bytes per answered sample", "bytes",
                               (positive,)),
         }),

@@ -226,3 +226,40 @@ def test_lame_affinity_and_smoothing():
     probs = lame_predict(logits, feats, k=1)
     assert torch.allclose(probs.sum(1), torch.ones(4))
     assert probs[1, 0] > logits[1].softmax(0)[0]
+
+
+def test_cotta_step_matches_reference_without_augmentation():
+    """CoTTA's forward_and_adapt (CIFAR loss) with a confident anchor (no augmented views):
+    student SGD on soft CE to the EMA teacher, EMA update, stochastic restore (p = 0 and p = 1)."""
+    from cemasim.methods.tta import CoTTA
+
+    ref, ours, _, x = setup()
+    for p in ref.parameters():
+        p.requires_grad_(True)
+    teacher, anchor = copy.deepcopy(ref), copy.deepcopy(ref)
+    source = {k: v.clone() for k, v in ref.state_dict().items()}
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    with torch.no_grad():
+        anchor_conf = anchor(x).softmax(1).max(1)[0]
+        out_ema = teacher(x)
+    out = ref(x)
+    loss = (-(out_ema.softmax(1) * out.log_softmax(1)).sum(1)).mean(0)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        for t, s in zip(teacher.parameters(), ref.parameters()):
+            t.mul_(0.999).add_(0.001 * s)
+    names = [n for n, _ in ours.named_parameters()]
+    learner = Learner(norm.initial_state(ours, names))
+    learner.extra["source"] = {n: t.clone() for n, t in learner.state.items()}
+    adapter = CoTTA(lr=0.05, anchor_threshold=float(anchor_conf.mean()) - 1e-3, restore_p=0.0, symmetric=False)
+    logits = adapter.step(ours, learner, x)
+    assert torch.allclose(logits, out_ema, atol=1e-5)  # CoTTA predicts with the teacher
+    for n, p in ref.named_parameters():
+        assert torch.allclose(learner.state[n], p.detach(), atol=1e-6), n
+        assert torch.allclose(learner.extra["teacher"][n], dict(teacher.named_parameters())[n], atol=1e-6), n
+    # p = 1 restores every weight to the source
+    CoTTA(lr=0.05, restore_p=1.0, views=0).step(ours, learner, x)
+    for n in names:
+        assert torch.equal(learner.state[n], learner.extra["source"][n])
+    assert source  # (the reference's source copy is what restore would use)

@@ -24,15 +24,15 @@ from torch import Tensor, nn
 
 from cemasim.methods.optim import Learner
 from cemasim.methods.selection import SelectionConfig, SelectionState, redundancy_mask, select
-from cemasim.methods.tta import (ETA, EATA, SAR, Adapter, PseudoLabel, classifier_features, fisher_information,
-                                 lame_predict)
+from cemasim.methods.tta import (ETA, EATA, SAR, Adapter, CoTTA, PseudoLabel, classifier_features,
+                                 fisher_information, lame_predict)
 from cemasim.methods.losses import entropy
 from cemasim.models import norm
 from cemasim.registry import Registry
 from cemasim.rng import numpy_rng
 
 ROLES = ("none", "cema", "offload", "inference")
-ADAPTERS = ("tent", "pl", "eta", "eata", "sar")  # may run on the edge (method.deployment)
+ADAPTERS = ("tent", "pl", "eta", "eata", "sar", "cotta")  # may run on the edge (method.deployment)
 
 
 @dataclass
@@ -57,6 +57,11 @@ class Method:
     def carries_stats(self) -> bool:
         """Whether running statistics are part of the device state (and of refreshes)."""
         return self.role == "cema" and self.norm_mode == "running"
+
+    @property
+    def adapts_all_parameters(self) -> bool:
+        """CoTTA adapts every parameter: the device state (and each refresh) is the whole model."""
+        return isinstance(self.adapter, CoTTA)
 
     def edge_stat_mode(self) -> tuple[str, float]:
         """(statistics mode, source prior) of the edge's forward passes."""
@@ -174,8 +179,12 @@ class TTA(Method):
         return "batch", 0.0
 
     def edge_passes(self) -> tuple[str, int]:
-        passes = 2 if isinstance(self.adapter, SAR) else 1
-        return ("backward", passes) if self.deployment == "edge" else ("forward", 1)
+        return ("backward", self.adapter_passes()) if self.deployment == "edge" else ("forward", 1)
+
+    def adapter_passes(self) -> int:
+        """Forward-backward passes charged per adaptation step: SAM needs two; CoTTA's anchor and
+        teacher forwards are charged as a second pass (its augmented views are not charged)."""
+        return 2 if isinstance(self.adapter, (SAR, CoTTA)) else 1
 
     def init_learner(self, learner: Learner, model: nn.Module, clean: Any) -> Learner:
         learner.extra["source"] = {n: t.clone() for n, t in learner.state.items()}
@@ -278,6 +287,9 @@ METHODS.add("eata", _tta(lambda sc, c: EATA(**_eta_kwargs(sc, c), fisher_alpha=s
 METHODS.add("sar", _tta(lambda sc, c: SAR(lr=_lr(sc, 2.5e-4), e_margin=sc.method.e_margin * _ln_c(c),
                                           rho=sc.method.sar_rho, reset_constant=sc.method.sar_reset)),
             "sharpness-aware reliable entropy minimisation with reset; on the edge or offloaded")
+METHODS.add("cotta", _tta(lambda sc, c: CoTTA(lr=_lr(sc, 0.01), anchor_threshold=sc.method.cotta_anchor,
+                                              views=sc.method.cotta_views, restore_p=sc.method.cotta_restore)),
+            "all parameters towards an EMA teacher (augmentation-averaged when unsure), stochastic restore")
 METHODS.add("upload_all", lambda sc, c: UploadAll(name="upload_all", norm_mode=sc.method.norm_mode),
             "every sample uploaded; cloud foundation step + distillation (CEMA's cloud)")
 METHODS.add("random_upload", lambda sc, c: RandomUpload(name="random_upload", norm_mode=sc.method.norm_mode,

@@ -208,3 +208,73 @@ def classifier_features(model: nn.Module, state: norm.NormState, x: Tensor, mode
     finally:
         handle.remove()
     return logits, captured[0].flatten(1)
+
+
+# ---- CoTTA -----------------------------------------------------------------------------------
+@dataclass
+class CoTTA(Adapter):
+    """Continual TTA (Wang et al., CVPR 2022): ALL parameters adapt towards an EMA teacher whose
+    prediction is averaged over augmented views when the source anchor is unsure; stochastic
+    restore of source weights. Learner.state holds every parameter; extra holds teacher and source."""
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = True
+    ema: float = 0.999
+    anchor_threshold: float = 0.1
+    views: int = 32
+    restore_p: float = 0.001
+    symmetric: bool = True  # symmetric cross-entropy (ImageNet); False = plain soft CE (CIFAR)
+
+    def step(self, model: nn.Module, learner: Learner, x: Tensor) -> Tensor:
+        source, teacher = learner.extra["source"], learner.extra.setdefault(
+            "teacher", {n: t.clone() for n, t in learner.state.items()})
+        gen = learner.extra.setdefault("generator", torch.Generator(device=x.device).manual_seed(0))
+        with torch.no_grad():
+            anchor_conf = norm.forward(model, source, x, "batch").softmax(1).max(1).values
+            z_t = norm.forward(model, teacher, x, "batch")
+            if self.views > 0 and anchor_conf.mean() < self.anchor_threshold:
+                z_t = torch.stack([norm.forward(model, teacher, augment(x, gen), "batch")
+                                   for _ in range(self.views)]).mean(0)
+
+        def loss(z: Tensor) -> Tensor:
+            return soft_ce(z, z_t, self.symmetric)
+
+        logits, _, grads = loss_and_grads(model, learner, x, self.stat_mode, loss)
+        sgd_step(learner.state, grads, learner.momentum_bufs, self.lr, self.momentum, nesterov=self.nesterov)
+        learner.steps += 1
+        with torch.no_grad():
+            for n in grads:
+                teacher[n].mul_(self.ema).add_((1 - self.ema) * learner.state[n])
+                if self.restore_p > 0:
+                    keep_source = torch.rand(learner.state[n].shape, generator=gen, device=x.device) < self.restore_p
+                    learner.state[n].copy_(torch.where(keep_source, source[n], learner.state[n]))
+        return z_t  # CoTTA predicts with the teacher
+
+
+def soft_ce(student: Tensor, teacher: Tensor, symmetric: bool) -> Tensor:
+    """-sum p_t log p_s (CIFAR), or its symmetric form with -sum p_s log p_t added (ImageNet)."""
+    loss = -(teacher.softmax(1) * student.log_softmax(1)).sum(1)
+    if symmetric:
+        loss = 0.5 * loss - 0.5 * (student.softmax(1) * teacher.log_softmax(1)).sum(1)
+    return loss.mean()
+
+
+def augment(x: Tensor, gen: torch.Generator) -> Tensor:
+    """CoTTA-style test-time augmentation in torch: contrast/brightness jitter, small affine
+    (+-15 degrees, 1/16 translation, 0.9-1.1 scale), horizontal flip, Gaussian noise (std 0.005)."""
+    n, dev = x.shape[0], x.device
+
+    def u(lo: float, hi: float) -> Tensor:
+        return torch.rand(n, generator=gen, device=dev) * (hi - lo) + lo
+
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = ((x - mean) * u(0.8, 1.2).view(-1, 1, 1, 1) + mean + u(-0.1, 0.1).view(-1, 1, 1, 1)).clamp(0, 1)
+    angle, scale = u(-15, 15) * math.pi / 180, u(0.9, 1.1)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, u(-1 / 8, 1 / 8)], 1), torch.stack([sin, cos, u(-1 / 8, 1 / 8)], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
+    flip = torch.rand(n, generator=gen, device=dev) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    return (x + 0.005 * torch.randn(x.shape, generator=gen, device=dev)).clamp(0, 1)

@@ -65,20 +65,19 @@ class StatBatchNorm(nn.Module):
 
 
     def _grouped(self, x: Tensor, mode: str) -> Tensor:
-        """Per-device normalisation of a merged batch: statistics and affine per group."""
-        g, c = self.groups, x.shape[1]
-        xg = x.view(g, -1, *x.shape[1:])
-        shape = (g, 1, c) + (1,) * (x.dim() - 2)
-        if mode == "batch":
-            dims = [1] + list(range(3, xg.dim()))
-            mean, var = xg.mean(dims), xg.var(dims, unbiased=False)
-        elif mode == "eval":
-            mean, var = self.running_mean.expand(g, c), self.running_var.expand(g, c)
-        else:
+        """Per-device normalisation of a merged batch: devices become channel groups, so one fused
+        batch_norm call computes each device's own statistics and applies its own affine."""
+        if mode not in ("batch", "eval"):
             raise ValueError(f"grouped forward supports eval and batch statistics, not {mode!r}")
-        y = (xg - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        y = y * self.weight.expand(g, c).view(shape) + self.bias.expand(g, c).view(shape)
-        return y.view_as(x)
+        g, c, spatial = self.groups, x.shape[1], x.shape[2:]
+        n = x.shape[0] // g
+        folded = x.view(g, n, c, *spatial).transpose(0, 1).reshape(n, g * c, *spatial)
+        mean = var = None
+        if mode == "eval":
+            mean, var = self.running_mean.expand(g, c).reshape(-1), self.running_var.expand(g, c).reshape(-1)
+        y = F.batch_norm(folded, mean, var, self.weight.expand(g, c).reshape(-1), self.bias.expand(g, c).reshape(-1),
+                         mode == "batch", 0.0, self.eps)
+        return y.view(n, g, c, *spatial).transpose(0, 1).reshape(x.shape)
 
 
 def convert(model: nn.Module) -> nn.Module:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cemasim.results.plots import _pyplot
+from cemasim.results.plots import _pyplot, cumulative_accuracy_vs_uplink
 from cemasim.sweep import summarize_sweep
 
 LABELS = {
@@ -206,12 +206,8 @@ def run_figures(folders: list[Path], out: Path, formats: tuple[str, ...] = ("png
         uploads = pd.read_parquet(folder / "uploads.parquet", columns=["tx_end_s", "size_bytes"])
         summary = json.loads((folder / "summary.json").read_text())
         name = _run_label(folder)
-        s = samples.sort_values("predicted_s")
-        acc = 100 * s["correct"].cumsum().to_numpy() / np.arange(1, len(s) + 1)
-        sent = uploads.dropna(subset=["tx_end_s"]).sort_values("tx_end_s")
-        cum = np.concatenate([[0], np.cumsum(sent["size_bytes"].to_numpy())])
-        idx = np.searchsorted(sent["tx_end_s"].to_numpy(), s["predicted_s"].to_numpy(), side="right")
-        ax.plot(cum[idx] / 1e6, acc, lw=1.4, label=name)
+        mb, acc = cumulative_accuracy_vs_uplink(samples, uploads)
+        ax.plot(mb, acc, lw=1.4, label=name)
         finals.append((name, summary["uplink_bytes"] / 1e6, 100 * summary["accuracy"]))
     ax.set(xlabel="cumulative uplink (MB)", ylabel="cumulative accuracy (%)", title="communication vs accuracy")
     ax.grid(alpha=0.3)

@@ -17,6 +17,12 @@ def _pyplot():
     return plt
 
 
+def _finish(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+
+
 def accuracy_over_time(timeline: pd.DataFrame, path: Path, title: str) -> None:
     plt = _pyplot()
     fleet = timeline.groupby("t_start_s")[["samples", "correct"]].sum()
@@ -25,28 +31,29 @@ def accuracy_over_time(timeline: pd.DataFrame, path: Path, title: str) -> None:
     ax.plot(fleet.index, 100 * fleet["correct"] / fleet["samples"], marker=".", lw=1.2)
     ax.set(xlabel="simulated time (s)", ylabel="fleet accuracy (%)", title=title, ylim=(0, 100))
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, path)
+
+
+def cumulative_accuracy_vs_uplink(samples: pd.DataFrame, uploads: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(uplink MB sent so far, accuracy % so far) at every prediction, in simulated-time order."""
+    s = samples.sort_values("predicted_s")
+    acc = 100 * s["correct"].cumsum().to_numpy() / np.arange(1, len(s) + 1)
+    sent = uploads.dropna(subset=["tx_end_s"]).sort_values("tx_end_s") if len(uploads) else uploads
+    cum_bytes = np.concatenate([[0], np.cumsum(sent["size_bytes"].to_numpy(dtype=float))]) if len(sent) \
+        else np.zeros(1)
+    idx = np.searchsorted(sent["tx_end_s"].to_numpy(), s["predicted_s"].to_numpy(), side="right") if len(sent) \
+        else np.zeros(len(s), int)
+    return cum_bytes[idx] / 1e6, acc
 
 
 def accuracy_vs_uplink(samples: pd.DataFrame, uploads: pd.DataFrame, path: Path, title: str) -> None:
-    """Cumulative accuracy against cumulative uplink bytes, both ordered by simulated time."""
     plt = _pyplot()
-    s = samples.sort_values("predicted_s")
-    acc = 100 * s["correct"].cumsum().to_numpy() / np.arange(1, len(s) + 1)
-    sent = uploads[uploads["tx_end_s"].notna()].sort_values("tx_end_s") if len(uploads) else uploads
-    cum_bytes = np.cumsum(sent["size_bytes"].to_numpy()) if len(sent) else np.zeros(0)
-    idx = np.searchsorted(sent["tx_end_s"].to_numpy(), s["predicted_s"].to_numpy(), side="right") if len(sent) \
-        else np.zeros(len(s), int)
-    x = np.concatenate([[0], cum_bytes])[idx] / 1e6
+    x, acc = cumulative_accuracy_vs_uplink(samples, uploads)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     ax.plot(x, acc, lw=1.2)
     ax.set(xlabel="cumulative uplink (MB)", ylabel="cumulative accuracy (%)", title=title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, path)
 
 
 def delay_distributions(uploads: pd.DataFrame, samples: pd.DataFrame, path: Path, title: str) -> None:
@@ -59,9 +66,7 @@ def delay_distributions(uploads: pd.DataFrame, samples: pd.DataFrame, path: Path
     axes[1].hist(samples["param_age_s"].to_numpy(), bins=40, color="tab:green")
     axes[1].set(xlabel="age of parameters used (s)", ylabel="predictions", title="parameter age")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, path)
 
 
 def write_run_plots(tables: dict[str, pd.DataFrame], timeline: pd.DataFrame, folder: Path, title: str) -> list[Path]:

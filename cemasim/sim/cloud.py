@@ -73,10 +73,13 @@ class DeviceWorker:
     """The cloud's side of one device: its inbox, learner and downlink. Subclasses say what an
     upload and an end-of-batch report trigger."""
 
-    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link):
+    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
+                 source_state: dict | None = None):
         self.cloud, self.env, self.device = cloud, cloud.env, device
         self.inbox, self.student, self.downlink = inbox, student, downlink
-        self.source_state = {n: t.clone() for n, t in student.state.items()}
+        # read-only and shared across workers when given (reset protocol)
+        self.source_state = source_state if source_state is not None else \
+            {n: t.clone() for n, t in student.state.items()}
         self.segment = 0
         self.reports_seen, self.refreshed_steps = 0, 0
         self.uploads_sent_max_s = float("-inf")
@@ -137,13 +140,13 @@ class CemaWorker(DeviceWorker):
 
     def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
                  replay: ReplayBuffer, teacher: Learner, generator: torch.Generator, shared_replay: bool = False,
-                 own_teacher: bool = False):
+                 own_teacher: bool = False, source_state: dict | None = None):
         self.replay, self.teacher, self.generator = replay, teacher, generator
         self.shared_replay = shared_replay
         self.teacher_source = {n: t.clone() for n, t in teacher.state.items()} if own_teacher else None
         self.pending: list[Upload] = []
         self.chunk_done = False
-        super().__init__(cloud, device, inbox, student, downlink)
+        super().__init__(cloud, device, inbox, student, downlink, source_state)
 
     def reset(self) -> None:
         super().reset()
@@ -191,10 +194,10 @@ class OffloadWorker(DeviceWorker):
     samples of that batch that arrived, then a refresh."""
 
     def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
-                 adapter: Adapter, step_s: Callable[[int], float]):
+                 adapter: Adapter, step_s: Callable[[int], float], source_state: dict | None = None):
         self.adapter, self.step_s = adapter, step_s
         self.batch: list[Upload] = []
-        super().__init__(cloud, device, inbox, student, downlink)
+        super().__init__(cloud, device, inbox, student, downlink, source_state)
 
     def on_upload(self, upload: Upload):
         self.batch.append(upload)

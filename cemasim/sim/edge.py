@@ -38,10 +38,13 @@ class EdgeDevice:
     def __init__(self, env: simpy.Environment, index: int, batches: list[TestBatch], workload: Workload,
                  model: nn.Module, learner: Learner, method: Method, infer_s: Callable[[int], float],
                  uplink: Link | None, inbox: simpy.Store, policy: UploadPolicy, recorder: Recorder,
-                 compute_device: torch.device, reset_on_segment: bool = False):
+                 compute_device: torch.device, reset_on_segment: bool = False,
+                 source_state: norm.NormState | None = None):
         self.env, self.index, self.batches, self.workload = env, index, batches, workload
         self.reset_on_segment, self.segment = reset_on_segment, batches[0].segment if batches else 0
-        self.source_state = {n: t.clone() for n, t in learner.state.items()}
+        # read-only, shared by the fleet: 10,000 devices must not each hold a copy
+        self.source_state = source_state if source_state is not None else \
+            {n: t.clone() for n, t in learner.state.items()}
         self.batcher: CrossDeviceBatcher | None = None
         self.model, self.learner, self.method = model, learner, method
         self.infer_s, self.uplink, self.inbox, self.policy = infer_s, uplink, inbox, policy
@@ -188,8 +191,10 @@ class CrossDeviceBatcher:
     at t. Only forward-only methods with eval or test-batch statistics are merged.
     """
 
-    def __init__(self, env: simpy.Environment, model: nn.Module, compute_device: torch.device):
+    def __init__(self, env: simpy.Environment, model: nn.Module, compute_device: torch.device,
+                 max_merged_samples: int = 256):
         self.env, self.model, self.compute_device = env, model, compute_device
+        self.max_merged_samples = max_merged_samples
         self.pending: list[tuple[EdgeDevice, TestBatch, simpy.Event]] = []
         self.calls = self.merged = 0
 
@@ -212,13 +217,23 @@ class CrossDeviceBatcher:
         for item in pending:
             device, batch, _ = item
             groups.setdefault((len(batch), device.method.edge_stat_mode()[0]), []).append(item)
-        for (_, mode), items in groups.items():
-            xs = [device.prepare(batch) for device, batch, _ in items]
+        for (n, mode), items in groups.items():
+            per_call = max(1, self.max_merged_samples // n)  # huge merged batches fall out of cache
+            for start in range(0, len(items), per_call):
+                self._run(items[start:start + per_call], mode)
+
+    def _run(self, items: list, mode: str) -> None:
+        xs = [device.prepare(batch) for device, batch, _ in items]
+        if len(items) == 1:
+            device, batch, done = items[0]
+            with torch.no_grad():
+                logits = [device.method.edge_logits(self.model, device.state, xs[0].to(self.compute_device))]
+        else:
             with torch.no_grad():
                 logits = norm.grouped_forward(self.model, [d.state for d, _, _ in items],
                                               torch.stack(xs).to(self.compute_device), mode)
             self.calls += 1
             self.merged += len(items)
-            for (device, batch, done), x, z in zip(items, xs, logits):
-                device.finish(batch, x, z)
-                done.succeed()
+        for (device, batch, done), x, z in zip(items, xs, logits):
+            device.finish(batch, x, z)
+            done.succeed()

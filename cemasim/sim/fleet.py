@@ -20,7 +20,6 @@ from cemasim.methods import build_method
 from cemasim.methods.cloud import CloudConfig
 from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
-from cemasim.methods.tta import SAR
 from cemasim.models import norm
 from cemasim.models.resolve import build as resolve_model
 from cemasim.models.cost import FlopCounter, profile_from
@@ -103,7 +102,8 @@ class Fleet:
         self.env = simpy.Environment()
         self.cloud = self._build_cloud() if self.method.uses_cloud else None
         self.edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)
-        names = norm.adaptable_names(self.edge_model, with_stats=self.method.carries_stats)
+        names = [n for n, _ in self.edge_model.named_parameters()] if self.method.adapts_all_parameters else \
+            norm.adaptable_names(self.edge_model, with_stats=self.method.carries_stats)
         self.source_state = norm.initial_state(self.edge_model, names)
         self.devices: list[EdgeDevice] = []
         self.uplinks: list[Link] = []
@@ -124,7 +124,8 @@ class Fleet:
             learner = self._learner(on_edge=self.method.adapts_on_edge)
             self.devices.append(device_cls(self.env, d, plan_device(d, sc, self.workload, ids), self.workload,
                                            self.edge_model, learner, self.method, infer_s, uplink, inbox, policy,
-                                           self.recorder, self.device, reset_on_segment=sc.shift.protocol == "reset"))
+                                           self.recorder, self.device, reset_on_segment=sc.shift.protocol == "reset",
+                                           source_state=self.source_state))
         self.n_samples = sum(len(b) for dev in self.devices for b in dev.batches)
         self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.device) if sc.fleet.batch_across_devices \
             else None
@@ -158,12 +159,11 @@ class Fleet:
             CemaWorker(cloud, d, inbox, self._learner(on_edge=False), downlink,
                        self._shared_replay or ReplayBuffer(sc.cloud.replay_capacity), teacher,
                        torch_generator(sc.seed, "replay", d), shared_replay=self._shared_replay is not None,
-                       own_teacher=sc.cloud.foundation_scope == "device")
+                       own_teacher=sc.cloud.foundation_scope == "device", source_state=self.source_state)
         elif role == "offload":
-            passes = 2 if isinstance(self.method.adapter, SAR) else 1  # SAM: two forward-backward passes
-            per_sample = passes * self.edge_flops.per_sample("backward", "batch")
+            per_sample = self.method.adapter_passes() * self.edge_flops.per_sample("backward", "batch")
             OffloadWorker(cloud, d, inbox, self._learner(on_edge=False), downlink, self.method.adapter,
-                         lambda n: cloud.profile.seconds(n * per_sample))
+                         lambda n: cloud.profile.seconds(n * per_sample), source_state=self.source_state)
         else:
             per_sample = cloud.foundation_flops.per_sample("forward", "eval")
             InferenceWorker(cloud, d, inbox, downlink, sc.method.answer_bytes,
