@@ -264,8 +264,12 @@ def run_sweep(sweep: Sweep, out: Path, backend: str = "local", workers: int = 1,
          "grid": sweep.grid, "seeds": sweep.seeds}, sort_keys=False))
     path = results_path(out, sweep)
     previous = read_results(path)
-    finished = set(previous.loc[previous["status"] == "ok", "point_id"]) if len(previous) else set()
+    current = {p.point_id for p in sweep.points}
+    finished = set(previous.loc[previous["status"] == "ok", "point_id"]) & current if len(previous) else set()
+    # rows of points no longer in the sweep (an edited base or grid) are dropped, not mixed in
     rows = [r for r in previous.to_dict("records") if r["point_id"] in finished]
+    if len(previous):
+        write_results(path, rows)
     todo = [p for p in sweep.points if p.point_id not in finished]
     by_id = {p.point_id: p for p in sweep.points}
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))

@@ -124,5 +124,6 @@ def test_a_changed_base_is_not_mistaken_for_a_finished_point(tmp_path):
     fixed = {k: yaml.safe_load(v) for k, v in FIXED.items()} | {"duration_s": 10}
     b = sw.build_sweep("t", None, fixed, {"method.name": ["source"]}, 1)
     ran = []
-    sw.run_sweep(b, tmp_path, workers=1, progress=False, on_row=ran.append)
+    table = sw.run_sweep(b, tmp_path, workers=1, progress=False, on_row=ran.append)
     assert len(ran) == 1  # same grid values, different scenario: it runs again
+    assert len(table) == 1 and len(pd.read_parquet(sw.results_path(tmp_path, b))) == 1  # the stale row is gone
