@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cemasim import runner, scenario  # noqa: E402
-from cemasim.methods.cloud import CloudConfig, distill_step, foundation_step, teacher_logits  # noqa: E402
+from cemasim.methods.cloud import CloudConfig, distill_step, foundation_step  # noqa: E402
 from cemasim.methods.optim import Learner  # noqa: E402
 from cemasim.models import norm, zoo  # noqa: E402
 
@@ -81,7 +80,7 @@ def overhead(quick: bool) -> None:
     print("\n## 1. overhead: simulator vs the same model work in a tight loop")
     print(f"quickstart{' (120 s)' if quick else ''}: {summary['samples']} predictions in {len(edge_batches)} edge "
           f"batches, {len(jobs)} cloud jobs, {summary['events']} events")
-    print(f"| simulator wall s | model-work loop wall s | ratio (target <= 1.15) |")
+    print("| simulator wall s | model-work loop wall s | ratio (target <= 1.15) |")
     print(f"| {sim_wall:.2f} | {loop_wall:.2f} | {sim_wall / loop_wall:.2f} |")
 
 

@@ -43,7 +43,7 @@ def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from cemasim import runner, scenario
+    from cemasim import runner
 
     scenarios = _load_all(args.files, args.set, args.seed)
     rows, failed = [], 0

@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 
 from cemasim import scenario
-from cemasim.errors import ConfigError, RunError
+from cemasim.errors import ConfigError
 from cemasim.schema import Field, Section, resolve
 
 SWEEP_SCHEMA = Section(

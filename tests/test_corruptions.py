@@ -531,3 +531,11 @@ def test_unknown_name_suggests() -> None:
 def test_bad_severity(severity: object) -> None:
     with pytest.raises(ConfigError, match="severity"):
         corrupt(torch.zeros(1, 1, 8, 8), "fog", severity)  # type: ignore[arg-type]
+
+
+def test_public_api_is_exported_from_cemasim_data():
+    import cemasim.data as data
+
+    x = torch.rand(2, 3, 32, 32)
+    out = data.corrupt(x, "fog", 3, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and len(data.CORRUPTION_NAMES) == 15
