@@ -8,14 +8,13 @@ prediction for prediction; tests/test_ideal_network.py checks that.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 
 from cemasim.data.encoding import encode, to_uint8
 from cemasim.methods import build_method
-from cemasim.methods.cloud import CloudConfig, distill_step, foundation_step, to_float
+from cemasim.methods.cloud import distill_step, foundation_step, to_float
 from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm
@@ -25,7 +24,7 @@ from cemasim.sim.stream import domain_table, plan_device
 
 def sequential_cema(sc, device_index: int = 0) -> dict[str, np.ndarray]:
     """Predictions (and entropies) of one device under the sequential loop."""
-    from cemasim.sim.fleet import build_model, build_workload
+    from cemasim.sim.fleet import build_model, build_workload, cloud_config
 
     dev = torch.device("cpu")
     workload, mask = build_workload(sc)
@@ -40,11 +39,7 @@ def sequential_cema(sc, device_index: int = 0) -> dict[str, np.ndarray]:
     edge_state = norm.initial_state(edge, names)
     student = Learner({n: t.clone() for n, t in edge_state.items()})
     teacher = Learner(norm.initial_state(foundation, norm.adaptable_names(foundation, False)))
-    cfg = CloudConfig(e0=sc.selection.e_max * math.log(spec.num_classes),
-                      foundation_lr=sc.cloud.foundation_lr, distill_lr=sc.cloud.distill_lr,
-                      momentum=sc.cloud.momentum, alpha=sc.cloud.alpha, beta=sc.cloud.beta, gamma=sc.cloud.gamma,
-                      temperature=sc.cloud.temperature,
-                      student_mode="train" if sc.method.norm_mode == "running" else "batch")
+    cfg = cloud_config(sc, spec.num_classes)
     c = sc.cloud
     replay, gen = ReplayBuffer(c.replay_capacity), torch_generator(sc.seed, "replay", device_index)
     selection_state = method.new_selection_state()

@@ -84,6 +84,14 @@ def check_outputs(spec, workload: Workload, mask: np.ndarray | None, role: str) 
                           f"{workload.source.name} has {expected} classes")
 
 
+def cloud_config(sc: Scenario, num_classes: int) -> CloudConfig:
+    """The cloud's learning hyper-parameters from the scenario (E0 in nats)."""
+    c = sc.cloud
+    return CloudConfig(e0=sc.selection.e_max * math.log(num_classes), foundation_lr=c.foundation_lr,
+                       distill_lr=c.distill_lr, momentum=c.momentum, alpha=c.alpha, beta=c.beta, gamma=c.gamma,
+                       temperature=c.temperature, student_mode="train" if sc.method.norm_mode == "running" else "batch")
+
+
 class Fleet:
     """Everything one run needs, wired together; `run()` executes it."""
 
@@ -174,13 +182,7 @@ class Fleet:
         foundation, f_spec = build_model(sc, "foundation", self.device, self.workload, self._mask)
         check_outputs(f_spec, self.workload, self._mask, "foundation")
         foundation = norm.convert(foundation)
-        num_classes = self.edge_spec.num_classes
-        cfg = CloudConfig(
-            e0=sc.selection.e_max * math.log(num_classes), foundation_lr=sc.cloud.foundation_lr,
-            distill_lr=sc.cloud.distill_lr, momentum=sc.cloud.momentum, alpha=sc.cloud.alpha, beta=sc.cloud.beta,
-            gamma=sc.cloud.gamma, temperature=sc.cloud.temperature,
-            student_mode="train" if sc.method.norm_mode == "running" else "batch",
-        )
+        cfg = cloud_config(sc, self.edge_spec.num_classes)
         plan = CloudPlan(sc.cloud.chunk_size, sc.cloud.replay_min, sc.cloud.replay_batch, sc.cloud.replay_only_batch,
                          sc.cloud.refresh_every, getattr(torch, sc.cloud.refresh_dtype))
         edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)
