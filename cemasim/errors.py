@@ -26,9 +26,3 @@ class DataError(CemasimError):
     """Missing or malformed data or weights (names the path and the expected layout)."""
 
     exit_code = 2
-
-
-class RunError(CemasimError):
-    """A run failed after validation."""
-
-    exit_code = 1

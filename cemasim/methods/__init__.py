@@ -31,7 +31,6 @@ from cemasim.models import norm
 from cemasim.registry import Registry
 from cemasim.rng import numpy_rng
 
-ROLES = ("none", "cema", "offload", "inference")
 ADAPTERS = ("tent", "pl", "eta", "eata", "sar", "cotta")  # may run on the edge (method.deployment)
 
 

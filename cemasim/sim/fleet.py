@@ -108,13 +108,12 @@ class Fleet:
         self.workload.domains = list(ids)
         self.recorder = Recorder(domains=list(ids))
         self.env = simpy.Environment()
+        self.edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)  # one count, edge and cloud
         self.cloud = self._build_cloud() if self.method.uses_cloud else None
-        self.edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)
         names = [n for n, _ in self.edge_model.named_parameters()] if self.method.adapts_all_parameters else \
             norm.adaptable_names(self.edge_model, with_stats=self.method.carries_stats)
         self.source_state = norm.initial_state(self.edge_model, names)
         self.devices: list[EdgeDevice] = []
-        self.uplinks: list[Link] = []
         self._shared_replay = ReplayBuffer(sc.cloud.replay_capacity) if sc.cloud.replay_scope == "shared" else None
         infer_s = self._edge_infer_s()
         policy = UploadPolicy(sc.upload.encoding, sc.upload.jpeg_quality, sc.upload.budget_bytes,
@@ -128,7 +127,6 @@ class Fleet:
                               sc.upload.queue_capacity, sc.upload.drop_policy)
                 downlink = Link(self.env, sc.downlink.bandwidth_mbps, sc.downlink.latency_ms, inbox)
                 self._cloud_worker(d, cloud_inbox, downlink)
-                self.uplinks.append(uplink)
             learner = self._learner(on_edge=self.method.adapts_on_edge)
             self.devices.append(device_cls(self.env, d, plan_device(d, sc, self.workload, ids), self.workload,
                                            self.edge_model, learner, self.method, infer_s, uplink, inbox, policy,
@@ -185,10 +183,9 @@ class Fleet:
         cfg = cloud_config(sc, self.edge_spec.num_classes)
         plan = CloudPlan(sc.cloud.chunk_size, sc.cloud.replay_min, sc.cloud.replay_batch, sc.cloud.replay_only_batch,
                          sc.cloud.refresh_every, getattr(torch, sc.cloud.refresh_dtype))
-        edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)
         f_flops = FlopCounter(foundation, f_spec.input_shape)
         return Cloud(self.env, sc.cloud.gpus, profile_from(sc.cloud.profile, "cloud"), foundation, self.edge_model,
-                     f_flops, edge_flops, cfg, plan, self.recorder, self.device)
+                     f_flops, self.edge_flops, cfg, plan, self.recorder, self.device)
 
     def run(self, progress: Callable[[float, int], None] | None = None, report_every_s: float | None = None) -> SimResult:
         """Run to quiescence, at most duration_s + drain_s; `progress(sim_time, predicted)` now and then."""

@@ -68,9 +68,6 @@ class Link:
             self.bytes_sent += msg.size_bytes
             self._propagate(msg)
 
-    def in_queue(self) -> int:
-        return len(self.queue) + (self._starting is not None)
-
     def _propagate(self, msg: Message) -> None:
         if self.latency_s == 0:
             self._arrive(msg)
