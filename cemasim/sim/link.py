@@ -1,38 +1,70 @@
-"""A point-to-point link: a bounded FIFO queue, serialisation at the link rate, then one-way
-propagation latency. One message is on the wire at a time; propagation is pipelined.
+"""A device's link in one direction: a bounded FIFO queue, then one message at a time on the wire,
+then one-way propagation latency (pipelined).
 
-Times: seconds. Rates: Mbit/s (10^6 bit/s). bandwidth None = infinite (zero serialisation).
+    queue --(access link up?)--> wire: own capacity alone (exact), or a flow across shared
+    resources (max-min fair) --(lost? retry after a timeout)--> latency --> receiver (on?) --> deliver
+
+Capacities may follow traces and be down (link outages, device off): a transfer in flight then
+pauses and resumes, or is lost, as each down interval says. Every drop is recorded with its cause:
+queue_full, budget (device), loss (retries exhausted), link_outage, device_off.
+Times: seconds. Rates: Mbit/s (10^6 bit/s). bandwidth None = infinite.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable
 
 import simpy
 
+from cemasim.net.capacity import Capacity, ConstantRate, Gated
+from cemasim.net.loss import LossProcess
 from cemasim.sim.messages import Message
+from cemasim.sim.network import FluidNetwork, Resource
+
+
+@dataclass
+class Retransmission:
+    """Per-attempt loss and the sender's recovery: retry `retry_s` after a lost attempt ends."""
+
+    loss: LossProcess
+    max_retries: int = 5
+    retry_s: float = 0.2
 
 
 class Link:
     def __init__(self, env: simpy.Environment, bandwidth_mbps: float | None, latency_ms: float,
                  deliver: simpy.Store, capacity: int | None = None, drop_policy: str = "tail",
-                 on_drop: Callable[[Message], None] | None = None):
+                 on_drop: Callable[[Message], None] | None = None, *, access: Capacity | None = None,
+                 latency_s: Callable[[float], float] | None = None, shared: list[Resource] | None = None,
+                 network: FluidNetwork | None = None, retransmission: Retransmission | None = None,
+                 receiver: Gated | None = None):
+        """`access`: the link's own capacity (default: constant `bandwidth_mbps`); `latency_s(t)`: one-way
+        latency of a message leaving the wire at t (default: constant `latency_ms`); `shared`: resources
+        of `network` crossed after the own link; `receiver`: the receiving device's availability."""
         self.env, self.deliver = env, deliver
-        self.bits_per_s = None if bandwidth_mbps is None else bandwidth_mbps * 1e6
-        self.latency_s = latency_ms / 1e3
+        self.access = access if access is not None else \
+            ConstantRate(math.inf if bandwidth_mbps is None else bandwidth_mbps * 1e6)
+        fixed_latency = latency_ms / 1e3
+        self.latency_s = latency_s or (lambda t: fixed_latency)
+        self.shared, self.network = shared or [], network
+        self._own = Resource("access", self.access) if self.shared else None
+        self.retransmission, self.receiver = retransmission, receiver
         self.capacity, self.drop_policy = capacity, drop_policy
         self.on_drop = on_drop
         self.queue: deque[Message] = deque()
         self.queued_droppable = 0
-        self.bytes_sent = 0
+        self.bytes_sent = 0  # bytes of messages that made it across (one per message)
         self._idle = True  # nothing on the wire: send() puts a message there at once
         self._starting: Message | None = None
         self._wake: simpy.Event = env.event()
         env.process(self.run())
 
     def tx_time_s(self, size_bytes: int) -> float:
-        return 0.0 if self.bits_per_s is None else size_bytes * 8 / self.bits_per_s
+        """Time to serialise `size_bytes` starting now, alone on this link."""
+        return self.access.finish_time(self.env.now, size_bytes * 8) - self.env.now
 
     def send(self, msg: Message) -> bool:
         """Enqueue `msg` (onto the wire at once if the link is idle); with a full queue, drop per
@@ -62,19 +94,71 @@ class Link:
                 self._idle, self._wake = True, self.env.event()
                 yield self._wake
                 continue
-            msg.tx_start_s = self.env.now
-            yield self.env.timeout(self.tx_time_s(msg.size_bytes))
-            msg.tx_end_s = self.env.now
-            self.bytes_sent += msg.size_bytes
-            self._propagate(msg)
+            yield from self._carry(msg)
+
+    def _carry(self, msg: Message):
+        """Attempts until the message is across, lost for good, or cut by a down interval."""
+        while True:
+            yield from self._wait_up()
+            if math.isnan(msg.tx_start_s):
+                msg.tx_start_s = self.env.now
+            msg.attempts += 1
+            ok, cause, sent_bits = yield from self._transmit(msg.size_bytes * 8)
+            msg.wire_bytes += math.ceil(sent_bits / 8)
+            if not ok:
+                self._drop(msg, cause)
+                return
+            rt = self.retransmission
+            if rt is None or not rt.loss.lost():
+                break
+            if msg.attempts > rt.max_retries:
+                self._drop(msg, "loss")
+                return
+            yield self.env.timeout(rt.retry_s)
+        msg.tx_end_s = self.env.now
+        self.bytes_sent += msg.size_bytes
+        self._propagate(msg)
+
+    def _wait_up(self):
+        """Messages wait in the queue while the own link is down."""
+        if isinstance(self.access, Gated):
+            up = self.access.up_at(self.env.now)
+            if up > self.env.now:
+                yield self.env.timeout(up - self.env.now)
+
+    def _transmit(self, bits: int):
+        """(ok, cause, bits put on the wire) of one attempt."""
+        now = self.env.now
+        if self._own is not None:  # shared resources: a fluid flow through the network
+            flow = self.network.transfer([self._own, *self.shared], bits)
+            yield flow.done
+            return flow.ok, flow.cause, flow.sent_bits
+        finish = self.access.finish_time(now, bits)
+        cut = self.access.next_loss(now, finish) if isinstance(self.access, Gated) else None
+        if cut is not None:
+            yield self.env.timeout(cut[0] - now)
+            return False, cut[1], self.access.bits_between(now, cut[0])
+        if math.isinf(finish):
+            yield self.env.event()  # the capacity never comes back (a stopped trace): in flight for good
+        yield self.env.timeout(finish - now)
+        return True, "", bits
 
     def _propagate(self, msg: Message) -> None:
-        if self.latency_s == 0:
+        latency = self.latency_s(self.env.now)
+        if latency == 0:
             self._arrive(msg)
             return
-        self.env.timeout(self.latency_s, value=msg).callbacks.append(lambda ev: self._arrive(ev.value))
+        self.env.timeout(latency, value=msg).callbacks.append(lambda ev: self._arrive(ev.value))
 
     def _arrive(self, msg: Message) -> None:
+        if self.receiver is not None:
+            up = self.receiver.up_at(self.env.now)
+            if up > self.env.now:  # the receiving device is off: lost, or delivered when it is back
+                if any(d.lose_in_flight and d.containing(self.env.now) >= 0 for d in self.receiver.down):
+                    self._drop(msg, self.receiver.down_cause(self.env.now))
+                    return
+                self.env.timeout(up - self.env.now, value=msg).callbacks.append(lambda ev: self._arrive(ev.value))
+                return
         msg.received_s = self.env.now
         self.deliver.put(msg)
 

@@ -24,6 +24,8 @@ class Message:
     dropped: str = ""  # drop cause, "" when not dropped
     droppable: bool = True  # control messages (reports, refreshes) bypass the queue bound
     segment: int = 0  # shift segment it belongs to (reset protocol: older segments are stale)
+    attempts: int = 0  # transmissions started (retransmissions after loss included)
+    wire_bytes: int = 0  # bytes put on the wire over all attempts (radio energy)
 
 
 @dataclass(eq=False)

@@ -1,0 +1,236 @@
+"""Link capacity over simulated time: a piecewise-constant bit rate.
+
+Three shapes compose every link cemasim models:
+    ConstantRate    the classic pipe (bandwidth_mbps), possibly infinite
+    TraceRate       a bandwidth trace (CSV or Mahimahi), looping / holding / stopping at its end
+    Gated           any capacity switched off during down intervals (link outages, device off)
+
+Each answers `finish_time(t0, bits)` exactly by inverting the cumulative bits function, so a
+transfer alone on its link follows every rate change of a trace without one event per change.
+Rates: bit/s; times: s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class ConstantRate:
+    def __init__(self, bits_per_s: float):
+        self.bits_per_s = bits_per_s
+
+    def rate_at(self, t: float) -> float:
+        return self.bits_per_s
+
+    def next_change(self, t: float) -> float:
+        return math.inf
+
+    def bits_between(self, t0: float, t1: float) -> float:
+        if t1 <= t0:
+            return 0.0
+        return math.inf if math.isinf(self.bits_per_s) and self.bits_per_s > 0 else self.bits_per_s * (t1 - t0)
+
+    def finish_time(self, t0: float, bits: float) -> float:
+        if bits <= 0 or math.isinf(self.bits_per_s):
+            return t0
+        return math.inf if self.bits_per_s <= 0 else t0 + bits / self.bits_per_s
+
+
+class TraceRate:
+    """Rates `bits_per_s[i]` over [edges[i], edges[i+1]) of one period, shifted by `offset_s`
+    (the trace time at t = 0). After the period: `loop` repeats, `hold` keeps the last rate,
+    `stop` is zero forever."""
+
+    def __init__(self, starts_s: np.ndarray, bits_per_s: np.ndarray, period_s: float, end: str = "loop",
+                 offset_s: float = 0.0):
+        if end not in ("loop", "hold", "stop"):
+            raise ValueError(f"trace end must be loop, hold or stop, got {end!r}")
+        self.edges = np.append(np.asarray(starts_s, np.float64), period_s)
+        self.rates = np.asarray(bits_per_s, np.float64)
+        self.period_s, self.end, self.offset_s = float(period_s), end, float(offset_s)
+        self.cum = np.concatenate([[0.0], np.cumsum(self.rates * np.diff(self.edges))])
+        self.total = float(self.cum[-1])  # bits deliverable in one period
+
+    # -- trace time tau = t + offset -----------------------------------------------------------
+    def _piece(self, p: float) -> int:
+        return min(int(np.searchsorted(self.edges, p, side="right")) - 1, len(self.rates) - 1)
+
+    def _cum_in_period(self, p: float) -> float:
+        i = self._piece(p)
+        return float(self.cum[i] + self.rates[i] * (p - self.edges[i]))
+
+    def _bits_until(self, tau: float) -> float:
+        """Cumulative bits from trace time 0 to tau."""
+        if self.end == "loop":
+            k = math.floor(tau / self.period_s)
+            return k * self.total + self._cum_in_period(tau - k * self.period_s)
+        if tau <= self.period_s:
+            return self._cum_in_period(tau)
+        return self.total + (self.rates[-1] * (tau - self.period_s) if self.end == "hold" else 0.0)
+
+    def _first_reaching(self, y: float) -> float:
+        """Smallest trace time in [0, period] with cumulative bits >= y, for 0 < y <= total."""
+        j = max(int(np.searchsorted(self.cum, y, side="left")), 1)
+        return float(self.edges[j - 1] + (y - self.cum[j - 1]) / self.rates[j - 1])
+
+    def rate_at(self, t: float) -> float:
+        tau = t + self.offset_s
+        if self.end == "loop":
+            return float(self.rates[self._piece(tau % self.period_s)])
+        if tau >= self.period_s:
+            return float(self.rates[-1]) if self.end == "hold" else 0.0
+        return float(self.rates[self._piece(tau)])
+
+    def next_change(self, t: float) -> float:
+        tau = t + self.offset_s
+        if self.end != "loop" and tau >= self.period_s:
+            return math.inf
+        base = math.floor(tau / self.period_s) * self.period_s if self.end == "loop" else 0.0
+        i = int(np.searchsorted(self.edges, tau - base, side="right"))
+        return base + float(self.edges[min(i, len(self.edges) - 1)]) - self.offset_s
+
+    def bits_between(self, t0: float, t1: float) -> float:
+        if t1 <= t0:
+            return 0.0
+        return self._bits_until(t1 + self.offset_s) - self._bits_until(t0 + self.offset_s)
+
+    def finish_time(self, t0: float, bits: float) -> float:
+        if bits <= 0:
+            return t0
+        target = self._bits_until(t0 + self.offset_s) + bits
+        if self.end == "loop":
+            if self.total <= 0:
+                return math.inf
+            k = math.floor(target / self.total)
+            rem = target - k * self.total
+            if rem <= 0:  # exactly a whole number of periods: reached inside the previous one
+                k, rem = k - 1, self.total
+            tau = k * self.period_s + self._first_reaching(rem)
+        elif target <= self.total:
+            tau = self._first_reaching(target) if target > 0 else 0.0
+        elif self.end == "hold" and self.rates[-1] > 0:
+            tau = self.period_s + (target - self.total) / self.rates[-1]
+        else:
+            return math.inf
+        return max(tau - self.offset_s, t0)
+
+
+@dataclass(frozen=True)
+class DownIntervals:
+    """Sorted, disjoint [start, end) intervals during which a capacity is zero, with their cause.
+    lose_in_flight: a transfer on the wire when one starts is lost (else it pauses and resumes)."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    cause: str
+    lose_in_flight: bool = False
+
+    def containing(self, t: float) -> int:
+        """Index of the interval containing t, or -1."""
+        i = int(np.searchsorted(self.starts, t, side="right")) - 1
+        return i if i >= 0 and t < self.ends[i] else -1
+
+    def next_start(self, t: float) -> float:
+        """The first interval start strictly after t."""
+        i = int(np.searchsorted(self.starts, t, side="right"))
+        return float(self.starts[i]) if i < len(self.starts) else math.inf
+
+    def down_time(self, t0: float, t1: float) -> float:
+        """Seconds of [t0, t1) covered by the intervals."""
+        return float(np.clip(np.minimum(self.ends, t1) - np.maximum(self.starts, t0), 0, None).sum())
+
+
+def merge(intervals: list[DownIntervals]) -> tuple[np.ndarray, np.ndarray]:
+    """The union of several interval sets as sorted, disjoint (starts, ends)."""
+    if not intervals:
+        return np.zeros(0), np.zeros(0)
+    s = np.concatenate([iv.starts for iv in intervals])
+    e = np.concatenate([iv.ends for iv in intervals])
+    order = np.argsort(s, kind="stable")
+    starts, ends = [], []
+    for a, b in zip(s[order], e[order]):
+        if starts and a <= ends[-1]:
+            ends[-1] = max(ends[-1], b)
+        else:
+            starts.append(a)
+            ends.append(b)
+    return np.array(starts, np.float64), np.array(ends, np.float64)
+
+
+class Gated:
+    """`inner` capacity, zero while any of `down` is in force."""
+
+    def __init__(self, inner: ConstantRate | TraceRate, down: list[DownIntervals]):
+        self.inner, self.down = inner, [d for d in down if len(d.starts)]
+        self.starts, self.ends = merge(self.down)
+
+    def _containing(self, t: float) -> int:
+        i = int(np.searchsorted(self.starts, t, side="right")) - 1
+        return i if i >= 0 and t < self.ends[i] else -1
+
+    def up_at(self, t: float) -> float:
+        """t if the capacity is up at t, else the end of the down interval containing t."""
+        i = self._containing(t)
+        return t if i < 0 else float(self.ends[i])
+
+    def down_cause(self, t: float) -> str:
+        """The cause of the interval in force at t ('' when up)."""
+        for d in self.down:
+            if d.containing(t) >= 0:
+                return d.cause
+        return ""
+
+    def rate_at(self, t: float) -> float:
+        return 0.0 if self._containing(t) >= 0 else self.inner.rate_at(t)
+
+    def next_change(self, t: float) -> float:
+        i = int(np.searchsorted(self.starts, t, side="right"))
+        boundary = math.inf
+        if i - 1 >= 0 and t < self.ends[i - 1]:
+            boundary = float(self.ends[i - 1])
+        elif i < len(self.starts):
+            boundary = float(self.starts[i])
+        return min(boundary, self.inner.next_change(t))
+
+    def bits_between(self, t0: float, t1: float) -> float:
+        total, t = 0.0, t0
+        while t < t1:
+            t = self.up_at(t)
+            if t >= t1:
+                break
+            stop = min(self._next_down(t), t1)
+            total += self.inner.bits_between(t, stop)
+            t = stop
+        return total
+
+    def _next_down(self, t: float) -> float:
+        i = int(np.searchsorted(self.starts, t, side="right"))
+        return float(self.starts[i]) if i < len(self.starts) else math.inf
+
+    def finish_time(self, t0: float, bits: float) -> float:
+        """Exact, walking across the down intervals crossed (paused transfers resume)."""
+        t, left = t0, bits
+        while True:
+            t = self.up_at(t)
+            down = self._next_down(t)
+            done = self.inner.finish_time(t, left)
+            if done <= down:
+                return done
+            left -= self.inner.bits_between(t, down)
+            t = down
+
+    def next_loss(self, t0: float, t1: float) -> tuple[float, str] | None:
+        """The first start of a lose-in-flight interval in (t0, t1), with its cause."""
+        first: tuple[float, str] | None = None
+        for d in self.down:
+            if d.lose_in_flight:
+                s = d.next_start(t0)
+                if s < t1 and (first is None or s < first[0]):
+                    first = (s, d.cause)
+        return first
+
+
+Capacity = ConstantRate | TraceRate | Gated

@@ -1,0 +1,69 @@
+"""On/off processes over the run's horizon, as down intervals: link outages and device availability.
+
+    exponential   alternating up and down periods with exponential lengths (means up_s, down_s),
+                  starting in the stationary state (up with probability up_s / (up_s + down_s))
+    trace         a CSV of down intervals: columns start_s,end_s and optionally device
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from cemasim.errors import DataError
+from cemasim.net.capacity import DownIntervals, merge
+
+
+def exponential_intervals(rng: np.random.Generator, up_s: float, down_s: float, horizon_s: float, cause: str,
+                          lose_in_flight: bool = False) -> DownIntervals:
+    starts, ends = [], []
+    up = rng.random() < up_s / (up_s + down_s)
+    t = 0.0
+    while t < horizon_s:  # exponential lengths are memoryless: the first period needs no residual-life care
+        length = rng.exponential(up_s if up else down_s)
+        if not up:
+            starts.append(t)
+            ends.append(t + length)
+        t += length
+        up = not up
+    return DownIntervals(np.array(starts, np.float64), np.array(ends, np.float64), cause, lose_in_flight)
+
+
+def read_interval_file(path: str | Path) -> list[tuple[int | None, float, float]]:
+    """(device or None for every device, start_s, end_s) rows of a down-interval CSV."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such interval file")
+    rows: list[tuple[int | None, float, float]] = []
+    with path.open(newline="") as f:
+        lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
+    reader = csv.DictReader(lines)
+    missing = {"start_s", "end_s"} - set(reader.fieldnames or [])
+    if missing:
+        raise DataError(f"{path}: header must name start_s and end_s (and optionally device); missing "
+                        f"{', '.join(sorted(missing))}")
+    for line_no, row in enumerate(reader, start=2):
+        try:
+            start, end = float(row["start_s"]), float(row["end_s"])
+            device = int(row["device"]) if row.get("device") not in (None, "") else None
+        except ValueError:
+            raise DataError(f"{path}, line {line_no}: start_s and end_s must be numbers, device an integer") from None
+        if not 0 <= start < end:
+            raise DataError(f"{path}, line {line_no}: need 0 <= start_s < end_s, got {start}, {end}")
+        rows.append((device, start, end))
+    return rows
+
+
+def intervals_for(rows: list[tuple[int | None, float, float]], device: int, cause: str,
+                  lose_in_flight: bool = False) -> DownIntervals:
+    """The rows that apply to `device` (its own and the all-device ones), merged."""
+    mine = [(s, e) for d, s, e in rows if d is None or d == device]
+    raw = DownIntervals(np.array([s for s, _ in mine], np.float64), np.array([e for _, e in mine], np.float64), cause)
+    starts, ends = merge([raw])
+    return DownIntervals(starts, ends, cause, lose_in_flight)
+
+
+def no_intervals(cause: str) -> DownIntervals:
+    return DownIntervals(np.zeros(0), np.zeros(0), cause)

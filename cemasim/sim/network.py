@@ -1,0 +1,136 @@
+"""Shared capacity: transfers crossing common resources (an access point, a cell, the cloud's
+ingress) share them max-min fairly, as fluid flows.
+
+Each flow crosses a path of resources; rates come from progressive filling (every flow's rate
+is limited by its most contended resource, and no flow can gain without a slower one losing).
+Rates are recomputed whenever a flow starts or ends and whenever a capacity on a path changes
+(trace steps, outages), so a shared link follows its traces piece by piece. With one resource
+and equal flows this is egalitarian processor sharing (M/M/1-PS under Poisson arrivals).
+"""
+
+from __future__ import annotations
+
+import math
+
+import simpy
+
+from cemasim.net.capacity import Capacity, Gated
+
+_EPS_BITS = 1e-6  # a flow within this many bits of done is done (float residue of rate x time)
+
+
+class Resource:
+    def __init__(self, name: str, capacity: Capacity):
+        self.name, self.capacity = name, capacity
+        self.flows: set[Flow] = set()
+
+
+class Flow:
+    __slots__ = ("path", "bits", "remaining", "rate", "done", "ok", "cause", "abort_at", "abort_cause")
+
+    def __init__(self, env: simpy.Environment, path: list[Resource], bits: float):
+        self.path, self.bits, self.remaining, self.rate = path, bits, bits, 0.0
+        self.done, self.ok, self.cause = env.event(), True, ""
+        self.abort_at, self.abort_cause = math.inf, ""
+
+    @property
+    def sent_bits(self) -> float:
+        return self.bits - max(self.remaining, 0.0)
+
+
+class FluidNetwork:
+    def __init__(self, env: simpy.Environment):
+        self.env = env
+        self.flows: list[Flow] = []
+        self._last = 0.0
+        self._generation = 0  # wake-ups scheduled before the latest change are stale
+        self.reallocations = 0
+
+    def transfer(self, path: list[Resource], bits: float) -> Flow:
+        """Start a flow now; `flow.done` fires when it completes (ok) or is lost (ok False, cause)."""
+        self._advance()
+        flow = Flow(self.env, path, bits)
+        for r in path:
+            if isinstance(r.capacity, Gated):
+                loss = r.capacity.next_loss(self.env.now, math.inf)
+                if loss is not None and loss[0] < flow.abort_at:
+                    flow.abort_at, flow.abort_cause = loss
+            r.flows.add(flow)
+        self.flows.append(flow)
+        self._update()
+        return flow
+
+    def _advance(self) -> None:
+        dt = self.env.now - self._last
+        if dt > 0:
+            for f in self.flows:
+                if f.rate > 0:
+                    f.remaining -= f.rate * dt
+        self._last = self.env.now
+
+    def _update(self) -> None:
+        """Settle finished and aborted flows, reallocate, and schedule the next change."""
+        now = self.env.now
+        while True:
+            self._allocate(now)
+            ended = [f for f in self.flows if self._finished(f, now) or f.abort_at <= now]
+            if not ended:
+                break
+            for f in ended:
+                self._end(f, ok=self._finished(f, now))
+        self._schedule(now)
+
+    @staticmethod
+    def _finished(f: Flow, now: float) -> bool:
+        """Done, or so close that its finish time rounds to now (float time cannot advance by it)."""
+        return f.remaining <= _EPS_BITS or math.isinf(f.rate) or (f.rate > 0 and now + f.remaining / f.rate <= now)
+
+    def _end(self, flow: Flow, ok: bool) -> None:
+        self.flows.remove(flow)
+        for r in flow.path:
+            r.flows.discard(flow)
+        if ok:
+            flow.remaining = 0.0
+        flow.ok, flow.cause = ok, "" if ok else flow.abort_cause
+        flow.done.succeed(flow)
+
+    def _allocate(self, now: float) -> None:
+        """Max-min fair rates by progressive filling."""
+        self.reallocations += 1
+        resources = {r for f in self.flows for r in f.path}
+        left = {r: r.capacity.rate_at(now) for r in resources}
+        count = {r: len(r.flows) for r in resources}
+        frozen: set[Flow] = set()
+        while len(frozen) < len(self.flows):
+            bottleneck = min((r for r in resources if count[r] > 0), key=lambda r: left[r] / count[r])
+            share = max(left[bottleneck] / count[bottleneck], 0.0)
+            for f in bottleneck.flows:
+                if f in frozen:
+                    continue
+                f.rate = share
+                frozen.add(f)
+                for r in f.path:
+                    left[r] -= share if not math.isinf(share) else 0.0
+                    count[r] -= 1
+
+    def _schedule(self, now: float) -> None:
+        self._generation += 1
+        if not self.flows:
+            return
+        nxt = math.inf
+        for f in self.flows:
+            if f.rate > 0:
+                nxt = min(nxt, now + f.remaining / f.rate)
+            nxt = min(nxt, f.abort_at)
+        for r in {r for f in self.flows for r in f.path}:
+            nxt = min(nxt, r.capacity.next_change(now))
+        if math.isinf(nxt):
+            return  # stalled for good (a trace that stopped): flows stay in flight
+        generation = self._generation
+        self.env.timeout(max(nxt - now, 0.0)).callbacks.append(lambda _ev: self._wake(generation))
+
+    def _wake(self, generation: int) -> None:
+        if generation != self._generation:
+            return
+        self._advance()
+        self._update()
