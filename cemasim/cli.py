@@ -242,6 +242,65 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Time a model on this machine, fit overhead + FLOPs / rate, write the fit as a profile file."""
+    import os
+    import re
+
+    import torch
+
+    from cemasim.models import measure, norm, resolve
+    from cemasim.models.cost import is_profile_file, load_profile_file
+    from cemasim.models.zoo import MODELS
+
+    if not resolve.known(args.model):
+        raise ConfigError(f"--model: {MODELS.unknown(args.model)} (or timm:ARCH / torchvision:ARCH)", source="profile")
+    sizes = measure.parse_batch_sizes(args.batch_sizes)
+    lows = {"--repeats": (args.repeats, 1), "--warmup": (args.warmup, 0), "--active-w": (args.active_w, 0),
+            "--threads": (1 if args.threads is None else args.threads, 1)}
+    bad = [f"{flag} must be >= {lo}, got {v}" for flag, (v, lo) in lows.items() if not v >= lo]
+    if bad:
+        raise ConfigError(bad, source="profile")
+    name = args.name or "host-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model)
+    out = Path(args.out or f"profiles/{name}.yaml")
+    if not is_profile_file(str(out)):
+        raise ConfigError(f"--out {out}: must end in .yaml or .yml (that is how fleet.profile tells a file from "
+                          "a profile name)", source="profile")
+    try:  # fail before measuring, not after
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create its folder {out.parent}: {exc.strerror}",
+                          source="profile") from None
+    if out.is_dir() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ConfigError(f"cannot write {out}", source="profile")
+    device = measure.pick_device(args.device)
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:  # restore the thread count: main() may run in-process (tests)
+        model, spec = resolve.build(args.model, args.weights, None, device)
+        timings = measure.time_passes(norm.convert(model), spec.input_shape, sizes, args.repeats, args.warmup,
+                                      args.train)
+        info = {"name": name, **measure.provenance(args.model, args.weights or "zoo", device, args.repeats,
+                                                    args.warmup)}
+    finally:
+        torch.set_num_threads(threads)
+    try:
+        out.write_text(measure.render_profile(timings, args.active_w, info))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}", source="profile") from None
+    load_profile_file(str(out))  # what was written must load
+    print(f"{args.model} on {info['hardware']} ({device}, {info['threads']} threads, median of {args.repeats})")
+    for t in timings:
+        print(f"\n{t.kind}{' (forward + backward of the norm affine tensors)' if t.kind == 'backward' else ''}")
+        print(measure.table(t))
+        print(measure.summary(t))
+    if args.train:
+        print("\nthe profile's rate is the forward fit (the simulator times backward passes with it too)")
+    print(f"\nwrote {out}\nuse it with `fleet.profile: {out}` in a scenario (or --set fleet.profile={out})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cemasim", description="Simulate cloud-edge model adaptation (CEMA) fleets.")
     p.add_argument("--version", action="version", version=f"cemasim {__version__}")
@@ -304,6 +363,22 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--output", default="docs/scenario.md")
     docs.add_argument("--check", action="store_true", help="fail if the file is out of date")
     docs.set_defaults(func=cmd_docs)
+
+    prof = sub.add_parser("profile", help="measure a model's latency on this machine and write a device profile")
+    prof.add_argument("--model", required=True, help="model to time (`cemasim list models`, or timm:/torchvision:)")
+    prof.add_argument("--weights", default=None,
+                      help="checkpoint path, or random (timing needs only the architecture); default: zoo weights")
+    prof.add_argument("--batch-sizes", default="1,8,32,64", help="comma-separated batch sizes to time and fit")
+    prof.add_argument("--repeats", type=int, default=20, help="timed calls per batch size (the median is kept)")
+    prof.add_argument("--warmup", type=int, default=3, help="untimed calls before timing each batch size")
+    prof.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    prof.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    prof.add_argument("--train", action="store_true",
+                      help="also time backward passes w.r.t. the norm affine tensors and set can_train: true")
+    prof.add_argument("--active-w", type=float, default=0.0, help="power while computing, W (0 = not modelled)")
+    prof.add_argument("--name", default=None, help="profile name (default: host-<model>)")
+    prof.add_argument("--out", default=None, help="output YAML (default: profiles/<name>.yaml)")
+    prof.set_defaults(func=cmd_profile)
     return p
 
 

@@ -34,6 +34,7 @@ PROFILE = Section(
         "utilization": F((float,), 0.3, "fraction of peak that model kernels reach", "", (between(1e-6, 1),)),
         "overhead_s": F((float,), 0.0, "fixed cost per model call (launch, framework)", "s", (non_negative,)),
         "can_train": F((bool,), False, "whether the device may run backward passes"),
+        "active_w": F((float,), 0.0, "power drawn while computing (energy accounting)", "W", (non_negative,)),
     },
 )
 
@@ -358,7 +359,6 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     from cemasim.data.datasets import DATASETS
     from cemasim.methods import METHODS
     from cemasim.models.resolve import known as known_model
-    from cemasim.models.cost import PROFILES
     from cemasim.models.zoo import MODELS
 
     problems = []
@@ -376,11 +376,8 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     if sc["arrivals"]["process"] == "trace" and not sc["arrivals"]["trace"]:
         problems.append("arrivals.trace: required when arrivals.process is trace")
     for key in ("fleet", "cloud"):
-        if isinstance(sc[key]["profile"], str):
-            need(PROFILES, sc[key]["profile"], f"{key}.profile")
-        elif isinstance(sc[key]["profile"], dict) and sc[key]["profile"].get("peak_flops_per_s") is None:
-            problems.append(f"{key}.profile.peak_flops_per_s: required in an inline profile")
-    problems += _edge_training_problems(sc, PROFILES)
+        problems += profile_problems(sc[key]["profile"], f"{key}.profile")
+    problems += _edge_training_problems(sc)
     segments = sc["shift"]["segments"]
     if isinstance(segments, list):
         for i, seg in enumerate(segments):
@@ -395,7 +392,32 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _edge_training_problems(sc: dict[str, Any], profiles: Any) -> list[str]:
+def profile_problems(spec: Any, path: str) -> list[str]:
+    """A profile name, a profile file or an inline mapping that cannot be used."""
+    from cemasim.models.cost import PROFILES, is_profile_file, load_profile_file
+
+    if isinstance(spec, str) and is_profile_file(spec):
+        try:
+            load_profile_file(spec)
+        except ConfigError as exc:
+            return [f"{path}: {exc.source}: {p}" for p in exc.problems]
+    elif isinstance(spec, str) and spec not in PROFILES:
+        return [f"{path}: {PROFILES.unknown(spec)} (or a profile file written by `cemasim profile`)"]
+    elif isinstance(spec, dict) and spec.get("peak_flops_per_s") is None:
+        return [f"{path}.peak_flops_per_s: required in an inline profile"]
+    return []
+
+
+def _can_train(spec: Any) -> bool | None:
+    from cemasim.models.cost import profile_from
+
+    try:
+        return profile_from(spec).can_train if isinstance(spec, str) else bool(spec.get("can_train"))
+    except Exception:  # unknown or broken profiles are reported by profile_problems
+        return None
+
+
+def _edge_training_problems(sc: dict[str, Any]) -> list[str]:
     """A method that back-propagates on the device needs a profile that can train."""
     from cemasim.methods import ADAPTERS
 
@@ -403,13 +425,9 @@ def _edge_training_problems(sc: dict[str, Any], profiles: Any) -> list[str]:
     if method["name"] not in ADAPTERS or method["deployment"] != "edge":
         return []
     profile = sc["fleet"]["profile"]
-    if isinstance(profile, str):
-        if profile not in profiles:
-            return []
-        can_train, label = profiles.get(profile).can_train, f"'{profile}'"
-    else:
-        can_train, label = bool(profile.get("can_train")), "the inline profile"
-    if can_train:
+    can_train = _can_train(profile)
+    label = f"'{profile}'" if isinstance(profile, str) else "the inline profile"
+    if can_train is None or can_train:
         return []
     return [f"method.deployment: {method['name']} on the edge needs a device profile that can train, and "
             f"fleet.profile {label} cannot (use e.g. jetson-nano, or method.deployment: cloud)"]
