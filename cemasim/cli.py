@@ -123,8 +123,12 @@ def _registries() -> dict[str, Callable[[], Any]]:
         from cemasim.data.datasets import DATASETS
         return DATASETS
 
+    def radios():
+        from cemasim.net.radio import RADIOS
+        return RADIOS
+
     return {"methods": methods, "models": models, "profiles": profiles, "corruptions": corruptions,
-            "arrivals": arrivals, "datasets": datasets}
+            "arrivals": arrivals, "datasets": datasets, "radios": radios}
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:
@@ -323,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_args(val)
     val.set_defaults(func=cmd_validate)
 
-    lst = sub.add_parser("list", help="list registered methods, models, profiles, corruptions, arrivals")
+    lst = sub.add_parser("list", help="list registered methods, models, profiles, corruptions, arrivals, datasets, "
+                                      "radios")
     lst.add_argument("kind")
     lst.set_defaults(func=cmd_list)
 

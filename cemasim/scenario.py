@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from cemasim.classes import DEFAULT_CLASS, OVERRIDABLE, class_sizes, class_view, deep_merge
 from cemasim.errors import ConfigError
 from cemasim.schema import (
     Field,
@@ -53,6 +54,116 @@ DEFAULT_SEGMENTS = [
     {"corruption": "contrast", "severity": 3, "duration_s": 60.0},
 ]
 
+LOSS = Section(
+    "Per-transfer loss: each attempt to send a message is lost or not; a lost attempt is sent again "
+    "after a timeout, up to max_retries times, then the message is dropped (cause loss).",
+    {
+        "model": F((str,), "none", "none, bernoulli (every attempt lost with probability rate) or gilbert_elliott "
+                   "(bursty: a good/bad Markov chain advanced per attempt)", "",
+                   (one_of("none", "bernoulli", "gilbert_elliott"),)),
+        "rate": F((float,), 0.0, "bernoulli: loss probability per attempt", "", (between(0, 1),)),
+        "p_good_to_bad": F((float,), 0.01, "gilbert_elliott: good -> bad transition probability per attempt", "",
+                           (between(0, 1),)),
+        "p_bad_to_good": F((float,), 0.3, "gilbert_elliott: bad -> good transition probability per attempt", "",
+                           (between(0, 1),)),
+        "loss_good": F((float,), 0.0, "gilbert_elliott: loss probability in the good state", "", (between(0, 1),)),
+        "loss_bad": F((float,), 0.5, "gilbert_elliott: loss probability in the bad state", "", (between(0, 1),)),
+        "max_retries": F((int,), 5, "retransmissions before the message is dropped", "", (non_negative,)),
+        "retry_timeout_ms": F((float,), None, "wait after a lost attempt before resending; null = one round trip "
+                              "(2 x latency_ms) + 200 ms (Linux's minimum TCP RTO)", "ms", (non_negative,),
+                              nullable=True),
+    },
+)
+
+OUTAGES = Section(
+    "Link outages: intervals with zero capacity.",
+    {
+        "process": F((str,), "none", "none; exponential (alternating up/down periods with exponential lengths); "
+                     "trace (a CSV of down intervals: start_s,end_s[,device])", "",
+                     (one_of("none", "exponential", "trace"),)),
+        "up_s": F((float,), 300.0, "exponential: mean time between outages", "s", (positive,)),
+        "down_s": F((float,), 20.0, "exponential: mean outage length", "s", (positive,)),
+        "trace": F((str,), None, "trace: path of the down-interval CSV (rows without device apply to every "
+                   "device)", nullable=True),
+        "in_flight": F((str,), "resume", "a transfer on the wire when an outage starts: resume (pauses, then "
+                       "continues) or lost (dropped, cause link_outage)", "", (one_of("resume", "lost"),)),
+    },
+)
+
+
+def link_section(direction: str, default_mbps: float) -> Section:
+    """uplink and downlink: the same keys, different default rates."""
+    return Section(f"Per-device link from {direction}: its own capacity (constant or a trace), optional shared "
+                   "segment behind it, loss, outages; FIFO, one message on the wire at a time.", {
+        "bandwidth_mbps": F((float,), default_mbps, "own link rate; null = infinite (ignored when trace is set)",
+                            "Mbit/s", (positive,), nullable=True),
+        "latency_ms": F((float,), 20.0, "one-way propagation latency (a CSV trace's latency_ms column overrides "
+                        "it)", "ms", (non_negative,)),
+        "trace": F((str,), None, "bandwidth trace file: CSV with time_s,mbps[,latency_ms] or a Mahimahi packet "
+                   "delivery trace (one ms timestamp per 1500-byte opportunity); null = constant bandwidth_mbps",
+                   nullable=True),
+        "trace_format": F((str,), "auto", "auto (by suffix and content), csv or mahimahi", "",
+                          (one_of("auto", "csv", "mahimahi"),)),
+        "trace_end": F((str,), "loop", "after the trace's last piece: loop, hold (keep the last rate) or stop "
+                       "(zero capacity)", "", (one_of("loop", "hold", "stop"),)),
+        "trace_phase": F((str,), "random", "random: each device starts at a random point of the trace (devices "
+                         "are not synchronised); zero: every device starts at its beginning", "",
+                         (one_of("random", "zero"),)),
+        "trace_bin_ms": F((float,), 100.0, "Mahimahi: delivery opportunities are counted in bins this wide",
+                          "ms", (positive,)),
+        "shared_mbps": F((float,), None, "capacity of a shared segment (access point, cell) behind the devices' "
+                         "own links, shared max-min fairly; null = none", "Mbit/s", (positive,), nullable=True),
+        "group_size": F((int,), None, "devices per shared segment (consecutive devices of a class); null = the "
+                        "whole class shares one", "", (positive,), nullable=True),
+        "loss": LOSS,
+        "outages": OUTAGES,
+    })
+
+
+AVAILABILITY = Section(
+    "Device availability: an off device neither predicts (samples arriving then are missed) nor sends or "
+    "receives.",
+    {
+        "process": F((str,), "always", "always; onoff (alternating on/off periods with exponential lengths); trace "
+                     "(a CSV of off intervals: start_s,end_s[,device])", "",
+                     (one_of("always", "onoff", "trace"),)),
+        "on_s": F((float,), 600.0, "onoff: mean on period", "s", (positive,)),
+        "off_s": F((float,), 60.0, "onoff: mean off period", "s", (positive,)),
+        "trace": F((str,), None, "trace: path of the off-interval CSV", nullable=True),
+        "in_flight": F((str,), "resume", "uploads and refreshes on the wire or arriving when the device turns "
+                       "off: resume when it is back, or lost (cause device_off)", "", (one_of("resume", "lost"),)),
+    },
+)
+
+ENERGY = Section(
+    "Device energy: radio bits and compute (only what the workload causes; idle and base power are not "
+    "counted).",
+    {
+        "radio": F((str,), "wifi", "radio preset for the per-bit energy (`cemasim list radios`)"),
+        "tx_nj_per_bit": F((float,), None, "transmit energy per bit; null = the radio preset's", "nJ/bit",
+                           (non_negative,), nullable=True),
+        "rx_nj_per_bit": F((float,), None, "receive energy per bit; null = the radio preset's", "nJ/bit",
+                           (non_negative,), nullable=True),
+        "compute_w": F((float,), None, "power while the device computes; null = its profile's active_w", "W",
+                       (non_negative,), nullable=True),
+        "compute_nj_per_flop": F((float,), None, "energy per FLOP instead of compute_w x busy time; null = use "
+                                 "compute_w", "nJ/FLOP", (non_negative,), nullable=True),
+    },
+)
+
+DEVICE_CLASS = Section(
+    "A device class: its share of the fleet and what differs from the top-level settings. Each override is "
+    "a partial mapping of the top-level section of that name, merged over it.",
+    {
+        "name": F((str,), None, "class label (results carry it as device_class)"),
+        "count": F((int,), None, "devices in this class", "", (non_negative,), nullable=True),
+        "fraction": F((float,), None, "share of fleet.devices in this class (largest-remainder rounding)", "",
+                      (between(0, 1),), nullable=True),
+        "profile": F((str,), None, "compute profile of the class; null = fleet.profile", alt=PROFILE, nullable=True),
+        **{key: F((dict,), {}, f"overrides of the top-level `{key}` keys") for key in OVERRIDABLE},
+    },
+)
+
 SCHEMA = Section(
     "A cemasim scenario. Every key is optional; omitted keys take the defaults below.",
     {
@@ -86,6 +197,8 @@ SCHEMA = Section(
             "devices": F((int,), 8, "number of edge devices", "", (positive,)),
             "profile": F((str,), "rpi4", "edge compute profile name (`cemasim list profiles`) or an inline mapping",
                          alt=PROFILE),
+            "classes": F((list,), [], "heterogeneous fleet: device classes by count or fraction; devices in no "
+                         "class use the top-level settings (class default)", items=DEVICE_CLASS),
             "batch_across_devices": F((bool,), False, "host speed-up: merge edge forward passes of devices "
                                       "predicting at the same simulated instant into one call (same results)"),
         }),
@@ -174,18 +287,19 @@ SCHEMA = Section(
                               (positive,), nullable=True),
             "budget_window_s": F((float,), 60.0, "length of the upload budget window", "s", (positive,)),
         }),
-        "uplink": Section("Per-device link from device to cloud (FIFO serialisation + one-way latency).", {
-            "bandwidth_mbps": F((float,), 10.0, "link rate; null = infinite", "Mbit/s", (positive,),
-                                nullable=True),
-            "latency_ms": F((float,), 20.0, "one-way propagation latency", "ms", (non_negative,)),
-        }),
-        "downlink": Section("Per-device link from cloud to device.", {
-            "bandwidth_mbps": F((float,), 50.0, "link rate; null = infinite", "Mbit/s", (positive,),
-                                nullable=True),
-            "latency_ms": F((float,), 20.0, "one-way propagation latency", "ms", (non_negative,)),
-        }),
+        "uplink": link_section("device to cloud", 10.0),
+        "downlink": link_section("cloud to device", 50.0),
+        "availability": AVAILABILITY,
+        "energy": ENERGY,
         "cloud": Section("The cloud: foundation adaptation, replay buffer and distillation (CEMA defaults).", {
-            "gpus": F((int,), 1, "cloud accelerators (a SimPy resource)", "", (positive,)),
+            "gpus": F((int,), 1, "cloud accelerators", "", (positive,)),
+            "scheduler": F((str,), "fifo", "which waiting GPU job runs next: fifo, round_robin (cycle over devices), "
+                           "staleness (the device whose parameters are oldest) or backlog (the device with most "
+                           "uploads waiting)", "", (one_of("fifo", "round_robin", "staleness", "backlog"),)),
+            "ingress_mbps": F((float,), None, "cloud ingress capacity shared by every uplink transfer; null = "
+                              "unlimited", "Mbit/s", (positive,), nullable=True),
+            "egress_mbps": F((float,), None, "cloud egress capacity shared by every downlink transfer; null = "
+                             "unlimited", "Mbit/s", (positive,), nullable=True),
             "profile": F((str,), "t4", "cloud accelerator profile name or inline mapping", alt=PROFILE),
             "chunk_size": F((int,), 32, "uploaded samples per foundation + distillation step", "samples",
                             (positive,)),
@@ -331,15 +445,41 @@ def validate(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
     """Schema + registry validation; raises ConfigError listing every problem."""
     problems: list[str] = []
     resolved = resolve(SCHEMA, data, "", problems)
+    _resolve_classes(resolved, problems)
     problems += _semantic_problems(resolved)
     if problems:
         raise ConfigError(problems, source=source)
     return Scenario(resolved, source)
 
 
+FILE_KEYS = (("arrivals", "trace"), ("uplink", "trace"), ("downlink", "trace"), ("uplink", "outages", "trace"),
+             ("downlink", "outages", "trace"), ("availability", "trace"), ("fleet", "profile"), ("cloud", "profile"))
+
+
+def anchor_paths(data: dict[str, Any], folder: Path) -> None:
+    """Relative file paths in a scenario file mean files next to it when they exist there (else the
+    working directory), so `cemasim run scenarios/x.yaml` works from anywhere."""
+    def fix(node: Any, steps: tuple[str, ...]) -> None:
+        for step in steps[:-1]:
+            node = node.get(step) if isinstance(node, dict) else None
+        value = node.get(steps[-1]) if isinstance(node, dict) else None
+        if isinstance(value, str) and (steps[-1] == "trace" or value.endswith((".yaml", ".yml"))) \
+                and not Path(value).is_absolute() and (folder / value).is_file():
+            node[steps[-1]] = str(folder / value)
+
+    for steps in FILE_KEYS:
+        fix(data, steps)
+    classes = data.get("fleet", {}).get("classes") if isinstance(data.get("fleet"), dict) else None
+    for cls in classes if isinstance(classes, list) else []:
+        for steps in FILE_KEYS:
+            fix(cls, steps[1:] if steps[0] == "fleet" else steps)
+
+
 def load(path: str | Path | None = None, overrides: list[str] | None = None, seed: int | None = None) -> Scenario:
     """Read a scenario file (or the defaults), apply overrides and validate."""
     data = read_yaml(path) if path is not None else {}
+    if path is not None:
+        anchor_paths(data, Path(path).parent)
     problems = apply_overrides(data, overrides or [])
     if seed is not None:
         data["seed"] = seed
@@ -353,9 +493,34 @@ def default_scenario() -> dict[str, Any]:
     return defaults(SCHEMA)
 
 
+def _resolve_classes(sc: dict[str, Any], problems: list[str]) -> None:
+    """Merge each class's overrides over the top-level sections and validate them under the class's path."""
+    classes = sc["fleet"]["classes"]
+    if not isinstance(classes, list):
+        return
+    seen: set[str] = {DEFAULT_CLASS}
+    for i, cls in enumerate(classes):
+        path = f"fleet.classes[{i}]"
+        if isinstance(cls.get("name"), str):
+            if cls["name"] in seen:
+                problems.append(f"{path}.name: '{cls['name']}' is taken (names are unique; '{DEFAULT_CLASS}' is "
+                                "the devices in no class)")
+            seen.add(cls["name"])
+        if (cls.get("count") is None) == (cls.get("fraction") is None):
+            problems.append(f"{path}: give exactly one of count or fraction")
+        for key in OVERRIDABLE:
+            if isinstance(cls[key], dict) and isinstance(sc[key], dict):
+                cls[key] = resolve(SCHEMA.fields[key], deep_merge(sc[key], cls[key]), f"{path}.{key}", problems)
+    devices = sc["fleet"]["devices"]
+    if isinstance(devices, int) and all(isinstance(c.get(k), (int, float, type(None))) for c in classes
+                                        for k in ("count", "fraction")):
+        taken = sum(class_sizes(classes, devices))
+        if taken > devices:
+            problems.append(f"fleet.classes: the classes take {taken} devices but fleet.devices is {devices}")
+
+
 def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     """Checks that need the registries (imported lazily: torch is heavy)."""
-    from cemasim.data.corruptions import CORRUPTIONS
     from cemasim.data.datasets import DATASETS
     from cemasim.methods import METHODS
     from cemasim.models.resolve import known as known_model
@@ -373,23 +538,73 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
         name = sc["models"][role]
         if isinstance(name, str) and not known_model(name):
             problems.append(f"models.{role}: {MODELS.unknown(name)} (or timm:ARCH / torchvision:ARCH)")
-    if sc["arrivals"]["process"] == "trace" and not sc["arrivals"]["trace"]:
-        problems.append("arrivals.trace: required when arrivals.process is trace")
-    for key in ("fleet", "cloud"):
-        problems += profile_problems(sc[key]["profile"], f"{key}.profile")
-    problems += _edge_training_problems(sc)
-    segments = sc["shift"]["segments"]
-    if isinstance(segments, list):
-        for i, seg in enumerate(segments):
-            if isinstance(seg, dict) and seg.get("corruption") != "clean":
-                need(CORRUPTIONS, seg.get("corruption"), f"shift.segments[{i}].corruption")
-        if not segments:
-            problems.append("shift.segments: needs at least one segment")
+    problems += profile_problems(sc["cloud"]["profile"], "cloud.profile")
+    top = _device_problems(sc)
+    problems += top
+    classes = sc["fleet"]["classes"] if isinstance(sc["fleet"]["classes"], list) else []
+    for i, cls in enumerate(classes):
+        if not all(isinstance(cls.get(k), dict) for k in OVERRIDABLE):
+            continue  # already reported by the schema
+        # a class repeats the top level's problems only where it changed the value
+        own = [p for p in _device_problems(class_view(sc, cls)) if p not in top and not p.startswith("fleet.profile")]
+        if cls["profile"] is not None:
+            own += profile_problems(cls["profile"], "profile")
+        problems += [f"fleet.classes[{i}].{p}" for p in own]
     sel = sc["selection"]
     numbers = all(isinstance(sel[k], (int, float)) and not isinstance(sel[k], bool) for k in ("e_min", "e_max"))
     if numbers and sel["e_min"] >= sel["e_max"]:
         problems.append(f"selection.e_min: must be below selection.e_max ({sel['e_max']}), got {sel['e_min']}")
     return problems
+
+
+def _device_problems(sc: dict[str, Any]) -> list[str]:
+    """What a device sees (arrivals, shift, links, availability, energy, profile), paths relative to the
+    scenario or class."""
+    from cemasim.data.corruptions import CORRUPTIONS
+    from cemasim.net.radio import RADIOS
+
+    problems = []
+    if sc["arrivals"]["process"] == "trace" and not sc["arrivals"]["trace"]:
+        problems.append("arrivals.trace: required when arrivals.process is trace")
+    problems += profile_problems(sc["fleet"]["profile"], "fleet.profile")
+    problems += _edge_training_problems(sc)
+    segments = sc["shift"]["segments"]
+    if isinstance(segments, list):
+        for i, seg in enumerate(segments):
+            corruption = seg.get("corruption") if isinstance(seg, dict) else None
+            if isinstance(corruption, str) and corruption != "clean" and corruption not in CORRUPTIONS:
+                problems.append(f"shift.segments[{i}].corruption: {CORRUPTIONS.unknown(corruption)}")
+        if not segments:
+            problems.append("shift.segments: needs at least one segment")
+    for key, needs in (("uplink.outages", "trace"), ("downlink.outages", "trace"), ("availability", "trace")):
+        section = sc[key.split(".")[0]] if "." not in key else sc[key.split(".")[0]][key.split(".")[1]]
+        if section["process"] == needs and not section["trace"]:
+            problems.append(f"{key}.trace: required when {key}.process is trace")
+    for key in ("uplink.trace", "downlink.trace", "uplink.outages.trace", "downlink.outages.trace",
+                "availability.trace", "arrivals.trace"):
+        node: Any = sc
+        for step in key.split("."):
+            node = node[step]
+        if isinstance(node, str) and not Path(node).is_file():
+            problems.append(f"{key}: no such file: {node}")
+    for key in ("uplink", "downlink"):
+        if isinstance(sc[key]["trace"], str) and Path(sc[key]["trace"]).is_file():
+            problems += _trace_problems(sc[key], f"{key}.trace")
+    radio = sc["energy"]["radio"]
+    if isinstance(radio, str) and radio not in RADIOS:
+        problems.append(f"energy.radio: {RADIOS.unknown(radio)}")
+    return problems
+
+
+def _trace_problems(link: dict[str, Any], path: str) -> list[str]:
+    from cemasim.errors import DataError
+    from cemasim.net.traces import read_trace
+
+    try:
+        read_trace(link["trace"], link["trace_format"], link["trace_bin_ms"])
+    except DataError as exc:
+        return [f"{path}: {exc}"]
+    return []
 
 
 def profile_problems(spec: Any, path: str) -> list[str]:

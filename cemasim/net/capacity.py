@@ -48,8 +48,10 @@ class TraceRate:
                  offset_s: float = 0.0):
         if end not in ("loop", "hold", "stop"):
             raise ValueError(f"trace end must be loop, hold or stop, got {end!r}")
-        self.edges = np.append(np.asarray(starts_s, np.float64), period_s)
-        self.rates = np.asarray(bits_per_s, np.float64)
+        starts, rates = np.asarray(starts_s, np.float64), np.asarray(bits_per_s, np.float64)
+        keep = np.append(True, rates[1:] != rates[:-1])  # merge equal neighbours: fewer breakpoints, exact sums
+        self.edges = np.append(starts[keep], period_s)
+        self.rates = rates[keep]
         self.period_s, self.end, self.offset_s = float(period_s), end, float(offset_s)
         self.cum = np.concatenate([[0.0], np.cumsum(self.rates * np.diff(self.edges))])
         self.total = float(self.cum[-1])  # bits deliverable in one period
@@ -97,9 +99,17 @@ class TraceRate:
             return 0.0
         return self._bits_until(t1 + self.offset_s) - self._bits_until(t0 + self.offset_s)
 
+    @property
+    def constant(self) -> bool:
+        """One rate forever (a flat trace that loops or holds)."""
+        return len(self.rates) == 1 and self.end in ("loop", "hold")
+
     def finish_time(self, t0: float, bits: float) -> float:
         if bits <= 0:
             return t0
+        rate, change = self.rate_at(t0), self.next_change(t0)
+        if rate > 0 and bits <= rate * (change - t0):  # within the current piece: no cumulative round-off
+            return t0 + bits / rate
         target = self._bits_until(t0 + self.offset_s) + bits
         if self.end == "loop":
             if self.total <= 0:
@@ -132,6 +142,11 @@ class DownIntervals:
         """Index of the interval containing t, or -1."""
         i = int(np.searchsorted(self.starts, t, side="right")) - 1
         return i if i >= 0 and t < self.ends[i] else -1
+
+    def covers(self, times: np.ndarray) -> np.ndarray:
+        """Boolean mask: which of `times` fall inside an interval."""
+        i = np.searchsorted(self.starts, times, side="right") - 1
+        return (i >= 0) & (times < self.ends[np.maximum(i, 0)]) if len(self.starts) else np.zeros(len(times), bool)
 
     def next_start(self, t: float) -> float:
         """The first interval start strictly after t."""

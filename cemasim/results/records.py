@@ -33,6 +33,9 @@ class Recorder:
     refreshes: list[Refresh] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
     jobs: list[CloudJob] = field(default_factory=list)
+    compute: list[tuple[int, float, float, float]] = field(default_factory=list)  # device, start, end, flops
+    missed: list[tuple[int, float, str]] = field(default_factory=list)  # device, arrival_s, cause
+    devices: list[dict] = field(default_factory=list)  # one row per device: class, profile, energy parameters
     predicted: int = 0
 
     def predictions(self, batch, predicted_s: float, pred: np.ndarray, entropy: np.ndarray, selected: np.ndarray,
@@ -84,4 +87,7 @@ class Recorder:
             "answers": self.message_table(self.answers, Answer, skip=("sample_ids", "preds", "entropies", "droppable")),
             "cloud_jobs": pd.DataFrame([vars(j) for j in self.jobs],
                                        columns=[f.name for f in fields(CloudJob)]),
+            "compute": pd.DataFrame(self.compute, columns=["device", "start_s", "end_s", "flops"]),
+            "missed": pd.DataFrame(self.missed, columns=["device", "arrival_s", "cause"]),
+            "devices": pd.DataFrame(self.devices),
         }

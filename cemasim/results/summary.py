@@ -8,6 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cemasim.results.energy import device_energy, energy_summary, energy_timeline
+
+MESSAGES = ("uploads", "reports", "refreshes", "answers")
+
 
 def _mean(series: pd.Series) -> float:
     return float(series.mean()) if len(series) else math.nan
@@ -30,8 +34,24 @@ def upload_status(uploads: pd.DataFrame) -> pd.Series:
     return pd.Series(status, index=uploads.index, dtype="object")
 
 
+def _retransmissions(tables: dict[str, pd.DataFrame]) -> int:
+    """Attempts beyond the first, over all messages (tables from before retransmission have none)."""
+    total = 0
+    for name in MESSAGES:
+        t = tables.get(name)
+        if t is not None and len(t) and "attempts" in t:
+            total += int((pd.to_numeric(t["attempts"]) - 1).clip(lower=0).sum())
+    return total
+
+
+def _counts(causes: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in causes.value_counts().items()}
+
+
 def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: float, events: int,
-              cloud_busy_s: float, gpus: int) -> dict[str, Any]:
+              cloud_busy_s: float, gpus: int, cloud_active_w: float = 0.0) -> dict[str, Any]:
+    """Flat run metrics. Optional tables add keys: missed (samples lost to a device being off) and,
+    with a devices table, energy (see cemasim.results.energy; cloud energy = busy GPU-seconds * cloud_active_w)."""
     samples, uploads, reports, refreshes = (tables[k] for k in ("samples", "uploads", "reports", "refreshes"))
     status = upload_status(uploads)
     sent = uploads[uploads["tx_start_s"].notna()]
@@ -46,7 +66,7 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
         "accuracy": float(samples["correct"].mean()) if n else math.nan,
         "samples": n,
         "selected_samples": int(samples["selected"].sum()) if n else 0,
-        "uploaded_samples": int(len(received)),
+        "uploaded_samples": len(received),
         "upload_ratio": len(received) / n if n else math.nan,
         "uplink_bytes": uplink_bytes,
         "downlink_bytes": _sent_bytes(refreshes) + _sent_bytes(tables.get("answers")),
@@ -56,7 +76,7 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
         "upload_wait_mean_s": _mean(sent["tx_start_s"] - sent["enqueued_s"]),
         "upload_delay_mean_s": _mean(delay),
         "upload_delay_p95_s": _p95(delay),
-        "refreshes": int(len(applied)),
+        "refreshes": len(applied),
         "refresh_delay_mean_s": _mean(applied["applied_s"] - applied["created_s"]) if len(applied) else math.nan,
         "param_age_mean_s": _mean(samples["param_age_s"]) if n else math.nan,
         "prediction_latency_mean_s": _mean(samples["latency_s"]) if n else math.nan,
@@ -65,8 +85,16 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
         "wall_time_s": wall_time_s,
         "events": events,
     }
-    for cause in ("queue_full", "budget"):
+    for cause in ("queue_full", "budget", "loss", "link_outage", "device_off"):
         summary[f"drops_{cause}"] = summary["drops"].get(cause, 0)
+    summary["refresh_drops"] = _counts(refreshes.loc[refreshes["dropped"] != "", "dropped"]) if len(refreshes) else {}
+    summary["retransmissions"] = _retransmissions(tables)
+    missed = tables.get("missed")
+    has_missed = missed is not None and len(missed) > 0
+    summary["missed_samples"] = len(missed) if has_missed else 0
+    summary["missed"] = _counts(missed["cause"]) if has_missed else {}
+    if tables.get("devices") is not None:
+        summary.update(energy_summary(device_energy(tables), n, cloud_busy_s, cloud_active_w))
     return summary
 
 
@@ -77,7 +105,8 @@ def accuracy_by_domain(samples: pd.DataFrame) -> pd.DataFrame:
 
 
 def timeline(tables: dict[str, pd.DataFrame], bin_s: float) -> pd.DataFrame:
-    """Per device and time bin: samples, accuracy, selected samples, uplink bytes, refreshes."""
+    """Per device and time bin: samples, accuracy, selected samples, uplink bytes, refreshes and, with
+    a devices table, energy_j (compute + radio)."""
     samples, uploads, refreshes = tables["samples"], tables["uploads"], tables["refreshes"]
     s = samples.assign(bin=(samples["predicted_s"] // bin_s).astype(int))
     out = s.groupby(["device", "bin"]).agg(samples=("correct", "size"), correct=("correct", "sum"),
@@ -90,10 +119,16 @@ def timeline(tables: dict[str, pd.DataFrame], bin_s: float) -> pd.DataFrame:
         r = refreshes[refreshes["applied_s"].notna()]
         rb = r.assign(bin=(r["applied_s"] // bin_s).astype(int)).groupby(["device", "bin"]).size()
         out = out.join(rb.rename("refreshes"), how="outer")
+    with_energy = tables.get("devices") is not None
+    if with_energy:
+        eb = energy_timeline(tables, bin_s).set_index(["device", "bin"])["energy_j"]
+        if len(eb):
+            out = out.join(eb, how="outer")
     out = out.fillna(0).reset_index()
-    for col in ("uplink_bytes", "refreshes"):
+    for col in ("uplink_bytes", "refreshes") + (("energy_j",) if with_energy else ()):
         if col not in out:
             out[col] = 0
     out["t_start_s"] = out["bin"] * bin_s
     out["accuracy"] = np.where(out["samples"] > 0, out["correct"] / out["samples"].where(out["samples"] > 0, 1), np.nan)
-    return out.astype({"samples": int, "correct": int, "selected": int, "uplink_bytes": int, "refreshes": int})
+    return out.astype({"samples": int, "correct": int, "selected": int, "uplink_bytes": int, "refreshes": int,
+                       **({"energy_j": float} if with_energy else {})})

@@ -8,7 +8,7 @@ CEMA (CemaWorker):
 Offloaded TTA (OffloadWorker): batch report -> GPU job: the method's step on the batch's uploads -> refresh
 Cloud inference (InferenceWorker): batch report -> GPU job: foundation forward -> answers -> downlink
 
-GPUs are a SimPy resource shared by all workers; a job's duration comes from the cost model and
+GPUs are a pool shared by all workers, granted by the scheduling policy (sim/scheduler.py); a job's duration comes from the cost model and
 its learning step runs (real torch) when the job completes. The foundation model is shared
 (its norm state too, unless cloud.foundation_scope is device).
 """
@@ -32,6 +32,7 @@ from cemasim.models.cost import DeviceProfile, FlopCounter
 from cemasim.results.records import CloudJob, Recorder
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
+from cemasim.sim.scheduler import GpuPool
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,11 @@ class Cloud:
 
     def __init__(self, env: simpy.Environment, gpus: int, profile: DeviceProfile, foundation: nn.Module,
                  edge_model: nn.Module, foundation_flops: FlopCounter, edge_flops: FlopCounter, cfg: CloudConfig,
-                 plan: CloudPlan, recorder: Recorder, compute_device: torch.device):
-        self.env, self.gpu, self.profile = env, simpy.Resource(env, capacity=gpus), profile
+                 plan: CloudPlan, recorder: Recorder, compute_device: torch.device, scheduler: str = "fifo"):
+        self.env, self.profile = env, profile
+        self.workers: dict[int, DeviceWorker] = {}
+        self.gpu = GpuPool(env, gpus, scheduler, staleness=lambda d: env.now - self.workers[d].last_refresh_s,
+                           backlog=lambda d: self.workers[d].backlog())
         self.foundation, self.edge_model, self.cfg, self.plan = foundation, edge_model, cfg, plan
         self.foundation_learner = Learner(norm.initial_state(foundation, norm.adaptable_names(foundation, False)))
         self.recorder, self.compute_device = recorder, compute_device
@@ -83,6 +87,8 @@ class DeviceWorker:
         self.segment = 0
         self.reports_seen, self.refreshed_steps = 0, 0
         self.uploads_sent_max_s = float("-inf")
+        self.last_refresh_s = 0.0  # when the device's parameters were last sent (scheduling by staleness)
+        cloud.workers[device] = self
         self.env.process(self.run())
 
     def run(self):
@@ -99,6 +105,13 @@ class DeviceWorker:
     def on_upload(self, upload: Upload):
         yield from ()
 
+    def backlog(self) -> int:
+        """Uploads of this device waiting at the cloud (scheduling by backlog)."""
+        return sum(isinstance(m, Upload) for m in self.inbox.items) + len(self.pending_uploads())
+
+    def pending_uploads(self) -> list[Upload]:
+        return []
+
     def on_report(self, report: BatchReport):
         yield from ()
 
@@ -108,11 +121,7 @@ class DeviceWorker:
         self.student.momentum_bufs.clear()
 
     def gpu_job(self, kind: str, samples: int, duration_s: float):
-        requested = self.env.now
-        with self.cloud.gpu.request() as req:
-            yield req
-            start = self.env.now
-            yield self.env.timeout(duration_s)
+        requested, start, _ = yield from self.cloud.gpu.job(self.device, duration_s)
         self.cloud.busy_s += duration_s
         self.cloud.recorder.jobs.append(CloudJob(self.device, kind, requested, start, self.env.now, samples))
 
@@ -130,7 +139,7 @@ class DeviceWorker:
         refresh = Refresh(self.device, norm.state_bytes(snapshot), version=self.student.steps,
                           created_s=self.env.now, uploads_sent_max_s=self.uploads_sent_max_s, state=snapshot,
                           segment=self.segment)
-        self.refreshed_steps = self.student.steps
+        self.refreshed_steps, self.last_refresh_s = self.student.steps, self.env.now
         self.cloud.recorder.refreshes.append(refresh)
         self.downlink.send(refresh)
 
@@ -147,6 +156,9 @@ class CemaWorker(DeviceWorker):
         self.pending: list[Upload] = []
         self.chunk_done = False
         super().__init__(cloud, device, inbox, student, downlink, source_state)
+
+    def pending_uploads(self) -> list[Upload]:
+        return self.pending
 
     def reset(self) -> None:
         super().reset()
@@ -202,6 +214,9 @@ class OffloadWorker(DeviceWorker):
     def on_upload(self, upload: Upload):
         self.batch.append(upload)
         yield from ()
+
+    def pending_uploads(self) -> list[Upload]:
+        return self.batch
 
     def reset(self) -> None:
         super().reset()

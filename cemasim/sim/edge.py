@@ -8,7 +8,7 @@ samples, encode and enqueue them on the uplink; apply refreshes as they arrive (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import simpy
@@ -20,10 +20,26 @@ from cemasim.methods import Method
 from cemasim.methods.losses import entropy
 from cemasim.methods.optim import Learner
 from cemasim.models import norm
+from cemasim.models.cost import DeviceProfile
+from cemasim.net.capacity import Gated
 from cemasim.results.records import Recorder
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
 from cemasim.sim.stream import TestBatch, Workload
+
+
+@dataclass(frozen=True)
+class EdgeCost:
+    """Simulated time and FLOPs of the device's model calls (cost model, see models/cost.py)."""
+
+    flops_per_sample: float
+    profile: DeviceProfile
+
+    def flops(self, n: int) -> float:
+        return n * self.flops_per_sample
+
+    def seconds(self, n: int) -> float:
+        return 0.0 if self.flops_per_sample == 0 else self.profile.seconds(self.flops(n))
 
 
 @dataclass(frozen=True)
@@ -36,10 +52,10 @@ class UploadPolicy:
 
 class EdgeDevice:
     def __init__(self, env: simpy.Environment, index: int, batches: list[TestBatch], workload: Workload,
-                 model: nn.Module, learner: Learner, method: Method, infer_s: Callable[[int], float],
+                 model: nn.Module, learner: Learner, method: Method, cost: EdgeCost,
                  uplink: Link | None, inbox: simpy.Store, policy: UploadPolicy, recorder: Recorder,
                  compute_device: torch.device, reset_on_segment: bool = False,
-                 source_state: norm.NormState | None = None):
+                 source_state: norm.NormState | None = None, off: Gated | None = None):
         self.env, self.index, self.batches, self.workload = env, index, batches, workload
         self.reset_on_segment, self.segment = reset_on_segment, batches[0].segment if batches else 0
         # read-only, shared by the fleet: 10,000 devices must not each hold a copy
@@ -47,7 +63,8 @@ class EdgeDevice:
             {n: t.clone() for n, t in learner.state.items()}
         self.batcher: CrossDeviceBatcher | None = None
         self.model, self.learner, self.method = model, learner, method
-        self.infer_s, self.uplink, self.inbox, self.policy = infer_s, uplink, inbox, policy
+        self.cost, self.uplink, self.inbox, self.policy = cost, uplink, inbox, policy
+        self.off = off  # when the device is off (None: always on)
         self.recorder, self.compute_device = recorder, compute_device
         self.version, self.version_created_s = 0, 0.0
         self.selection_state: Any = method.new_selection_state(index)
@@ -64,7 +81,13 @@ class EdgeDevice:
         for batch in self.batches:
             if batch.ready_s > self.env.now:
                 yield self.env.timeout(batch.ready_s - self.env.now)
-            yield self.env.timeout(self.infer_s(len(batch)))
+            if self.off is not None and self.off.up_at(self.env.now) > self.env.now:
+                # off when the batch closes: it is lost with the device's memory, like samples arriving while off
+                self.recorder.missed += [(self.index, float(t), "device_off") for t in batch.arrival_s]
+                continue
+            start = self.env.now
+            yield self.env.timeout(self.cost.seconds(len(batch)))
+            self.recorder.compute.append((self.index, start, self.env.now, self.cost.flops(len(batch))))
             if self.batcher is not None and self.batcher.accepts(self):
                 yield self.batcher.submit(self, batch)
             else:

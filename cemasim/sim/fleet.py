@@ -22,14 +22,18 @@ from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm
 from cemasim.models.resolve import build as resolve_model
-from cemasim.models.cost import FlopCounter, profile_from
+from cemasim.models.cost import DeviceProfile, FlopCounter, profile_from
+from cemasim.net.radio import RADIOS
 from cemasim.results.records import Recorder
 from cemasim.rng import torch_generator
 from cemasim.scenario import Scenario
 from cemasim.sim.cloud import CemaWorker, Cloud, CloudPlan, InferenceWorker, OffloadWorker
-from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeDevice, UploadPolicy
+from cemasim.classes import DeviceClass, device_classes
+from cemasim.net.capacity import ConstantRate, DownIntervals, Gated
+from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice, UploadPolicy
 from cemasim.sim.link import Link
-from cemasim.sim.stream import Workload, domain_table, open_source, plan_device
+from cemasim.sim.links import DEVICE_OFF, LinkFactory, off_intervals
+from cemasim.sim.stream import Workload, domain_table, open_source, plan_available
 
 
 @dataclass
@@ -42,6 +46,7 @@ class SimResult:
     gpus: int
     compute_device: str
     protocol: dict
+    cloud_active_w: float = 0.0
 
 
 def compute_device(requested: str) -> torch.device:
@@ -92,6 +97,28 @@ def cloud_config(sc: Scenario, num_classes: int) -> CloudConfig:
                        temperature=c.temperature, student_mode="train" if sc.method.norm_mode == "running" else "batch")
 
 
+def _profile(spec, name: str) -> DeviceProfile:
+    """A profile from a name, a file or an inline mapping (a Scenario view)."""
+    return profile_from(spec.to_dict() if isinstance(spec, Scenario) else spec, name)
+
+
+def device_row(d: int, device_class: str, view, profile: DeviceProfile, off: DownIntervals, horizon_s: float) -> dict:
+    """The devices table: who the device is and its energy parameters."""
+    energy = view.energy
+    radio = RADIOS.get(energy.radio)
+    return {
+        "device": d,
+        "device_class": device_class,
+        "profile": profile.name,
+        "radio": radio.name,
+        "tx_nj_per_bit": radio.tx_nj_per_bit if energy.tx_nj_per_bit is None else energy.tx_nj_per_bit,
+        "rx_nj_per_bit": radio.rx_nj_per_bit if energy.rx_nj_per_bit is None else energy.rx_nj_per_bit,
+        "compute_w": profile.active_w if energy.compute_w is None else energy.compute_w,
+        "compute_nj_per_flop": math.nan if energy.compute_nj_per_flop is None else energy.compute_nj_per_flop,
+        "available_s": horizon_s - off.down_time(0.0, horizon_s),
+    }
+
+
 class Fleet:
     """Everything one run needs, wired together; `run()` executes it."""
 
@@ -109,29 +136,22 @@ class Fleet:
         self.recorder = Recorder(domains=list(ids))
         self.env = simpy.Environment()
         self.edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)  # one count, edge and cloud
+        self._costs: dict[str, EdgeCost] = {}
+        self.cloud_profile = _profile(sc.cloud.profile, "cloud")
         self.cloud = self._build_cloud() if self.method.uses_cloud else None
         names = [n for n, _ in self.edge_model.named_parameters()] if self.method.adapts_all_parameters else \
             norm.adaptable_names(self.edge_model, with_stats=self.method.carries_stats)
         self.source_state = norm.initial_state(self.edge_model, names)
         self.devices: list[EdgeDevice] = []
         self._shared_replay = ReplayBuffer(sc.cloud.replay_capacity) if sc.cloud.replay_scope == "shared" else None
-        infer_s = self._edge_infer_s()
         policy = UploadPolicy(sc.upload.encoding, sc.upload.jpeg_quality, sc.upload.budget_bytes,
                               sc.upload.budget_window_s)
-        device_cls = CloudInferenceDevice if self.method.role == "inference" else EdgeDevice
-        for d in range(sc.fleet.devices):
-            inbox, uplink = simpy.Store(self.env), None
-            if self.cloud is not None:
-                cloud_inbox = simpy.Store(self.env)
-                uplink = Link(self.env, sc.uplink.bandwidth_mbps, sc.uplink.latency_ms, cloud_inbox,
-                              sc.upload.queue_capacity, sc.upload.drop_policy)
-                downlink = Link(self.env, sc.downlink.bandwidth_mbps, sc.downlink.latency_ms, inbox)
-                self._cloud_worker(d, cloud_inbox, downlink)
-            learner = self._learner(on_edge=self.method.adapts_on_edge)
-            self.devices.append(device_cls(self.env, d, plan_device(d, sc, self.workload, ids), self.workload,
-                                           self.edge_model, learner, self.method, infer_s, uplink, inbox, policy,
-                                           self.recorder, self.device, reset_on_segment=sc.shift.protocol == "reset",
-                                           source_state=self.source_state))
+        horizon = sc.duration_s + sc.drain_s
+        links = LinkFactory(self.env, sc, horizon)
+        self.network = links.network
+        for cls in device_classes(sc):
+            for position, d in enumerate(cls.devices):
+                self.devices.append(self._device(cls, position, d, ids, links, policy, horizon))
         self.n_samples = sum(len(b) for dev in self.devices for b in dev.batches)
         self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.device) if sc.fleet.batch_across_devices \
             else None
@@ -149,14 +169,38 @@ class Fleet:
         """The first n clean images of the dataset (EATA's Fisher information)."""
         return self.workload.clean_images(n).to(self.device)
 
-    def _edge_infer_s(self) -> Callable[[int], float]:
-        profile = profile_from(self.sc.fleet.profile, "fleet")
-        kind, passes = self.method.edge_passes()
-        mode = self.method.edge_stat_mode()[0]
-        per_sample = passes * self.edge_flops.per_sample(kind, "batch" if mode in ("mixed", "ema") else mode)
-        if passes == 0:
-            return lambda n: 0.0
-        return lambda n: profile.seconds(n * per_sample)
+    def _device(self, cls: DeviceClass, position: int, d: int, ids: dict, links: LinkFactory, policy: UploadPolicy,
+                horizon: float) -> EdgeDevice:
+        """Device `d` of class `cls`: its plan (samples missed while off), links, cloud worker and cost."""
+        sc, view = self.sc, cls.view
+        off = off_intervals(view, sc.seed, d, horizon)
+        batches, missed = plan_available(d, view, self.workload, ids, off if len(off.starts) else None)
+        self.recorder.missed += [(d, float(t), DEVICE_OFF) for t in missed]
+        inbox, uplink = simpy.Store(self.env), None
+        if self.cloud is not None:
+            cloud_inbox = simpy.Store(self.env)
+            uplink = links.build("uplink", view, d, position, cls.name, off, cloud_inbox, sc.upload.queue_capacity,
+                                 sc.upload.drop_policy)
+            downlink = links.build("downlink", view, d, position, cls.name, off, inbox)
+            self._cloud_worker(d, cloud_inbox, downlink)
+        cost = self._edge_cost(view)
+        self.recorder.devices.append(device_row(d, cls.name, view, cost.profile, off, horizon))
+        device_cls = CloudInferenceDevice if self.method.role == "inference" else EdgeDevice
+        learner = self._learner(on_edge=self.method.adapts_on_edge)
+        return device_cls(self.env, d, batches, self.workload, self.edge_model, learner, self.method, cost, uplink,
+                          inbox, policy, self.recorder, self.device, reset_on_segment=view.shift.protocol == "reset",
+                          source_state=self.source_state, off=Gated(ConstantRate(0.0), [off]) if len(off.starts)
+                          else None)
+
+    def _edge_cost(self, view) -> EdgeCost:
+        """FLOPs and simulated seconds of one edge call under the class's profile (cached per profile)."""
+        key = str(view.fleet.profile)
+        if key not in self._costs:
+            kind, passes = self.method.edge_passes()
+            mode = self.method.edge_stat_mode()[0]
+            per_sample = passes * self.edge_flops.per_sample(kind, "batch" if mode in ("mixed", "ema") else mode)
+            self._costs[key] = EdgeCost(per_sample, _profile(view.fleet.profile, "fleet"))
+        return self._costs[key]
 
     def _cloud_worker(self, d: int, inbox: simpy.Store, downlink: Link) -> None:
         sc, cloud, role = self.sc, self.cloud, self.method.role
@@ -184,8 +228,8 @@ class Fleet:
         plan = CloudPlan(sc.cloud.chunk_size, sc.cloud.replay_min, sc.cloud.replay_batch, sc.cloud.replay_only_batch,
                          sc.cloud.refresh_every, getattr(torch, sc.cloud.refresh_dtype))
         f_flops = FlopCounter(foundation, f_spec.input_shape)
-        return Cloud(self.env, sc.cloud.gpus, profile_from(sc.cloud.profile, "cloud"), foundation, self.edge_model,
-                     f_flops, self.edge_flops, cfg, plan, self.recorder, self.device)
+        return Cloud(self.env, sc.cloud.gpus, self.cloud_profile, foundation, self.edge_model,
+                     f_flops, self.edge_flops, cfg, plan, self.recorder, self.device, sc.cloud.scheduler)
 
     def run(self, progress: Callable[[float, int], None] | None = None, report_every_s: float | None = None) -> SimResult:
         """Run to quiescence, at most duration_s + drain_s; `progress(sim_time, predicted)` now and then."""
@@ -206,7 +250,8 @@ class Fleet:
             progress(env.now, self.predicted())
         wall = time.perf_counter() - start
         return SimResult(self.recorder, float(env.now), wall, events,
-                         self.cloud.busy_s if self.cloud else 0.0, self.sc.cloud.gpus, str(self.device), self.protocol())
+                         self.cloud.busy_s if self.cloud else 0.0, self.sc.cloud.gpus, str(self.device), self.protocol(),
+                         self.cloud_profile.active_w)
 
     def protocol(self) -> dict:
         """What a reported number must carry: data, shift protocol, order, metric, weights."""

@@ -17,6 +17,7 @@ from torch import Tensor
 from cemasim.data.arrivals import ARRIVALS, batch_bounds
 from cemasim.data.datasets import ImageSource, open_dataset
 from cemasim.data.shifts import Domain, all_domains, device_schedule, image_order
+from cemasim.net.capacity import DownIntervals
 from cemasim.rng import numpy_rng, torch_generator
 
 
@@ -37,13 +38,13 @@ class TestBatch:
 
 
 def open_source(sc) -> ImageSource:
-    """The scenario's dataset; pre-corrupted formats load only the domains the shift uses."""
+    """The scenario's dataset; pre-corrupted formats load only the domains the shifts use."""
     from cemasim.data.datasets import DATASETS
 
     d = sc.data
     kwargs = {"split": d.split, "subset": d.subset, "image_size": d.image_size}
     if DATASETS.get(d.dataset).pre_corrupted:
-        domains = all_domains(sc.shift.segments, sc.shift.protocol)
+        domains = list(domain_table(sc))
         kwargs["corruptions"] = list(dict.fromkeys(c for c, _ in domains))
         kwargs["severities"] = sorted({s for _, s in domains})
     return open_dataset(d.dataset, d.root, **kwargs)
@@ -79,11 +80,26 @@ class Workload:
 
 
 def domain_table(sc) -> dict[Domain, int]:
-    return {d: i for i, d in enumerate(all_domains(sc.shift.segments, sc.shift.protocol))}
+    """Every (corruption, severity) any device class sees, numbered in order of appearance."""
+    from cemasim.classes import device_classes
+
+    table: dict[Domain, int] = {}
+    for shift in [sc.shift] + [c.view.shift for c in device_classes(sc)]:
+        for domain in all_domains(shift.segments, shift.protocol):
+            table.setdefault(domain, len(table))
+    return table
 
 
 def plan_device(device: int, sc, workload: Workload, domain_ids: dict[Domain, int]) -> list[TestBatch]:
     """All test batches of one device over the scenario's duration."""
+    return plan_available(device, sc, workload, domain_ids)[0]
+
+
+def plan_available(device: int, sc, workload: Workload, domain_ids: dict[Domain, int],
+                   off: DownIntervals | None = None) -> tuple[list[TestBatch], np.ndarray]:
+    """(test batches, arrival times of missed samples): samples arriving while the device is off are
+    missed. Domains and images are drawn for every arrival first, so availability does not change
+    what the other samples are."""
     arr, sh = sc.arrivals, sc.shift
     times = ARRIVALS.get(arr.process)(arr, sc.duration_s, numpy_rng(sc.seed, "arrivals", device), device)
     rng = numpy_rng(sc.seed, "shift", device)
@@ -94,11 +110,14 @@ def plan_device(device: int, sc, workload: Workload, domain_ids: dict[Domain, in
     segment = schedule.segment_index(times)
     image_idx = _images(device, sc, workload, domain)
     labels = workload.labels[image_idx]
+    on = np.ones(len(times), bool) if off is None else ~off.covers(times)
+    missed = times[~on]
+    times, image_idx, labels, domain, segment = times[on], image_idx[on], labels[on], domain[on], segment[on]
     return [
         TestBatch(device, seq, ready, start, times[start:stop], image_idx[start:stop], labels[start:stop],
                   domain[start:stop], int(segment[start]))
         for seq, (start, stop, ready) in enumerate(batch_bounds(times, arr.batch_size, arr.max_wait_s))
-    ]
+    ], missed
 
 
 def _images(device: int, sc, workload: Workload, domain: np.ndarray) -> np.ndarray:
