@@ -19,11 +19,13 @@ SUMMARY_COLUMNS = [
     ("upload_ratio", "upload %", lambda v: f"{100 * v:.1f}"),
     ("uplink_bytes", "uplink MB", lambda v: f"{v / 1e6:.2f}"),
     ("downlink_bytes", "downlink MB", lambda v: f"{v / 1e6:.2f}"),
+    ("missed_samples", "missed", str),
     ("dropped_samples", "dropped", str),
     ("upload_delay_mean_s", "delay s", lambda v: f"{v:.3f}"),
     ("param_age_mean_s", "param age s", lambda v: f"{v:.1f}"),
     ("refreshes", "refreshes", str),
     ("cloud_utilization", "cloud util", lambda v: f"{v:.2f}"),
+    ("energy_j", "device J", lambda v: f"{v:.1f}"),
     ("wall_time_s", "wall s", lambda v: f"{v:.1f}"),
 ]
 

@@ -364,10 +364,11 @@ class Scenario:
 
 
 # ---- loading -----------------------------------------------------------------------------------
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, what: str = "scenario") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (a scenario, a profile file)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"no such scenario file: {path}", source=str(path))
+        raise ConfigError(f"no such {what} file: {path}", source=str(path))
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -114,20 +114,14 @@ def load_profile_file(path: str) -> DeviceProfile:
     lives in comments). Relative paths are relative to the working directory; a Path works too."""
     from pathlib import Path
 
-    import yaml
 
     # lazy: the scenario module imports this one's registry
     from cemasim.errors import ConfigError
-    from cemasim.scenario import PROFILE
+    from cemasim.scenario import PROFILE, read_yaml
     from cemasim.schema import resolve
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no such profile file: {path}", source=str(path))
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML ({getattr(exc, 'problem', exc)})", source=str(path)) from None
+    data = read_yaml(path, "profile")
     if isinstance(data, dict) and "peak_flops_per_s" not in data:
         raise ConfigError("peak_flops_per_s: required", source=str(path))
     problems: list[str] = []
