@@ -223,3 +223,16 @@ def test_shared_link_behind_traced_and_gated_access_links():
     # 0-0.5 s: 2 Mbit/s each (1 Mbit each); 0.5-1.0 s: m2 alone at 4 Mbit/s (done at 0.75 s);
     # m1 resumes at 1.5 s alone at 4 Mbit/s for its last 1 Mbit: 1.75 s
     assert m2.tx_end_s == pytest.approx(0.75) and m1.tx_end_s == pytest.approx(1.75)
+
+
+def test_next_change_always_moves_forward_despite_round_off():
+    """Walking from change to change never stalls (a stall would spin a shared link forever)."""
+    starts = np.arange(0.0, 60.0, 0.1)
+    trace = TraceRate(starts, np.where(np.arange(len(starts)) % 2, 1e6, 2e6), period_s=60.0, end="loop",
+                      offset_s=37.123456789)
+    t = 0.0
+    for _ in range(3000):
+        nxt = trace.next_change(t)
+        assert nxt > t
+        t = nxt
+    assert t == pytest.approx(300.0, abs=0.2)

@@ -91,8 +91,16 @@ class TraceRate:
         if self.end != "loop" and tau >= self.period_s:
             return math.inf
         base = math.floor(tau / self.period_s) * self.period_s if self.end == "loop" else 0.0
-        i = int(np.searchsorted(self.edges, tau - base, side="right"))
-        return base + float(self.edges[min(i, len(self.edges) - 1)]) - self.offset_s
+        i = min(int(np.searchsorted(self.edges, tau - base, side="right")), len(self.edges) - 1)
+        change = base + float(self.edges[i]) - self.offset_s
+        while change <= t:  # round-off put t on the edge itself: the change after it is the next edge
+            i += 1
+            if i == len(self.edges):
+                if self.end != "loop":
+                    return math.inf
+                base, i = base + self.period_s, 1
+            change = base + float(self.edges[i]) - self.offset_s
+        return change
 
     def bits_between(self, t0: float, t1: float) -> float:
         if t1 <= t0:
