@@ -236,3 +236,24 @@ def test_next_change_always_moves_forward_despite_round_off():
         assert nxt > t
         t = nxt
     assert t == pytest.approx(300.0, abs=0.2)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_allocation_is_max_min_fair_on_random_topologies(seed):
+    """Max-min fairness: every flow has a bottleneck on its path, saturated, where no flow is faster."""
+    rng = np.random.default_rng(seed)
+    env = simpy.Environment()
+    net = FluidNetwork(env)
+    shared = [Resource(f"s{i}", ConstantRate(float(rng.uniform(1e6, 20e6)))) for i in range(4)]
+    flows = []
+    for i in range(30):
+        own = Resource(f"own{i}", ConstantRate(float(rng.uniform(0.2e6, 10e6))))
+        path = [own] + [r for r in shared if rng.random() < 0.4]
+        flows.append(net.transfer(path, 1e9))
+    for f in flows:
+        def saturated(r):
+            return sum(g.rate for g in r.flows) >= r.capacity.rate_at(0.0) * (1 - 1e-9)
+
+        assert any(saturated(r) and f.rate >= max(g.rate for g in r.flows) * (1 - 1e-9) for r in f.path)
+    for r in shared:
+        assert sum(g.rate for g in r.flows) <= r.capacity.rate_at(0.0) * (1 + 1e-9)

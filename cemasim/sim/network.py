@@ -10,6 +10,8 @@ and equal flows this is egalitarian processor sharing (M/M/1-PS under Poisson ar
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 
 import simpy
@@ -95,15 +97,24 @@ class FluidNetwork:
         flow.done.succeed(flow)
 
     def _allocate(self, now: float) -> None:
-        """Max-min fair rates by progressive filling."""
+        """Max-min fair rates by progressive filling: repeatedly the resource with the smallest fair
+        share fixes the rate of its unfixed flows. A heap of shares (stale entries skipped) makes it
+        O((flows x path length) log resources) instead of a scan of every resource per step."""
         self.reallocations += 1
         resources = {r for f in self.flows for r in f.path}
         left = {r: r.capacity.rate_at(now) for r in resources}
         count = {r: len(r.flows) for r in resources}
+        version = dict.fromkeys(resources, 0)
+        order = itertools.count()  # ties: first pushed first, never comparing Resources
+        heap = [(left[r] / count[r], next(order), 0, r) for r in resources]
+        heapq.heapify(heap)
         frozen: set[Flow] = set()
         while len(frozen) < len(self.flows):
-            bottleneck = min((r for r in resources if count[r] > 0), key=lambda r: left[r] / count[r])
-            share = max(left[bottleneck] / count[bottleneck], 0.0)
+            share, _, ver, bottleneck = heapq.heappop(heap)
+            if ver != version[bottleneck] or count[bottleneck] == 0:
+                continue  # stale entry: this resource's share changed since it was pushed
+            share = max(share, 0.0)
+            touched = set()
             for f in bottleneck.flows:
                 if f in frozen:
                     continue
@@ -112,6 +123,11 @@ class FluidNetwork:
                 for r in f.path:
                     left[r] -= share if not math.isinf(share) else 0.0
                     count[r] -= 1
+                    touched.add(r)
+            for r in touched:
+                version[r] += 1
+                if count[r] > 0:
+                    heapq.heappush(heap, (left[r] / count[r], next(order), version[r], r))
 
     def _schedule(self, now: float) -> None:
         self._generation += 1
