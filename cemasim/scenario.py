@@ -599,10 +599,10 @@ def _device_problems(sc: dict[str, Any]) -> list[str]:
 
 def _trace_problems(link: dict[str, Any], path: str) -> list[str]:
     from cemasim.errors import DataError
-    from cemasim.net.traces import read_trace
+    from cemasim.net.traces import cached_trace
 
     try:
-        read_trace(link["trace"], link["trace_format"], link["trace_bin_ms"])
+        cached_trace(link["trace"], link["trace_format"], link["trace_bin_ms"])
     except DataError as exc:
         return [f"{path}: {exc}"]
     return []

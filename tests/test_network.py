@@ -125,8 +125,7 @@ def test_outage_pauses_or_loses_the_transfer_in_flight(lose):
 def test_message_to_an_off_device_waits_or_is_lost(lose):
     env = simpy.Environment()
     inbox = simpy.Store(env)
-    off = Gated(ConstantRate(math.inf), [down([0.01], [5.0], cause="device_off", lose=lose)])
-    link = Link(env, None, 20.0, inbox, receiver=off)
+    link = Link(env, None, 20.0, inbox, receiver=down([0.01], [5.0], cause="device_off", lose=lose))
     msg = Message(0, 100, droppable=False)
     link.send(msg)
     env.run()

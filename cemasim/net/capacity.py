@@ -151,6 +151,11 @@ class DownIntervals:
         i = int(np.searchsorted(self.starts, t, side="right")) - 1
         return i if i >= 0 and t < self.ends[i] else -1
 
+    def up_at(self, t: float) -> float:
+        """t when outside every interval, else the end of the interval containing t."""
+        i = self.containing(t)
+        return t if i < 0 else float(self.ends[i])
+
     def covers(self, times: np.ndarray) -> np.ndarray:
         """Boolean mask: which of `times` fall inside an interval."""
         i = np.searchsorted(self.starts, times, side="right") - 1
@@ -188,34 +193,18 @@ class Gated:
 
     def __init__(self, inner: ConstantRate | TraceRate, down: list[DownIntervals]):
         self.inner, self.down = inner, [d for d in down if len(d.starts)]
-        self.starts, self.ends = merge(self.down)
-
-    def _containing(self, t: float) -> int:
-        i = int(np.searchsorted(self.starts, t, side="right")) - 1
-        return i if i >= 0 and t < self.ends[i] else -1
+        self.union = DownIntervals(*merge(self.down), cause="any")
 
     def up_at(self, t: float) -> float:
         """t if the capacity is up at t, else the end of the down interval containing t."""
-        i = self._containing(t)
-        return t if i < 0 else float(self.ends[i])
-
-    def down_cause(self, t: float) -> str:
-        """The cause of the interval in force at t ('' when up)."""
-        for d in self.down:
-            if d.containing(t) >= 0:
-                return d.cause
-        return ""
+        return self.union.up_at(t)
 
     def rate_at(self, t: float) -> float:
-        return 0.0 if self._containing(t) >= 0 else self.inner.rate_at(t)
+        return 0.0 if self.union.containing(t) >= 0 else self.inner.rate_at(t)
 
     def next_change(self, t: float) -> float:
-        i = int(np.searchsorted(self.starts, t, side="right"))
-        boundary = math.inf
-        if i - 1 >= 0 and t < self.ends[i - 1]:
-            boundary = float(self.ends[i - 1])
-        elif i < len(self.starts):
-            boundary = float(self.starts[i])
+        i = self.union.containing(t)
+        boundary = float(self.union.ends[i]) if i >= 0 else self.union.next_start(t)
         return min(boundary, self.inner.next_change(t))
 
     def bits_between(self, t0: float, t1: float) -> float:
@@ -224,21 +213,17 @@ class Gated:
             t = self.up_at(t)
             if t >= t1:
                 break
-            stop = min(self._next_down(t), t1)
+            stop = min(self.union.next_start(t), t1)
             total += self.inner.bits_between(t, stop)
             t = stop
         return total
-
-    def _next_down(self, t: float) -> float:
-        i = int(np.searchsorted(self.starts, t, side="right"))
-        return float(self.starts[i]) if i < len(self.starts) else math.inf
 
     def finish_time(self, t0: float, bits: float) -> float:
         """Exact, walking across the down intervals crossed (paused transfers resume)."""
         t, left = t0, bits
         while True:
             t = self.up_at(t)
-            down = self._next_down(t)
+            down = self.union.next_start(t)
             done = self.inner.finish_time(t, left)
             if done <= down:
                 return done

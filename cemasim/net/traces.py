@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,13 @@ def read_trace(path: str | Path, fmt: str = "auto", bin_ms: float = 100.0) -> Tr
     if fmt == "auto":
         fmt = detect_format(path)
     return read_csv_trace(path) if fmt == "csv" else read_mahimahi(path, bin_ms)
+
+
+@lru_cache(maxsize=32)
+def cached_trace(path: str, fmt: str = "auto", bin_ms: float = 100.0) -> Trace:
+    """read_trace, once per process for each (file, format, bin): validation and every device of a
+    class share one parse (a Mahimahi file can take a second). Traces are read-only."""
+    return read_trace(path, fmt, bin_ms)
 
 
 def detect_format(path: str | Path) -> str:

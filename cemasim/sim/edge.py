@@ -21,7 +21,7 @@ from cemasim.methods.losses import entropy
 from cemasim.methods.optim import Learner
 from cemasim.models import norm
 from cemasim.models.cost import DeviceProfile
-from cemasim.net.capacity import Gated
+from cemasim.net.capacity import DownIntervals
 from cemasim.results.records import Recorder
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
@@ -55,7 +55,7 @@ class EdgeDevice:
                  model: nn.Module, learner: Learner, method: Method, cost: EdgeCost,
                  uplink: Link | None, inbox: simpy.Store, policy: UploadPolicy, recorder: Recorder,
                  compute_device: torch.device, reset_on_segment: bool = False,
-                 source_state: norm.NormState | None = None, off: Gated | None = None):
+                 source_state: norm.NormState | None = None, off: DownIntervals | None = None):
         self.env, self.index, self.batches, self.workload = env, index, batches, workload
         self.reset_on_segment, self.segment = reset_on_segment, batches[0].segment if batches else 0
         # read-only, shared by the fleet: 10,000 devices must not each hold a copy

@@ -29,7 +29,7 @@ from cemasim.rng import torch_generator
 from cemasim.scenario import Scenario
 from cemasim.sim.cloud import CemaWorker, Cloud, CloudPlan, InferenceWorker, OffloadWorker
 from cemasim.classes import DeviceClass, device_classes
-from cemasim.net.capacity import ConstantRate, DownIntervals, Gated
+from cemasim.net.capacity import DownIntervals
 from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice, UploadPolicy
 from cemasim.sim.link import Link
 from cemasim.sim.links import DEVICE_OFF, LinkFactory, off_intervals
@@ -174,7 +174,7 @@ class Fleet:
         """Device `d` of class `cls`: its plan (samples missed while off), links, cloud worker and cost."""
         sc, view = self.sc, cls.view
         off = off_intervals(view, sc.seed, d, horizon)
-        batches, missed = plan_available(d, view, self.workload, ids, off if len(off.starts) else None)
+        batches, missed = plan_available(d, view, self.workload, ids, off)
         self.recorder.missed += [(d, float(t), DEVICE_OFF) for t in missed]
         inbox, uplink = simpy.Store(self.env), None
         if self.cloud is not None:
@@ -189,8 +189,7 @@ class Fleet:
         learner = self._learner(on_edge=self.method.adapts_on_edge)
         return device_cls(self.env, d, batches, self.workload, self.edge_model, learner, self.method, cost, uplink,
                           inbox, policy, self.recorder, self.device, reset_on_segment=view.shift.protocol == "reset",
-                          source_state=self.source_state, off=Gated(ConstantRate(0.0), [off]) if len(off.starts)
-                          else None)
+                          source_state=self.source_state, off=off if len(off.starts) else None)
 
     def _edge_cost(self, view) -> EdgeCost:
         """FLOPs and simulated seconds of one edge call under the class's profile (cached per profile)."""

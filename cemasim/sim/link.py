@@ -19,7 +19,7 @@ from typing import Callable
 
 import simpy
 
-from cemasim.net.capacity import Capacity, ConstantRate, Gated
+from cemasim.net.capacity import Capacity, ConstantRate, DownIntervals, Gated
 from cemasim.net.loss import LossProcess
 from cemasim.sim.messages import Message
 from cemasim.sim.network import FluidNetwork, Resource
@@ -40,10 +40,10 @@ class Link:
                  on_drop: Callable[[Message], None] | None = None, *, access: Capacity | None = None,
                  latency_s: Callable[[float], float] | None = None, shared: list[Resource] | None = None,
                  network: FluidNetwork | None = None, retransmission: Retransmission | None = None,
-                 receiver: Gated | None = None):
+                 receiver: DownIntervals | None = None):
         """`access`: the link's own capacity (default: constant `bandwidth_mbps`); `latency_s(t)`: one-way
         latency of a message leaving the wire at t (default: constant `latency_ms`); `shared`: resources
-        of `network` crossed after the own link; `receiver`: the receiving device's availability."""
+        of `network` crossed after the own link; `receiver`: when the receiving device is off."""
         self.env, self.deliver = env, deliver
         self.access = access if access is not None else \
             ConstantRate(math.inf if bandwidth_mbps is None else bandwidth_mbps * 1e6)
@@ -154,8 +154,8 @@ class Link:
         if self.receiver is not None:
             up = self.receiver.up_at(self.env.now)
             if up > self.env.now:  # the receiving device is off: lost, or delivered when it is back
-                if any(d.lose_in_flight and d.containing(self.env.now) >= 0 for d in self.receiver.down):
-                    self._drop(msg, self.receiver.down_cause(self.env.now))
+                if self.receiver.lose_in_flight:
+                    self._drop(msg, self.receiver.cause)
                     return
                 self.env.timeout(up - self.env.now, value=msg).callbacks.append(lambda ev: self._arrive(ev.value))
                 return

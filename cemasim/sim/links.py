@@ -13,17 +13,12 @@ import simpy
 from cemasim.net.capacity import ConstantRate, DownIntervals, Gated, TraceRate
 from cemasim.net.intervals import exponential_intervals, intervals_for, no_intervals, read_interval_file
 from cemasim.net.loss import LossProcess
-from cemasim.net.traces import Trace, read_trace
+from cemasim.net.traces import cached_trace
 from cemasim.rng import numpy_rng
 from cemasim.sim.link import Link, Retransmission
 from cemasim.sim.network import FluidNetwork, Resource
 
 DEVICE_OFF, LINK_OUTAGE = "device_off", "link_outage"
-
-
-@lru_cache(maxsize=32)
-def _trace(path: str, fmt: str, bin_ms: float) -> Trace:
-    return read_trace(path, fmt, bin_ms)  # devices of a class share one parsed file
 
 
 @lru_cache(maxsize=32)
@@ -72,14 +67,13 @@ class LinkFactory:
         return Link(self.env, None, spec.latency_ms, deliver, queue_capacity, drop_policy, access=access,
                     latency_s=latency_s, shared=shared, network=self.network if shared else None,
                     retransmission=self._retransmission(spec, rng),
-                    receiver=Gated(ConstantRate(math.inf), [off]) if direction == "downlink" and len(off.starts)
-                    else None)
+                    receiver=off if direction == "downlink" and len(off.starts) else None)
 
     def _capacity(self, spec, rng):
         if spec.trace is None:
             rate = math.inf if spec.bandwidth_mbps is None else spec.bandwidth_mbps * 1e6
             return ConstantRate(rate), None
-        trace = _trace(spec.trace, spec.trace_format, spec.trace_bin_ms)
+        trace = cached_trace(spec.trace, spec.trace_format, spec.trace_bin_ms)
         offset = float(rng.uniform(0, trace.period_s)) if spec.trace_phase == "random" else 0.0
         rate = TraceRate(trace.times_s, trace.mbps * 1e6, trace.period_s, spec.trace_end, offset)
         if rate.constant:  # a flat trace is exactly the constant link

@@ -46,7 +46,6 @@ class FluidNetwork:
         self.flows: list[Flow] = []
         self._last = 0.0
         self._generation = 0  # wake-ups scheduled before the latest change are stale
-        self.reallocations = 0
 
     def transfer(self, path: list[Resource], bits: float) -> Flow:
         """Start a flow now; `flow.done` fires when it completes (ok) or is lost (ok False, cause)."""
@@ -100,7 +99,6 @@ class FluidNetwork:
         """Max-min fair rates by progressive filling: repeatedly the resource with the smallest fair
         share fixes the rate of its unfixed flows. A heap of shares (stale entries skipped) makes it
         O((flows x path length) log resources) instead of a scan of every resource per step."""
-        self.reallocations += 1
         resources = {r for f in self.flows for r in f.path}
         left = {r: r.capacity.rate_at(now) for r in resources}
         count = {r: len(r.flows) for r in resources}
