@@ -126,3 +126,49 @@ def test_energy_in_summary_matches_the_tables():
     assert summary["cloud_energy_j"] > 0
     assert np.isclose(summary["energy_j"], summary["energy_compute_j"] + summary["energy_tx_j"]
                       + summary["energy_rx_j"])
+
+
+def test_every_network_key_reaches_the_run(tmp_path):
+    """Trace format/bin/end/phase, group_size, ingress/egress, trace-driven outages and availability,
+    retry timeout and the explicit energy figures, each seen in the built fleet or the run's tables."""
+    from cemasim.sim.fleet import Fleet
+
+    mahimahi = tmp_path / "up.trace"  # 0-0.5 s: 2 packets/ms (24 Mbit/s), then 1 packet/ms (12 Mbit/s)
+    mahimahi.write_text("".join(f"{t}\n{t}\n" for t in range(1, 501)) + "".join(f"{t}\n" for t in range(501, 1001)))
+    outages, offs = tmp_path / "outages.csv", tmp_path / "off.csv"
+    outages.write_text("start_s,end_s\n10,15\n")
+    offs.write_text("device,start_s,end_s\n0,20,25\n")
+    sc = small(f"uplink.trace={mahimahi}", "uplink.trace_format=mahimahi", "uplink.trace_bin_ms=50",
+               "uplink.trace_end=hold", "uplink.trace_phase=zero", "uplink.shared_mbps=5", "uplink.group_size=1",
+               "cloud.ingress_mbps=1", "cloud.egress_mbps=1", "uplink.outages.process=trace",
+               f"uplink.outages.trace={outages}", "availability.process=trace", f"availability.trace={offs}",
+               "uplink.loss.model=bernoulli", "uplink.loss.rate=0.2", "uplink.loss.retry_timeout_ms=50",
+               "energy.tx_nj_per_bit=100", "energy.rx_nj_per_bit=10", "energy.compute_nj_per_flop=0.5")
+    fleet = Fleet(sc)
+    up0, up1 = fleet.devices[0].uplink, fleet.devices[1].uplink
+    assert [r.name for r in up0.shared] == ["default/uplink/0", "cloud_ingress"]
+    assert [r.name for r in up1.shared] == ["default/uplink/1", "cloud_ingress"]
+    trace = up1.access.inner  # gated by the outage file
+    assert (trace.rate_at(0.1), trace.rate_at(0.6), trace.rate_at(50.0)) == (24e6, 12e6, 12e6)
+    assert up1.access.rate_at(12.0) == 0.0 and up1.retransmission.retry_s == pytest.approx(0.05)
+
+    tables, summary, _ = simulate(sc)
+    uploads, missed = tables["uploads"], tables["missed"]
+    ends = uploads["tx_end_s"].dropna()
+    assert not ((ends > 10) & (ends < 15)).any()  # nothing leaves the device during the outage
+    # arrived while off, or earlier in a batch that closed while off
+    assert set(missed["device"]) == {0} and missed["arrival_s"].between(20 - sc.arrivals.max_wait_s, 25).all()
+    wire = uploads["wire_bytes"].sum() + tables["reports"]["wire_bytes"].sum()
+    assert summary["energy_tx_j"] == pytest.approx(8 * wire * 100e-9)
+    assert summary["energy_compute_j"] == pytest.approx(tables["compute"]["flops"].sum() * 0.5e-9)
+    down = tables["refreshes"]["wire_bytes"].sum()
+    assert summary["energy_rx_j"] == pytest.approx(8 * down * 10e-9)
+
+
+def test_compute_power_defaults_to_the_profile_active_w():
+    from cemasim.sim.fleet import Fleet
+
+    devices = Fleet(small("fleet.profile={peak_flops_per_s: 1.0e10, active_w: 3.5}")).recorder.devices
+    assert [row["compute_w"] for row in devices] == [3.5, 3.5]
+    devices = Fleet(small("fleet.profile=rpi4", "energy.compute_w=2")).recorder.devices
+    assert [row["compute_w"] for row in devices] == [2.0, 2.0]
