@@ -16,6 +16,7 @@ from cemasim.data.corruptions import (
     CONTRAST,
     CORRUPTION_NAMES,
     CORRUPTIONS,
+    VALIDATION_CORRUPTIONS,
     DEFOCUS_BLUR,
     ELASTIC_TRANSFORM,
     FROST,
@@ -64,7 +65,8 @@ def test_registry_lists_all_fifteen_in_imagenet_c_order() -> None:
         "snow", "frost", "fog", "brightness",
         "contrast", "elastic_transform", "pixelate", "jpeg_compression",
     )  # fmt: skip
-    assert sorted(CORRUPTIONS.names()) == sorted(CORRUPTION_NAMES)
+    assert sorted(CORRUPTIONS.names()) == sorted(CORRUPTION_NAMES + VALIDATION_CORRUPTIONS)
+    assert not set(CORRUPTION_NAMES) & set(VALIDATION_CORRUPTIONS)
     assert all(e.help for e in CORRUPTIONS.entries())
 
 

@@ -6,8 +6,9 @@ current domain, and the edge model predicts on the result.
 
 Units: images are float tensors in [0, 1] of shape [N, C, H, W] (C = 1 or 3, any H, W, any
 device); outputs have the same shape, dtype and device and are clipped to [0, 1]. Severity runs
-1..5 (0 = clean). All 15 ImageNet-C corruptions are registered, in the canonical order of
-`CORRUPTION_NAMES`.
+1..5 (0 = clean). All 15 ImageNet-C test corruptions are registered, in the canonical order of
+`CORRUPTION_NAMES`; the 4 validation corruptions live in validation_corruptions.py
+(`VALIDATION_CORRUPTIONS`).
 
 Severity tables, chosen by resolution: images with max(H, W) <= 64 (`CIFAR_MAX_SIDE`) use the
 CIFAR-10-C table (make_cifar_c.py, written for 32x32 images; it fits our 28x28 Fashion-MNIST),
@@ -608,6 +609,12 @@ _IMAGENET_C_ORDER = (
     "contrast", "elastic_transform", "pixelate", "jpeg_compression",
 )  # fmt: skip
 CORRUPTION_NAMES: tuple[str, ...] = tuple(n for n in _IMAGENET_C_ORDER if n in CORRUPTIONS)
+
+# The 4 ImageNet-C validation corruptions register themselves in CORRUPTIONS (a scenario may name
+# them) but stay out of CORRUPTION_NAMES: models and hyper-parameters are chosen on them, and
+# tested on the 15 above.
+VALIDATION_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+import cemasim.data.validation_corruptions  # noqa: E402,F401  (registers them)
 
 
 def corrupt(
