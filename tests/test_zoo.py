@@ -142,3 +142,70 @@ def test_training_is_reproducible(tmp_path):
     assert runs[0].keys() == runs[1].keys()
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
     assert runs[0]["features.0.0.weight"].dtype == torch.float16
+
+
+# --- held out: no training augmentation resembles an evaluation corruption ------------------------
+
+# AugMix's operation set (Hendrycks et al. 2020, augmentations.py), which its authors chose disjoint
+# from ImageNet-C. Anything else needs an argument that it resembles none of the 15 test and 4
+# validation corruptions, written here, before it may be added.
+AUGMIX_OPS = {"autocontrast", "equalize", "posterize", "solarize", "rotate", "shear_x", "shear_y", "translate_x",
+              "translate_y"}
+# What each corruption family is made of: an augmentation named after any of these is a near-copy.
+CORRUPTION_WORDS = {"noise", "gaussian", "shot", "impulse", "speckle", "dropout", "salt", "pepper", "blur", "defocus",
+                    "glass", "motion", "zoom", "snow", "frost", "fog", "weather", "brightness", "bright",
+                    "contrast", "saturat", "colorjitter", "jitter", "elastic", "pixel", "jpeg", "compress",
+                    "spatter", "mud", "rain", "erase", "cutout", "occlu", "sharp"}
+
+
+def test_training_augmentations_are_held_out_from_every_corruption():
+    from cemasim.data.corruptions import CORRUPTION_NAMES, VALIDATION_CORRUPTIONS
+    from cemasim.models.augment import AUGMENTATION_OPS
+
+    ops = set(AUGMENTATION_OPS)
+    assert ops <= AUGMIX_OPS, f"not an AugMix operation: {sorted(ops - AUGMIX_OPS)}"
+    assert not ops & set(CORRUPTION_NAMES + VALIDATION_CORRUPTIONS)
+    # autocontrast stretches an image's range to [0, 1]: it never shows the model a low-contrast image
+    # (the contrast corruption's effect), which is why AugMix keeps it; no other name may match.
+    assert not [o for o in ops - {"autocontrast"} for w in CORRUPTION_WORDS if w in o]
+
+
+def test_autocontrast_never_lowers_contrast():
+    from cemasim.models.augment import AUGMENTATION_OPS
+
+    x = torch.rand(16, 1, 28, 28) * 0.5 + 0.2
+    y = AUGMENTATION_OPS["autocontrast"](x, torch.Generator())
+    assert (y.amax((1, 2, 3)) - y.amin((1, 2, 3)) >= x.amax((1, 2, 3)) - x.amin((1, 2, 3))).all()
+
+
+def test_training_uses_only_the_declared_augmentations(monkeypatch):
+    """Every pixel change of a training batch comes from crop/flip or a declared AugMix op."""
+    import cemasim.models.augment as aug
+    from cemasim.models.train import augment_batch
+
+    called = []
+    for name, fn in list(aug.AUGMENTATION_OPS.items()):
+        monkeypatch.setitem(aug.AUGMENTATION_OPS, name, lambda x, g, _n=name, _f=fn: (called.append(_n), _f(x, g))[1])
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 28, 28)
+    edge = augment_batch(x, torch.Generator().manual_seed(1), robust=False)
+    assert not called  # the edge sees crop and flip only
+    assert edge.shape == x.shape
+    found = augment_batch(x, g, robust=True)
+    assert called and set(called) <= AUGMIX_OPS
+    assert found.shape == x.shape and 0 <= float(found.min()) and float(found.max()) <= 1
+
+
+def test_zoo_card_has_test_and_validation_corruption_accuracy():
+    card = zoo.zoo_card()["models"]
+    from cemasim.data.corruptions import CORRUPTION_NAMES, VALIDATION_CORRUPTIONS
+
+    for name in zoo.MODELS.names():
+        acc = card[name]["corruption_accuracy"]
+        assert set(acc["per_corruption"]) == set(CORRUPTION_NAMES)
+        assert set(acc["validation_per_corruption"]) == set(VALIDATION_CORRUPTIONS)
+    edge, found = card["fmnist_edge_cnn"], card["fmnist_foundation_cnn"]
+    # the foundation is the stronger model on clean data and on the validation corruptions
+    assert found["clean_test_accuracy"] > edge["clean_test_accuracy"]
+    assert found["corruption_accuracy"]["validation_mean"] > edge["corruption_accuracy"]["validation_mean"]
+    assert "AugMix" in found["augmentation"] and edge["augmentation"] == "crop+flip"

@@ -3,8 +3,9 @@
 Two BatchNorm CNNs for Fashion-MNIST, named in the MODELS registry:
 
 * ``fmnist_edge_cnn``: a small network for the edge devices (cheap to run and adapt).
-* ``fmnist_foundation_cnn``: a wider, deeper network for the cloud, trained with
-  robustness augmentations so it stands in for a foundation model.
+* ``fmnist_foundation_cnn``: a residual network for the cloud (another architecture family),
+  trained with AugMix, whose operations are disjoint from every evaluation corruption
+  (models/augment.py), so it stands in for a foundation model that never saw the test shifts.
 
 Both take float images in [0, 1] and normalise internally, so corruptions act in pixel
 space. Test-time adaptation touches only the BatchNorm affine parameters; the
@@ -89,27 +90,41 @@ class EdgeCNN(nn.Module):
         return self.head(self.features(self.norm(x)))
 
 
-class FoundationCNN(nn.Module):
-    """VGG-style 28 -> 14 -> 7 network with two convs per stage, several times the edge's cost."""
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 conv+BN, identity (or 1x1 conv+BN) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class FoundationResNet(nn.Module):
+    """Residual network (another family than the edge's plain CNN): 28 -> 14 -> 7 -> 4, two blocks a stage."""
 
     def __init__(self, num_classes: int = 10, width: int = 32):
         super().__init__()
         w = width
         self.norm = Normalize()
+        self.stem = nn.Sequential(conv_bn(1, w), nn.MaxPool2d(2))  # 14x14
         self.features = nn.Sequential(
-            conv_bn(1, w),
-            nn.MaxPool2d(2),  # 14x14
-            conv_bn(w, 2 * w),
-            conv_bn(2 * w, 2 * w),
-            nn.MaxPool2d(2),  # 7x7
-            conv_bn(2 * w, 4 * w),
-            conv_bn(4 * w, 4 * w),
-            nn.MaxPool2d(2, ceil_mode=True),  # 4x4: keeping the layout beats global pooling here
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(4 * w * 4 * 4, num_classes))
+            BasicBlock(w, w), BasicBlock(w, w),
+            BasicBlock(w, 2 * w, stride=2), BasicBlock(2 * w, 2 * w),  # 7x7
+            BasicBlock(2 * w, 4 * w, stride=2), BasicBlock(4 * w, 4 * w),  # 4x4
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(self.norm(x)))
+        return self.head(self.features(self.stem(self.norm(x))))
 
 
 def _register(name: str, builder: Callable[[], nn.Module], help: str) -> None:
@@ -117,7 +132,8 @@ def _register(name: str, builder: Callable[[], nn.Module], help: str) -> None:
 
 
 _register("fmnist_edge_cnn", EdgeCNN, "small 3-conv BN CNN for edge devices (~5 MFLOPs/image)")
-_register("fmnist_foundation_cnn", FoundationCNN, "5-conv BN CNN trained with robustness augmentations, the cloud's foundation model")
+_register("fmnist_foundation_cnn", FoundationResNet,
+          "BN ResNet (13 convs) trained with AugMix (disjoint from every corruption), the cloud's foundation model")
 
 
 def spec(name: str) -> ModelSpec:
