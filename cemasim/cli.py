@@ -149,7 +149,7 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from cemasim import sweep as sw
-    from cemasim.results.figures import sweep_figures
+    from cemasim.results.figures import paired_figures, sweep_figures
 
     spec = _sweep_from_args(args)
     out = Path(args.out)
@@ -162,12 +162,45 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     ok = table[table["status"] == "ok"] if len(table) else table
     if len(ok):
         summary = sw.summarize_sweep(ok, keys, [m for m in metrics if m in ok])
-        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        cols = [c for c in summary if not c.endswith(("_lo", "_hi"))]
+        print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        if args.baseline:
+            _print_paired(ok, keys, args.baseline)
         if not args.no_plots:
             sweep_figures(table, keys, folder / "figures")
+            if args.baseline:
+                paired_figures(table, keys, _baseline(args.baseline), folder / "figures")
     failed = int((table["status"] == "failed").sum()) if len(table) else 0
     print(f"results: {sw.results_path(out, spec)} ({len(ok)} ok, {failed} failed)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _baseline(text: str) -> tuple[str, Any]:
+    from cemasim.results.stats import parse_baseline
+
+    try:
+        return parse_baseline(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc), source="sweep") from None
+
+
+def _print_paired(table, keys: list[str], text: str) -> None:
+    """The paired-difference table (same seed, same other keys) against --baseline KEY=VALUE."""
+    from cemasim.results.stats import paired_differences
+
+    metrics = [m for m in ("accuracy", "uplink_bytes", "upload_delay_p95_s") if m in table]
+    try:
+        diffs = paired_differences(table, keys, metrics, _baseline(text))
+    except ValueError as exc:
+        raise ConfigError(str(exc), source="sweep") from None
+    shown = diffs.copy()
+    for m in metrics:
+        if m == "accuracy":  # points, the unit a reader compares
+            for suffix in ("_diff", "_diff_ci95", "_diff_lo", "_diff_hi"):
+                shown[m + suffix] = shown[m + suffix] * 100
+    cols = keys + ["pairs"] + [f"{m}_diff{s}" for m in metrics for s in ("", "_ci95")]
+    print(f"\npaired differences vs {text} (same seed; accuracy in points, 95 % t CI half-width):")
+    print(shown[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
 def _sweep_from_args(args: argparse.Namespace):
@@ -208,7 +241,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
 
-    from cemasim.results.figures import run_figures, sweep_figures
+    from cemasim.results.figures import paired_figures, run_figures, sweep_figures
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     runs, written = [], []
@@ -219,7 +252,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
             keys = list((yaml.safe_load(sweep_yaml.read_text()) or {}).get("grid", {})) if sweep_yaml.is_file() \
                 else []
             out = Path(args.out) if args.out else table.parent / "figures"
-            written += sweep_figures(pd.read_parquet(table), keys, out, formats)
+            df = pd.read_parquet(table)
+            written += sweep_figures(df, keys, out, formats)
+            if args.baseline:
+                _print_paired(df[df["status"] == "ok"], keys, args.baseline)
+                written += paired_figures(df, keys, _baseline(args.baseline), out, formats)
         elif (item / "summary.json").is_file():
             runs.append(item)
         else:
@@ -357,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     swp.add_argument("--out", default="sweeps", help="parent folder of the sweep folder")
     swp.add_argument("--no-plots", action="store_true", help="skip the figures")
+    swp.add_argument("--baseline", default=None, metavar="KEY=VALUE",
+                     help="also report paired differences against this grid value, e.g. method.name=bn_adapt "
+                          "(same seed, same other keys; 95 %% t CIs over seeds)")
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
     swp.set_defaults(func=cmd_sweep)
 
@@ -364,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("paths", nargs="+", help="sweep folders, results.parquet files or run folders")
     plot.add_argument("--out", default=None, help="figure folder (default: <sweep>/figures or ./figures)")
     plot.add_argument("--format", default="png,pdf", help="comma-separated formats")
+    plot.add_argument("--baseline", default=None, metavar="KEY=VALUE",
+                      help="for sweeps: paired differences against this grid value (table, CSV and figures)")
     plot.set_defaults(func=cmd_plot)
 
     docs = sub.add_parser("docs", help="write docs/scenario.md from the scenario schema")

@@ -27,6 +27,7 @@ import yaml
 
 from cemasim import scenario
 from cemasim.errors import ConfigError
+from cemasim.results.stats import ci95, summarize_sweep  # noqa: F401  (the sweep API's statistics)
 from cemasim.schema import Field, Section, resolve
 
 SWEEP_SCHEMA = Section(
@@ -309,28 +310,3 @@ def _bar(total: int, done: int, name: str):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=done, desc=f"sweep {name}", unit="run", file=sys.stderr, dynamic_ncols=True)
-
-
-def summarize_sweep(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Per grid point: number of seeds, mean and 95 % CI half-width of each metric."""
-    ok = df[df["status"] == "ok"]
-    grouped = ok.groupby(keys, dropna=False) if keys else ok.groupby(lambda _: 0)
-    mean = grouped[metrics].mean()
-    ci = grouped[metrics].agg(ci95).add_suffix("_ci95")
-    out = pd.concat([grouped.size().rename("seeds"), mean, ci], axis=1)
-    return out.reset_index() if keys else out.reset_index(drop=True)
-
-
-# two-sided 97.5 % quantiles of Student's t for 1..30 degrees of freedom (normal beyond)
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042]
-
-
-def ci95(values: pd.Series) -> float:
-    """Half-width of the 95 % t confidence interval of the mean (NaN for fewer than two values)."""
-    v = values.dropna().to_numpy(dtype=float)
-    if len(v) < 2:
-        return math.nan
-    t = _T975[len(v) - 2] if len(v) - 1 <= len(_T975) else 1.96
-    return float(t * v.std(ddof=1) / math.sqrt(len(v)))

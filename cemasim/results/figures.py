@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cemasim.results.plots import _pyplot, cumulative_accuracy_vs_uplink
-from cemasim.sweep import summarize_sweep
+from cemasim.results.stats import bounded_band, paired_differences, summarize_sweep
 
 LABELS = {
     "accuracy": "accuracy (%)",
@@ -123,11 +123,12 @@ def _metric_vs_key(summary, key, metric, hue, out, formats) -> list[Path]:
     for n, (name, group) in enumerate(_curves(summary, hue), start=1):
         g = group.sort_values(key)
         x, y = g[key].to_numpy(float), g[metric].to_numpy(float) * scale
-        ci = g[f"{metric}_ci95"].to_numpy(float) * scale
+        ci = g[f"{metric}_ci95"].to_numpy(float)
         style = _style(n - 1)
         ax.plot(x, y, ms=4, lw=1.5, label=name or None, **style)
-        if np.isfinite(ci).any():
-            ax.fill_between(x, y - np.nan_to_num(ci), y + np.nan_to_num(ci), alpha=0.2, color=style["color"])
+        if np.isfinite(ci).any():  # the band stays inside the metric's physical range
+            lo, hi = bounded_band(g[metric].to_numpy(float), ci, metric)
+            ax.fill_between(x, lo * scale, hi * scale, alpha=0.2, color=style["color"])
     _style_x(ax, summary[key].to_numpy(float))
     ax.set(xlabel=label(key), ylabel=label(metric))
     ax.grid(alpha=0.3)
@@ -160,6 +161,64 @@ def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, format
         ax.grid(alpha=0.3)
         _legend(ax, n if hue else 0)
         paths += _save(fig, out, f"comm_accuracy_{xcol}", formats)
+    return paths
+
+
+PAIRED_METRICS = ["accuracy", "uplink_bytes", "uploaded_samples"]
+
+
+def paired_figures(table: pd.DataFrame, grid_keys: list[str], baseline: tuple[str, Any], out: Path,
+                   formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+    """Paired differences against `baseline` (same seed, same other keys) with their 95 % CIs.
+
+    Writes paired_vs_<value>.csv and one figure per metric: a point-range chart when the other
+    swept keys are not numeric (e.g. a methods table), else the difference along the first numeric
+    other key with a band, one curve per value of the baseline's key.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    ok = table[table["status"] == "ok"]
+    metrics = [m for m in PAIRED_METRICS if m in ok]
+    diffs = paired_differences(ok, grid_keys, metrics, baseline)
+    key, value = baseline
+    stem = f"paired_vs_{str(value).replace('/', '_').replace('.', '_')}"
+    diffs.to_csv(out / f"{stem}.csv", index=False)
+    if diffs.empty:
+        return []
+    plt = _pyplot()
+    others = [k for k in grid_keys if k != key]
+    along = [k for k in others if _numeric(diffs[k])][:1]
+    paths: list[Path] = []
+    for metric in metrics:
+        d, scale = f"{metric}_diff", SCALE.get(metric, 1)
+        unit = label(metric).replace("(%)", "(points)")
+        if not along:
+            fig, ax = plt.subplots(figsize=(5.6, max(2.2, 0.8 + 0.32 * len(diffs))))
+            names = [", ".join(str(r[k]) for k in grid_keys) for _, r in diffs.iterrows()]
+            y = np.arange(len(diffs))
+            ax.errorbar(diffs[d] * scale, y, xerr=np.nan_to_num(diffs[f"{d}_ci95"]) * scale, fmt="o", ms=4,
+                        capsize=3, color="C0")
+            ax.set_yticks(y, names, fontsize=8)
+            ax.invert_yaxis()
+            ax.axvline(0, color="k", lw=0.8)
+            ax.set(xlabel=f"{unit} minus {value}, same seed")
+        else:
+            fig, ax = plt.subplots(figsize=(5.2, 3.6))
+            x_key = along[0]
+            hue = [k for k in grid_keys if k != x_key]
+            n = 0
+            for n, (name, group) in enumerate(_curves(diffs, hue), start=1):
+                g = group.sort_values(x_key)
+                x, style = g[x_key].to_numpy(float), _style(n - 1)
+                ax.plot(x, g[d] * scale, ms=4, lw=1.5, label=name or None, **style)
+                ax.fill_between(x, g[f"{d}_lo"] * scale, g[f"{d}_hi"] * scale, alpha=0.2, color=style["color"])
+            ax.axhline(0, color="k", lw=0.8)
+            _style_x(ax, diffs[x_key].to_numpy(float))
+            ax.set(xlabel=label(x_key), ylabel=f"{unit} minus {value}")
+            _legend(ax, n)
+        pairs = int(diffs["pairs"].max())
+        ax.set_title(f"paired difference vs {key}={value} (95 % CI, {pairs} seeds)", fontsize=9)
+        ax.grid(alpha=0.3)
+        paths += _save(fig, out, f"{stem}_{metric}", formats)
     return paths
 
 
