@@ -242,8 +242,13 @@ SCHEMA = Section(
             "deployment": F((str,), "cloud", "tent/pl/eta/eata/sar/cotta: edge = adapt on the device (its profile must "
                             "allow training); cloud = upload samples, the cloud adapts the device's copy",
                             "", (one_of("edge", "cloud"),)),
-            "lr": F((float,), None, "learning rate of tent/pl/eta/eata/sar/cotta; null = the method's ImageNet "
-                    "default (2.5e-4; pl 1e-3; cotta 0.01)", "", (positive,), nullable=True),
+            "lr": F((float,), None, "learning rate of tent/pl/eta/eata/sar/cotta; null = the preset's value for "
+                    "the method (method.preset)", "", (positive,), nullable=True),
+            "preset": F((str,), "auto", "learning-rate preset of every method and of CEMA's cloud where the "
+                        "scenario leaves them null: imagenet (the authors' values), fmnist_zoo (chosen on the "
+                        "validation corruptions for the shipped zoo, analysis/hparams/), auto (fmnist_zoo for "
+                        "zoo models, imagenet for timm:/torchvision: ones, per model)", "",
+                        (one_of("auto", "imagenet", "fmnist_zoo"),)),
             "e_margin": F((float,), 0.4, "eta/eata/sar reliability bound E < e_margin", "x ln C", (positive,)),
             "d_margin": F((float,), 0.4, "eta/eata redundancy margin |cos| < d_margin (0.05 is EATA's ImageNet "
                           "value; with 10 classes it removes almost every sample)", "", (between(0, 1),)),
@@ -315,8 +320,10 @@ SCHEMA = Section(
                                   (one_of("shared", "device"),)),
             "replay_scope": F((str,), "device", "device: one replay buffer per device; shared: one for all",
                               "", (one_of("device", "shared"),)),
-            "foundation_lr": F((float,), 2.5e-4, "SGD lr of the foundation entropy step", "", (positive,)),
-            "distill_lr": F((float,), 2.5e-3, "SGD lr of the distillation step", "", (positive,)),
+            "foundation_lr": F((float,), None, "SGD lr of the foundation entropy step; null = the preset's "
+                               "(imagenet 2.5e-4; method.preset)", "", (positive,), nullable=True),
+            "distill_lr": F((float,), None, "SGD lr of the distillation step; null = the preset's (imagenet "
+                            "2.5e-3; method.preset)", "", (positive,), nullable=True),
             "momentum": F((float,), 0.9, "SGD momentum of both steps", "", (between(0, 1),)),
             "alpha": F((float,), 3.0, "weight of the student entropy term", "", (non_negative,)),
             "beta": F((float,), 3.0, "weight of the KL term", "", (non_negative,)),

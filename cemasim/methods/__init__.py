@@ -236,8 +236,10 @@ def _ln_c(num_classes: int) -> float:
     return math.log(num_classes)
 
 
-def _lr(sc: Any, default: float) -> float:
-    return default if sc.method.lr is None else sc.method.lr
+def _lr(sc: Any, method: str) -> float:
+    from cemasim.methods.presets import method_lr
+
+    return method_lr(sc, method)
 
 
 def _tta(adapter_fn, filtered: bool = False, clean: bool = False):
@@ -264,7 +266,7 @@ def _cema(sc: Any, num_classes: int) -> Method:
 
 
 def _eta_kwargs(sc: Any, num_classes: int) -> dict[str, Any]:
-    return {"lr": _lr(sc, 2.5e-4), "e_margin": sc.method.e_margin * _ln_c(num_classes),
+    return {"lr": _lr(sc, sc.method.name), "e_margin": sc.method.e_margin * _ln_c(num_classes),
             "d_margin": sc.method.d_margin}
 
 
@@ -274,19 +276,19 @@ METHODS.add("bn_adapt", lambda sc, c: BNAdapt(name="bn_adapt", prior=sc.method.b
 METHODS.add("onda", lambda sc, c: Onda(name="onda"), "EMA of BN statistics from the source (momentum 0.1), uploads nothing")
 METHODS.add("lame", lambda sc, c: Lame(name="lame", knn=sc.method.lame_knn),
             "frozen model + kNN Laplacian output correction over each batch, uploads nothing")
-METHODS.add("tent", _tta(lambda sc, c: Adapter(lr=_lr(sc, 2.5e-4))),
+METHODS.add("tent", _tta(lambda sc, c: Adapter(lr=_lr(sc, "tent"))),
             "entropy minimisation of BN affine; on the edge or offloaded (method.deployment)")
-METHODS.add("pl", _tta(lambda sc, c: PseudoLabel(lr=_lr(sc, 1e-3))),
+METHODS.add("pl", _tta(lambda sc, c: PseudoLabel(lr=_lr(sc, "pl"))),
             "hard pseudo-label cross-entropy on BN affine; on the edge or offloaded")
 METHODS.add("eta", _tta(lambda sc, c: ETA(**_eta_kwargs(sc, c)), filtered=True),
             "reliable + non-redundant samples, weighted entropy; on the edge or offloaded (edge pre-filters)")
 METHODS.add("eata", _tta(lambda sc, c: EATA(**_eta_kwargs(sc, c), fisher_alpha=sc.method.fisher_alpha),
                          filtered=True, clean=True),
             "ETA + Fisher regulariser from clean samples; on the edge or offloaded (edge pre-filters)")
-METHODS.add("sar", _tta(lambda sc, c: SAR(lr=_lr(sc, 2.5e-4), e_margin=sc.method.e_margin * _ln_c(c),
+METHODS.add("sar", _tta(lambda sc, c: SAR(lr=_lr(sc, "sar"), e_margin=sc.method.e_margin * _ln_c(c),
                                           rho=sc.method.sar_rho, reset_constant=sc.method.sar_reset)),
             "sharpness-aware reliable entropy minimisation with reset; on the edge or offloaded")
-METHODS.add("cotta", _tta(lambda sc, c: CoTTA(lr=_lr(sc, 0.01), anchor_threshold=sc.method.cotta_anchor,
+METHODS.add("cotta", _tta(lambda sc, c: CoTTA(lr=_lr(sc, "cotta"), anchor_threshold=sc.method.cotta_anchor,
                                               views=sc.method.cotta_views, restore_p=sc.method.cotta_restore)),
             "all parameters towards an EMA teacher (augmentation-averaged when unsure), stochastic restore")
 METHODS.add("upload_all", lambda sc, c: UploadAll(name="upload_all", norm_mode=sc.method.norm_mode),

@@ -91,9 +91,12 @@ def check_outputs(spec, workload: Workload, mask: np.ndarray | None, role: str) 
 
 def cloud_config(sc: Scenario, num_classes: int) -> CloudConfig:
     """The cloud's learning hyper-parameters from the scenario (E0 in nats)."""
+    from cemasim.methods.presets import cloud_lrs
+
     c = sc.cloud
-    return CloudConfig(e0=sc.selection.e_max * math.log(num_classes), foundation_lr=c.foundation_lr,
-                       distill_lr=c.distill_lr, momentum=c.momentum, alpha=c.alpha, beta=c.beta, gamma=c.gamma,
+    foundation_lr, distill_lr = cloud_lrs(sc)
+    return CloudConfig(e0=sc.selection.e_max * math.log(num_classes), foundation_lr=foundation_lr,
+                       distill_lr=distill_lr, momentum=c.momentum, alpha=c.alpha, beta=c.beta, gamma=c.gamma,
                        temperature=c.temperature, student_mode="train" if sc.method.norm_mode == "running" else "batch")
 
 
