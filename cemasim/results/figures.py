@@ -38,6 +38,8 @@ SCALE = {"accuracy": 100, "upload_ratio": 100, "cloud_utilization": 100, "uplink
          "downlink_bytes": 1e-6}
 SWEEP_METRICS = ["accuracy", "uplink_bytes", "uploaded_samples", "upload_delay_mean_s", "param_age_mean_s",
                  "cloud_utilization"]
+# summary_by_point.csv also carries these (no figure each): what a study's README tabulates.
+TABLE_METRICS = ["samples", "upload_ratio", "dropped_samples", "upload_delay_p95_s", "refreshes", "wall_time_s"]
 
 
 def label(col: str) -> str:
@@ -83,7 +85,8 @@ def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path,
             paths += _metric_vs_key(summary, key, metric, hue, out, formats)
     paths += comm_accuracy(summary, grid_keys, out, formats)
     paths += pareto(summary, grid_keys, out, formats)
-    summary.to_csv(out / "summary_by_point.csv", index=False)
+    table = summarize_sweep(ok, grid_keys, metrics + [m for m in TABLE_METRICS if m in ok])
+    table.to_csv(out / "summary_by_point.csv", index=False)
     return paths
 
 
@@ -193,9 +196,10 @@ def paired_figures(table: pd.DataFrame, grid_keys: list[str], baseline: tuple[st
         unit = label(metric).replace("(%)", "(points)")
         if not along:
             fig, ax = plt.subplots(figsize=(5.6, max(2.2, 0.8 + 0.32 * len(diffs))))
-            names = [", ".join(str(r[k]) for k in grid_keys) for _, r in diffs.iterrows()]
-            y = np.arange(len(diffs))
-            ax.errorbar(diffs[d] * scale, y, xerr=np.nan_to_num(diffs[f"{d}_ci95"]) * scale, fmt="o", ms=4,
+            ranked = diffs.sort_values(d, ascending=False)  # largest difference on top
+            names = [", ".join(str(r[k]) for k in grid_keys) for _, r in ranked.iterrows()]
+            y = np.arange(len(ranked))
+            ax.errorbar(ranked[d] * scale, y, xerr=np.nan_to_num(ranked[f"{d}_ci95"]) * scale, fmt="o", ms=4,
                         capsize=3, color="C0")
             ax.set_yticks(y, names, fontsize=8)
             ax.invert_yaxis()
