@@ -78,11 +78,10 @@ def select(runs: pd.DataFrame) -> pd.DataFrame:
         near = mean[mean["mean"] >= best - TOLERANCE_POINTS / 100].sort_values(order)
         choice = near.iloc[-1]  # the largest rates the validation data cannot tell from the best
         first_pass = mean[mean["mean"] >= best - FIRST_PASS_POINTS / 100].sort_values(keys).iloc[0]
-        imagenet = mean
+        names = {k: method if k == "method.lr" else k.split(".")[-1] for k in keys}  # preset keys
+        imagenet = mean[(mean[keys] == [IMAGENET[names[k]] for k in keys]).all(axis=1)]
         for k in keys:
-            imagenet = imagenet[imagenet[k] == IMAGENET[k.split(".")[-1] if k != "method.lr" else method]]
-        for k in keys:
-            name = method if k == "method.lr" else k.split(".")[-1]
+            name = names[k]
             rows.append({"preset_key": name, "chosen_by": method, "value": float(choice[k]),
                          "validation_accuracy": round(100 * float(choice["mean"]), 2),
                          "best_validation_accuracy": round(100 * float(best), 2),

@@ -26,8 +26,8 @@ _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042]
 
-# Physical range of each metric in its stored unit (fractions for accuracy, ratios, utilisation).
-FRACTIONS = {"accuracy", "upload_ratio", "cloud_utilization", "accuracy_first_half", "accuracy_second_half"}
+# Metrics stored as fractions (accuracy, ratios, utilisation): their physical range is [0, 1].
+FRACTIONS = {"upload_ratio", "cloud_utilization"}
 
 
 def metric_bounds(metric: str) -> tuple[float, float]:
