@@ -268,8 +268,8 @@ SCHEMA = Section(
                               (positive,)),
         }),
         "selection": Section("CEMA's edge-side sample selection (thresholds are fractions of ln C).", {
-            "e_max": F((float,), 0.4, "E0: initial/static upper entropy bound (S_high) and loss-weight anchor",
-                       "x ln C", (positive,)),
+            "e_max": F((float,), 0.4, "initial/static upper entropy bound (S_high); the cloud's loss weighting "
+                       "has its own key, cloud.e0", "x ln C", (positive,)),
             "e_min": F((float,), 0.02, "fixed lower entropy bound (S_low); null disables it", "x ln C",
                        (non_negative,), nullable=True),
             "dynamic_e_max": F((bool,), True, "scale E_max by running mean entropy / its warm-up value"),
@@ -325,6 +325,9 @@ SCHEMA = Section(
             "distill_lr": F((float,), None, "SGD lr of the distillation step; null = the preset's (imagenet "
                             "2.5e-3; method.preset)", "", (positive,), nullable=True),
             "momentum": F((float,), 0.9, "SGD momentum of both steps", "", (between(0, 1),)),
+            "e0": F((float,), 0.4, "E0 of the cloud's sample weights exp(E0 - E) in the foundation step and the "
+                    "distillation, for every method on CEMA's cloud (the authors' 0.4 ln C; independent of "
+                    "selection.e_max, which only selects)", "x ln C", (positive,)),
             "alpha": F((float,), 3.0, "weight of the student entropy term", "", (non_negative,)),
             "beta": F((float,), 3.0, "weight of the KL term", "", (non_negative,)),
             "gamma": F((float,), 1.0, "weight of the pseudo-label CE term", "", (non_negative,)),

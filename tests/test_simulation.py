@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -182,3 +183,20 @@ def test_cross_device_batching_gives_the_same_results(method):
     pd.testing.assert_series_equal(plain["samples"]["pred"], merged["samples"]["pred"])
     assert (plain["samples"]["entropy"] - merged["samples"]["entropy"]).abs().max() < 1e-4
     assert (plain["samples"]["selected"] == merged["samples"]["selected"]).mean() > 0.99
+
+
+def test_selection_thresholds_do_not_touch_the_clouds_weighting():
+    """cloud.e0 is its own key: CEMA selecting everything (E_max huge, no E_min) is upload_all, bit for bit,
+    and sweeping selection.e_max leaves the cloud's loss weights alone."""
+    from cemasim.runner import simulate
+    from cemasim.sim.fleet import cloud_config
+
+    everything = ["selection.e_max=1000", "selection.e_min=null", "selection.dynamic_e_max=false"]
+    cema = simulate(small("method.name=cema", *everything, seed=2))[0]
+    upload_all = simulate(small("method.name=upload_all", seed=2))[0]
+    for name in ("samples", "uploads", "refreshes"):
+        a, b = cema[name], upload_all[name]
+        cols = [c for c in a.columns if c in b.columns and c not in ("selected", "e_max")]
+        pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
+    assert cloud_config(small("selection.e_max=0.9"), 10).e0 == cloud_config(small(), 10).e0
+    assert cloud_config(small("cloud.e0=0.5"), 10).e0 == pytest.approx(0.5 * math.log(10))

@@ -90,12 +90,13 @@ def check_outputs(spec, workload: Workload, mask: np.ndarray | None, role: str) 
 
 
 def cloud_config(sc: Scenario, num_classes: int) -> CloudConfig:
-    """The cloud's learning hyper-parameters from the scenario (E0 in nats)."""
+    """The cloud's learning hyper-parameters from the scenario (E0 in nats, from cloud.e0: the loss
+    weighting is its own key, so a sweep of selection.e_max changes only which samples travel)."""
     from cemasim.methods.presets import cloud_lrs
 
     c = sc.cloud
     foundation_lr, distill_lr = cloud_lrs(sc)
-    return CloudConfig(e0=sc.selection.e_max * math.log(num_classes), foundation_lr=foundation_lr,
+    return CloudConfig(e0=c.e0 * math.log(num_classes), foundation_lr=foundation_lr,
                        distill_lr=distill_lr, momentum=c.momentum, alpha=c.alpha, beta=c.beta, gamma=c.gamma,
                        temperature=c.temperature, student_mode="train" if sc.method.norm_mode == "running" else "batch")
 
