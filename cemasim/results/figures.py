@@ -74,8 +74,8 @@ def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path,
     ok = table[table["status"] == "ok"]
     if ok.empty:
         return []
-    metrics = [m for m in SWEEP_METRICS if m in ok]
-    summary = summarize_sweep(ok, grid_keys, metrics)
+    metrics = [m for m in SWEEP_METRICS if m in ok]  # one figure each
+    summary = summarize_sweep(ok, grid_keys, metrics + [m for m in TABLE_METRICS if m in ok])
     paths: list[Path] = []
     for key in grid_keys:
         if not _numeric(summary[key]):
@@ -85,8 +85,7 @@ def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path,
             paths += _metric_vs_key(summary, key, metric, hue, out, formats)
     paths += comm_accuracy(summary, grid_keys, out, formats)
     paths += pareto(summary, grid_keys, out, formats)
-    table = summarize_sweep(ok, grid_keys, metrics + [m for m in TABLE_METRICS if m in ok])
-    table.to_csv(out / "summary_by_point.csv", index=False)
+    summary.to_csv(out / "summary_by_point.csv", index=False)
     return paths
 
 
