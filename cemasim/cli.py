@@ -64,10 +64,28 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    scenarios = _load_all(args.files, args.set, args.seed)
+    from cemasim import sweep as sw
+
+    sweeps = [f for f in args.files if _is_sweep_file(f)]
+    scenarios = _load_all([f for f in args.files if f not in sweeps], args.set, args.seed)
     for sc in scenarios:
         print(f"{sc.source}: ok")
+    for f in sweeps:  # a sweep file: every point of its grid x seeds is validated
+        spec = sw.load_sweep_file(f)
+        print(f"{f}: ok (sweep, {len(spec.points)} runs)")
     return 0
+
+
+def _is_sweep_file(path: str) -> bool:
+    """A sweep file (name/base/set/grid/seeds) rather than a scenario."""
+    from cemasim import scenario
+    from cemasim import sweep as sw
+
+    try:
+        data = scenario.read_yaml(path)
+    except ConfigError:
+        return False  # unreadable: reported with the scenarios, every problem at once
+    return isinstance(data, dict) and bool({"grid", "base"} & set(data)) and set(data) <= set(sw.SWEEP_SCHEMA.fields)
 
 
 def _load_all(files: list[str], overrides: list[str], seed: int | None) -> list[Any]:
@@ -207,9 +225,9 @@ def _sweep_from_args(args: argparse.Namespace):
     from cemasim import scenario
     from cemasim import sweep as sw
 
-    data = scenario.read_yaml(args.file)
+    scenario.read_yaml(args.file)  # a missing or unreadable file: its own clear error first
     grid = sw.parse_grid(args.grid)
-    if {"grid", "base"} & set(data) and set(data) <= set(sw.SWEEP_SCHEMA.fields):
+    if _is_sweep_file(args.file):
         spec = sw.load_sweep_file(args.file)
         if grid or args.seeds is not None or args.set or args.name:
             spec = sw.build_sweep(args.name or spec.name, spec.base,

@@ -39,6 +39,16 @@ def test_missing_file_and_unknown_list_kind(capsys):
     assert "did you mean 'methods'" in capsys.readouterr().err
 
 
+def test_validate_takes_sweep_files_and_checks_every_point(tmp_path, capsys):
+    assert main(["validate", "scenarios/quickstart.yaml", "scenarios/methods.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "scenarios/quickstart.yaml: ok" in out and "scenarios/methods.yaml: ok (sweep, 42 runs)" in out
+    bad = tmp_path / "bad_sweep.yaml"
+    bad.write_text("name: b\nbase: %s\ngrid: {uplink.bandwidth_mbps: [1, -2]}\n" % Path("scenarios/quickstart.yaml").resolve())
+    assert main(["validate", str(bad)]) == 2
+    assert "uplink.bandwidth_mbps: must be > 0, got -2" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", ["methods", "models", "profiles", "corruptions", "arrivals", "datasets"])
 def test_list_kinds(kind, capsys):
     assert main(["list", kind]) == 0
