@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cemasim.data.corruptions import VALIDATION_CORRUPTIONS
 from cemasim.errors import ConfigError, DataError
 from cemasim.registry import Registry
 
@@ -44,7 +45,7 @@ STANDARD_CORRUPTIONS: tuple[str, ...] = (
     "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
     "jpeg_compression",
 )
-EXTRA_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+EXTRA_CORRUPTIONS: tuple[str, ...] = VALIDATION_CORRUPTIONS  # ImageNet-C's 4 validation corruptions
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 SUBSET_SEED = 0  # seeded subsets are the same for every run and every domain
