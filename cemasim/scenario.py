@@ -234,11 +234,15 @@ SCHEMA = Section(
         }),
         "method": Section("The adaptation method (`cemasim list methods`).", {
             "name": F((str,), "cema", "method name"),
-            "norm_mode": F((str,), "batch", "batch: predict with test-batch BN statistics, only affine params "
-                           "travel; running: predict with running statistics that the cloud updates and sends "
-                           "(doubles the refresh payload)", "", (one_of("batch", "running"),)),
+            "norm_mode": F((str,), "batch", "CEMA's BN statistics. batch: test-batch statistics in the edge, "
+                           "student and foundation, only affine params travel (released is_tbr: false); tbr: "
+                           "test-time batch renormalisation in all three, statistics set by the first batch each "
+                           "model sees and sent with every refresh (released is_tbr: true); running: cemasim's "
+                           "own, the edge predicts with running statistics from the source that the student's "
+                           "train-mode distillation updates", "", (one_of("batch", "running", "tbr"),)),
             "bn_prior": F((float,), 0.0, "bn_adapt only: weight of the source statistics mixed with the "
-                          "test-batch statistics", "", (between(0, 1),)),
+                          "test-batch statistics (unbiased variance; the authors' BNAdaptation momentum is "
+                          "1 - bn_prior)", "", (between(0, 1),)),
             "deployment": F((str,), "cloud", "tent/pl/eta/eata/sar/cotta: edge = adapt on the device (its profile must "
                             "allow training); cloud = upload samples, the cloud adapts the device's copy",
                             "", (one_of("edge", "cloud"),)),
@@ -259,8 +263,10 @@ SCHEMA = Section(
             "sar_reset": F((float,), 0.2, "sar: reset when the EMA of the loss falls below this", "",
                            (non_negative,)),
             "lame_knn": F((int,), 5, "lame: neighbours of the affinity graph", "", (positive,)),
-            "cotta_anchor": F((float,), 0.1, "cotta: augment the teacher when the source's mean confidence is "
-                              "below this (0.1 ImageNet; CoTTA uses 0.92 on CIFAR-10)", "", (between(0, 1),)),
+            "cotta_anchor": F((float,), None, "cotta: augment the teacher when the source's mean confidence is "
+                              "below this; null = CoTTA's own value for the class count: 0.92 up to 10 classes "
+                              "(CIFAR-10), 0.72 up to 100 (CIFAR-100), 0.1 above (ImageNet)", "",
+                              (between(0, 1),), nullable=True),
             "cotta_views": F((int,), 32, "cotta: augmented views averaged by the teacher", "", (non_negative,)),
             "cotta_restore": F((float,), 0.001, "cotta: probability that a weight is restored to the source "
                                "each step", "", (between(0, 1),)),

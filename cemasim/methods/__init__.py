@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from cemasim.methods.optim import Learner
 from cemasim.methods.selection import SelectionConfig, SelectionState, redundancy_mask, select
-from cemasim.methods.tta import (ETA, EATA, SAR, Adapter, CoTTA, PseudoLabel, classifier_features,
+from cemasim.methods.tta import (ETA, EATA, SAR, Adapter, CoTTA, PseudoLabel, classifier_features, cotta_anchor,
                                  fisher_information, lame_predict)
 from cemasim.methods.losses import entropy
 from cemasim.models import norm
@@ -39,7 +39,7 @@ class Method:
     """Base: a forward-only edge with source statistics that uploads nothing."""
 
     name: str = "source"
-    norm_mode: str = "batch"  # how cloud-refreshed devices normalise: batch or running
+    norm_mode: str = "batch"  # how cloud-refreshed devices normalise: batch, running or tbr
     role: str = "none"
     deployment: str = "edge"
     adapter: Adapter | None = None
@@ -55,15 +55,37 @@ class Method:
     @property
     def carries_stats(self) -> bool:
         """Whether running statistics are part of the device state (and of refreshes)."""
-        return self.role == "cema" and self.norm_mode == "running"
+        return self.role == "cema" and self.norm_mode in ("running", "tbr")
+
+    @property
+    def sends_stats(self) -> bool:
+        """tbr: the device's first batch sets its running statistics, which the cloud's copy needs."""
+        return self.role == "cema" and self.norm_mode == "tbr"
 
     @property
     def adapts_all_parameters(self) -> bool:
         """CoTTA adapts every parameter: the device state (and each refresh) is the whole model."""
         return isinstance(self.adapter, CoTTA)
 
+    def state_names(self, model: nn.Module) -> list[str]:
+        """The tensors a device holds (and a refresh carries): norm affine (+ statistics), or the
+        whole model for CoTTA, or the adapter's own subset (SAR freezes some layers)."""
+        if self.adapts_all_parameters:
+            return [n for n, _ in model.named_parameters()]
+        names = norm.adaptable_names(model, with_stats=self.carries_stats)
+        if self.adapter is not None:
+            names = self.adapter.adapted_names(model, names)
+        return names
+
+    def source_state(self, model: nn.Module) -> norm.NormState:
+        """A device's state before any adaptation (under tbr the statistics are unset)."""
+        state = norm.initial_state(model, self.state_names(model))
+        return norm.unset_stats(state) if self.norm_mode == "tbr" else state
+
     def edge_stat_mode(self) -> tuple[str, float]:
         """(statistics mode, source prior) of the edge's forward passes."""
+        if self.role == "cema" and self.norm_mode == "tbr":
+            return "tbr", 0.0
         if self.role == "cema" and self.norm_mode == "running":
             return "eval", 0.0
         if self.role in ("cema", "offload"):
@@ -288,7 +310,8 @@ METHODS.add("eata", _tta(lambda sc, c: EATA(**_eta_kwargs(sc, c), fisher_alpha=s
 METHODS.add("sar", _tta(lambda sc, c: SAR(lr=_lr(sc, "sar"), e_margin=sc.method.e_margin * _ln_c(c),
                                           rho=sc.method.sar_rho, reset_constant=sc.method.sar_reset)),
             "sharpness-aware reliable entropy minimisation with reset; on the edge or offloaded")
-METHODS.add("cotta", _tta(lambda sc, c: CoTTA(lr=_lr(sc, "cotta"), anchor_threshold=sc.method.cotta_anchor,
+METHODS.add("cotta", _tta(lambda sc, c: CoTTA(lr=_lr(sc, "cotta"), anchor_threshold=cotta_anchor(c)
+                                              if sc.method.cotta_anchor is None else sc.method.cotta_anchor,
                                               views=sc.method.cotta_views, restore_p=sc.method.cotta_restore)),
             "all parameters towards an EMA teacher (augmentation-averaged when unsure), stochastic restore")
 METHODS.add("upload_all", lambda sc, c: UploadAll(name="upload_all", norm_mode=sc.method.norm_mode),

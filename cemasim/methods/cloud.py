@@ -31,7 +31,24 @@ class CloudConfig:
     beta: float = 3.0
     gamma: float = 1.0
     temperature: float = 1.0
-    student_mode: str = "batch"  # "train" also updates the student's running statistics
+    student_mode: str = "batch"  # "train" / "tbr_train" also update the student's running statistics
+    foundation_mode: str = "batch"  # statistics mode of the foundation's entropy step
+    teacher_mode: str = "batch"  # ... and of its teacher forward in distillation
+
+    @property
+    def foundation_stats(self) -> bool:
+        """Whether the foundation's running statistics are part of its adapted state (tbr)."""
+        return self.foundation_mode != "batch"
+
+
+# method.norm_mode -> (student, foundation step, teacher forward), after set_bn_training_mode in
+# the released cema.py: is_tbr false = batch statistics everywhere (running_mean is None);
+# is_tbr true = TBR, running statistics updated in the training-mode forwards only.
+NORM_MODES = {
+    "batch": ("batch", "batch", "batch"),
+    "running": ("train", "batch", "batch"),  # cemasim's: no released switch (see README)
+    "tbr": ("tbr_train", "tbr_train", "tbr"),
+}
 
 
 def to_float(images: Tensor, device: torch.device) -> Tensor:
@@ -39,21 +56,21 @@ def to_float(images: Tensor, device: torch.device) -> Tensor:
 
 
 def foundation_step(model: nn.Module, learner: Learner, x: Tensor, cfg: CloudConfig) -> float:
-    """Adapt f_theta on a chunk by confidence-weighted entropy minimisation (test-batch BN stats)."""
-    _, loss = gradient_step(model, learner, x, "batch", lambda z: foundation_loss(z, cfg.e0), cfg.foundation_lr,
-                            cfg.momentum)
+    """Adapt f_theta on a chunk by confidence-weighted entropy minimisation."""
+    _, loss = gradient_step(model, learner, x, cfg.foundation_mode, lambda z: foundation_loss(z, cfg.e0),
+                            cfg.foundation_lr, cfg.momentum)
     return float(loss)
 
 
 @torch.no_grad()
-def teacher_logits(model: nn.Module, learner: Learner, x: Tensor) -> Tensor:
-    return norm.forward(model, learner.state, x, "batch")
+def teacher_logits(model: nn.Module, learner: Learner, x: Tensor, mode: str = "batch") -> Tensor:
+    return norm.forward(model, learner.state, x, mode)
 
 
 def distill_step(edge_model: nn.Module, student: Learner, foundation: nn.Module, teacher: Learner, x: Tensor,
                  cfg: CloudConfig) -> float:
     """One distillation step of a device's edge norm state towards the (already updated) foundation."""
-    z_f = teacher_logits(foundation, teacher, x)
+    z_f = teacher_logits(foundation, teacher, x, cfg.teacher_mode)
 
     def loss(z_e: Tensor) -> Tensor:
         return distillation_loss(z_e, z_f, cfg.e0, cfg.alpha, cfg.beta, cfg.gamma, cfg.temperature)

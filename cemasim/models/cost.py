@@ -92,7 +92,7 @@ class FlopCounter:
     def _count(self, kind: str, stat_mode: str, batch: int = 2) -> float:
         device = next(self.model.parameters()).device
         x = torch.rand((batch, *self.input_shape), device=device)
-        state = norm.initial_state(self.model, norm.adaptable_names(self.model, with_stats=stat_mode == "train"))
+        state = norm.initial_state(self.model, norm.adaptable_names(self.model, with_stats=stat_mode != "batch"))
         counter = FlopCounterMode(display=False)
         with counter:
             if kind == "forward":

@@ -8,9 +8,17 @@ normalizes:
     eval   running statistics carried in the state (source statistics unless refreshed)
     batch  statistics of the current batch, nothing updated (Tent-style test-time BN)
     train  batch statistics, and the state's running statistics are updated (momentum)
-    mixed  prior * running + (1 - prior) * batch statistics (BN adaptation with a source prior)
+    mixed  prior * running + (1 - prior) * batch statistics, the batch variance unbiased (BN
+           adaptation with a source prior, as the authors' BNAdaptation with momentum 1 - prior)
     ema    update the state's running statistics with the batch (momentum), then normalise with
            them (ONDA-style online statistics)
+    tbr    test-time batch renormalisation (the released CEMA code's tbr.py): the value is
+           normalised by the running statistics, the gradient flows through the batch statistics
+    tbr_train  tbr, then the running statistics move towards the batch's (momentum, unbiased
+           variance), as tbr.py does in training mode
+
+In the tbr modes, running statistics that are NaN are unset: the first batch a layer sees sets
+them (tbr.py starts from None, the source statistics dropped), see `unset_stats`.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 NormState = dict[str, Tensor]
-STAT_MODES = ("eval", "batch", "train", "mixed", "ema")
+STAT_MODES = ("eval", "batch", "train", "mixed", "ema", "tbr", "tbr_train")
 STAT_SUFFIXES = ("running_mean", "running_var")
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
@@ -53,6 +61,8 @@ class StatBatchNorm(nn.Module):
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True,
                                 self.momentum, self.eps)
         dims = [0] + list(range(2, x.dim()))
+        if mode in ("tbr", "tbr_train"):
+            return self._tbr(x, dims, update=mode == "tbr_train")
         if mode == "ema":
             with torch.no_grad():
                 n = x.numel() / x.shape[1]
@@ -60,8 +70,27 @@ class StatBatchNorm(nn.Module):
                 self.running_var.mul_(1 - self.momentum).add_(self.momentum * x.var(dims, unbiased=False) * n / max(n - 1, 1))
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         mean = self.prior * self.running_mean + (1 - self.prior) * x.mean(dims)
-        var = self.prior * self.running_var + (1 - self.prior) * x.var(dims, unbiased=False)
+        var = self.prior * self.running_var + (1 - self.prior) * x.var(dims, unbiased=True)
         return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+
+    def _tbr(self, x: Tensor, dims: list[int], update: bool) -> Tensor:
+        """tbr_bn_forward_impl of the released code, for any input rank (its variable names)."""
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        batch_var, batch_mean = torch.var_mean(x, dim=dims, keepdim=True)  # unbiased, as torch.var_mean
+        batch_std = torch.sqrt(batch_var + self.eps)
+        if bool(torch.isnan(self.running_mean[0])):  # unset: the first batch this layer sees sets them
+            with torch.no_grad():
+                self.running_mean.copy_(batch_mean.view(-1))
+                self.running_var.copy_(batch_var.view(-1))
+        running_mean, running_var = self.running_mean.view(shape), self.running_var.view(shape)
+        r = batch_std.detach() / torch.sqrt(running_var + self.eps)
+        d = (batch_mean.detach() - running_mean) / torch.sqrt(running_var + self.eps)
+        y = ((x - batch_mean) / batch_std) * r + d
+        if update:  # in place on the state's tensors, after r and d used the old values
+            with torch.no_grad():
+                self.running_mean.add_(self.momentum * (batch_mean.detach().view(-1) - self.running_mean))
+                self.running_var.add_(self.momentum * (batch_var.detach().view(-1) - self.running_var))
+        return self.weight.view(shape) * y + self.bias.view(shape)
 
 
     def _grouped(self, x: Tensor, mode: str) -> Tensor:
@@ -108,6 +137,17 @@ def initial_state(model: nn.Module, names: list[str]) -> NormState:
     """A detached copy of the model's current (source) values of `names`."""
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
     return {n: tensors[n].detach().clone() for n in names}
+
+
+def unset_stats(state: NormState) -> NormState:
+    """A copy of `state` whose BN running statistics are unset (NaN): in the tbr modes the first
+    batch each layer sees sets them, as the released code's TBR does."""
+    return {n: torch.full_like(t, float("nan")) if n.endswith(STAT_SUFFIXES) else t.clone() for n, t in state.items()}
+
+
+def stats_of(state: NormState) -> NormState:
+    """The running-statistics tensors of a state (what a device sends once under tbr)."""
+    return {n: t for n, t in state.items() if n.endswith(STAT_SUFFIXES)}
 
 
 def state_bytes(state: NormState) -> int:
