@@ -71,7 +71,7 @@ class Recorder:
         df["latency_s"] = df["predicted_s"] - df["arrival_s"]
         return df.sort_values(["device", "sample_id"], kind="stable").reset_index(drop=True)
 
-    def message_table(self, messages: list[Message], cls: type, skip: tuple[str, ...] = ("image", "state", "droppable")
+    def message_table(self, messages: list[Message], cls: type, skip: tuple[str, ...] = ("image", "state", "stats", "droppable")
                       ) -> pd.DataFrame:
         cols = [f.name for f in fields(cls) if f.name not in skip]
         if not messages:

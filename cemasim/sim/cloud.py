@@ -56,13 +56,29 @@ class Cloud:
         self.gpu = GpuPool(env, gpus, scheduler, staleness=lambda d: env.now - self.workers[d].last_refresh_s,
                            backlog=lambda d: self.workers[d].backlog())
         self.foundation, self.edge_model, self.cfg, self.plan = foundation, edge_model, cfg, plan
-        self.foundation_learner = Learner(norm.initial_state(foundation, norm.adaptable_names(foundation, False)))
+        f_state = norm.initial_state(foundation, norm.adaptable_names(foundation, cfg.foundation_stats))
+        self.foundation_learner = Learner(norm.unset_stats(f_state) if cfg.foundation_stats else f_state)
         self.recorder, self.compute_device = recorder, compute_device
         self.busy_s = 0.0
+        self._settle: simpy.Event | None = None
         f_bwd, f_fwd = foundation_flops.per_sample("backward"), foundation_flops.per_sample("forward")
-        e_bwd = edge_flops.per_sample("backward", "train" if cfg.student_mode == "train" else "batch")
+        e_bwd = edge_flops.per_sample("backward", "batch" if cfg.student_mode == "batch" else "train")
         self._chunk_flops = (f_bwd, f_fwd, e_bwd)
         self.foundation_flops = foundation_flops
+
+    def settled(self) -> simpy.Event:
+        """Fires at this instant once every other event due now has run: uploads arriving at the very
+        instant a step starts (an ideal network delivers a whole batch at once) count as received."""
+        if self._settle is None or self._settle.triggered:
+            self._settle = self.env.event()
+            self.env.timeout(0).callbacks.append(self._check_settled)
+        return self._settle
+
+    def _check_settled(self, _event: simpy.Event) -> None:
+        if self.env.peek() <= self.env.now:  # more is due now: look again behind it
+            self.env.timeout(0).callbacks.append(self._check_settled)
+        else:
+            self._settle.succeed()
 
     def chunk_s(self, n_new: int, n_distill: int) -> float:
         f_bwd, f_fwd, e_bwd = self._chunk_flops
@@ -99,8 +115,16 @@ class DeviceWorker:
                 self.reset()
             if isinstance(msg, Upload):
                 yield from self.on_upload(msg)
+            elif msg.kind == "stats":
+                self.on_stats(msg.stats)
+                msg.stats = None  # the student holds them now; keep the records light
             else:
                 yield from self.on_report(msg)
+
+    def on_stats(self, stats: dict) -> None:
+        """tbr: the device's running statistics as its first batch set them; the student starts there."""
+        for name, tensor in stats.items():
+            self.student.state[name] = tensor.to(self.cloud.compute_device, copy=True)
 
     def on_upload(self, upload: Upload):
         yield from ()
@@ -121,7 +145,18 @@ class DeviceWorker:
         self.student.momentum_bufs.clear()
 
     def gpu_job(self, kind: str, samples: int, duration_s: float):
-        requested, start, _ = yield from self.cloud.gpu.job(self.device, duration_s)
+        yield from self.planned_gpu_job(kind, lambda: (samples, duration_s))
+
+    def planned_gpu_job(self, kind: str, plan: Callable[[], tuple[int, float]]):
+        """A GPU job whose work is decided when the GPU is granted: plan() -> (samples, seconds)."""
+        decided: list[tuple[int, float]] = []
+
+        def duration() -> float:
+            decided.append(plan())
+            return decided[0][1]
+
+        requested, start, _ = yield from self.cloud.gpu.job(self.device, duration, settle=self.cloud.settled)
+        samples, duration_s = decided[0]
         self.cloud.busy_s += duration_s
         self.cloud.recorder.jobs.append(CloudJob(self.device, kind, requested, start, self.env.now, samples))
 
@@ -155,6 +190,7 @@ class CemaWorker(DeviceWorker):
         self.teacher_source = {n: t.clone() for n, t in teacher.state.items()} if own_teacher else None
         self.pending: list[Upload] = []
         self.chunk_done = False
+        self.in_replay: set[int] = set()  # ids of inbox uploads already in the replay buffer (causal rule)
         super().__init__(cloud, device, inbox, student, downlink, source_state)
 
     def pending_uploads(self) -> list[Upload]:
@@ -162,41 +198,67 @@ class CemaWorker(DeviceWorker):
 
     def reset(self) -> None:
         super().reset()
-        self.pending, self.chunk_done = [], False
+        self.pending, self.chunk_done, self.in_replay = [], False, set()
         self.replay = ReplayBuffer(self.replay.capacity) if not self.shared_replay else self.replay
         if self.teacher_source is not None:  # a per-device foundation model resets with its device
             self.teacher.state = {n: t.clone() for n, t in self.teacher_source.items()}
             self.teacher.momentum_bufs.clear()
 
     def on_upload(self, upload: Upload):
-        self.replay.add(upload.image.unsqueeze(0))
+        if id(upload) in self.in_replay:
+            self.in_replay.discard(id(upload))
+        else:
+            self.replay.add(upload.image.unsqueeze(0))
         self.pending.append(upload)
         if len(self.pending) >= self.cloud.plan.chunk_size:
             yield from self.chunk_step()
 
+    def absorb_arrived(self) -> None:
+        """Causal replay: a step draws from every upload the cloud has received when it starts, so
+        uploads still waiting in the inbox (same segment) join the buffer first. With an ideal network
+        a whole batch has arrived by then, which is the released loop (its infer appends the batch's
+        uploads to the history before the chunk loop)."""
+        for msg in self.inbox.items:
+            if msg.segment != self.segment:
+                break  # a newer segment resets the buffer first
+            if isinstance(msg, Upload) and id(msg) not in self.in_replay:
+                self.replay.add(msg.image.unsqueeze(0))
+                self.in_replay.add(id(msg))
+
     def chunk_step(self):
-        plan = self.cloud.plan
+        plan, cloud = self.cloud.plan, self.cloud
         chunk, self.pending = self.pending[: plan.chunk_size], self.pending[plan.chunk_size:]
         new = torch.stack([u.image for u in chunk])
-        replayed = self.replay.sample(plan.replay_batch, self.generator) if len(self.replay) >= plan.replay_min \
-            else new[:0]
-        n = len(new) + len(replayed)
-        yield from self.gpu_job("chunk", n, self.cloud.chunk_s(len(new), n))
-        cloud, dev = self.cloud, self.cloud.compute_device
+        drawn: list[torch.Tensor] = []
+
+        def at_start() -> tuple[int, float]:
+            self.absorb_arrived()
+            drawn.append(self.replay.sample(plan.replay_batch, self.generator)
+                         if len(self.replay) >= plan.replay_min else new[:0])
+            n = len(new) + len(drawn[0])
+            return n, cloud.chunk_s(len(new), n)
+
+        yield from self.planned_gpu_job("chunk", at_start)
+        dev = cloud.compute_device
         foundation_step(cloud.foundation, self.teacher, to_float(new, dev), cloud.cfg)
         distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher,
-                     to_float(torch.cat([new, replayed]), dev), cloud.cfg)
+                     to_float(torch.cat([new, drawn[0]]), dev), cloud.cfg)
         self.consumed(chunk)
         self.chunk_done = True
 
     def on_report(self, report: BatchReport):
-        plan = self.cloud.plan
+        plan, cloud = self.cloud.plan, self.cloud
         if not self.chunk_done and plan.replay_only_batch > 0 and len(self.replay) > plan.replay_min:
-            replayed = self.replay.sample(plan.replay_only_batch, self.generator)
-            yield from self.gpu_job("replay", len(replayed), self.cloud.replay_s(len(replayed)))
-            cloud = self.cloud
+            drawn: list[torch.Tensor] = []
+
+            def at_start() -> tuple[int, float]:
+                self.absorb_arrived()
+                drawn.append(self.replay.sample(plan.replay_only_batch, self.generator))
+                return len(drawn[0]), cloud.replay_s(len(drawn[0]))
+
+            yield from self.planned_gpu_job("replay", at_start)
             distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher,
-                         to_float(replayed, cloud.compute_device), cloud.cfg)
+                         to_float(drawn[0], cloud.compute_device), cloud.cfg)
         self.chunk_done = False
         self.maybe_refresh()
 

@@ -68,6 +68,7 @@ class EdgeDevice:
         self.recorder, self.compute_device = recorder, compute_device
         self.version, self.version_created_s = 0, 0.0
         self.selection_state: Any = method.new_selection_state(index)
+        self.stats_unsent = method.sends_stats  # tbr: the first batch sets the statistics; the cloud needs them
         self._budget_window, self._budget_used = -1, 0
         env.process(self.run())
         env.process(self.receive())
@@ -132,9 +133,12 @@ class EdgeDevice:
         self.learner.momentum_bufs.clear()
         self.learner.extra = {k: v for k, v in self.learner.extra.items() if k in ("source", "anchor", "fisher")}
         self.selection_state = self.method.new_selection_state(self.index)
+        self.stats_unsent = self.method.sends_stats
         self.version_created_s = self.env.now
 
     def upload(self, batch: TestBatch, x: torch.Tensor, keep: torch.Tensor) -> None:
+        if self.stats_unsent:
+            self.send_stats(batch)
         rows = keep.nonzero().squeeze(1)
         sizes, images = encode(to_uint8(x[rows]), self.policy.encoding, self.policy.jpeg_quality)
         for row, size, image in zip(rows.tolist(), sizes, images):
@@ -148,6 +152,17 @@ class EdgeDevice:
         report = BatchReport(self.index, REPORT_BYTES, batch_seq=batch.seq, n_selected=len(rows), segment=self.segment)
         self.recorder.reports.append(report)
         self.uplink.send(report)
+
+    def send_stats(self, batch: TestBatch) -> None:
+        """One control message with the running statistics this device's first batch set (tbr), ahead of
+        its uploads on the same FIFO link, so the cloud's student starts from them as the released code's
+        shared edge model does."""
+        stats = norm.cast_state(norm.stats_of(self.state), torch.float32)
+        report = BatchReport(self.index, REPORT_BYTES + norm.state_bytes(stats), batch_seq=batch.seq,
+                             segment=self.segment, kind="stats", stats=stats)
+        self.recorder.reports.append(report)
+        self.uplink.send(report)
+        self.stats_unsent = False
 
     def within_budget(self, size: int) -> bool:
         if self.policy.budget_bytes is None:

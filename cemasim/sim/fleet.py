@@ -17,7 +17,7 @@ import simpy
 import torch
 
 from cemasim.methods import build_method
-from cemasim.methods.cloud import CloudConfig
+from cemasim.methods.cloud import NORM_MODES, CloudConfig
 from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm
@@ -96,9 +96,11 @@ def cloud_config(sc: Scenario, num_classes: int) -> CloudConfig:
 
     c = sc.cloud
     foundation_lr, distill_lr = cloud_lrs(sc)
+    student, foundation, teacher = NORM_MODES[sc.method.norm_mode]
     return CloudConfig(e0=c.e0 * math.log(num_classes), foundation_lr=foundation_lr,
                        distill_lr=distill_lr, momentum=c.momentum, alpha=c.alpha, beta=c.beta, gamma=c.gamma,
-                       temperature=c.temperature, student_mode="train" if sc.method.norm_mode == "running" else "batch")
+                       temperature=c.temperature, student_mode=student, foundation_mode=foundation,
+                       teacher_mode=teacher)
 
 
 def _profile(spec, name: str) -> DeviceProfile:
@@ -143,9 +145,7 @@ class Fleet:
         self._costs: dict[str, EdgeCost] = {}
         self.cloud_profile = _profile(sc.cloud.profile, "cloud")
         self.cloud = self._build_cloud() if self.method.uses_cloud else None
-        names = [n for n, _ in self.edge_model.named_parameters()] if self.method.adapts_all_parameters else \
-            norm.adaptable_names(self.edge_model, with_stats=self.method.carries_stats)
-        self.source_state = norm.initial_state(self.edge_model, names)
+        self.source_state = self.method.source_state(self.edge_model)
         self.devices: list[EdgeDevice] = []
         self._shared_replay = ReplayBuffer(sc.cloud.replay_capacity) if sc.cloud.replay_scope == "shared" else None
         policy = UploadPolicy(sc.upload.encoding, sc.upload.jpeg_quality, sc.upload.budget_bytes,
@@ -201,7 +201,7 @@ class Fleet:
         if key not in self._costs:
             kind, passes = self.method.edge_passes()
             mode = self.method.edge_stat_mode()[0]
-            per_sample = passes * self.edge_flops.per_sample(kind, "batch" if mode in ("mixed", "ema") else mode)
+            per_sample = passes * self.edge_flops.per_sample(kind, "batch" if mode in ("mixed", "ema", "tbr") else mode)
             self._costs[key] = EdgeCost(per_sample, _profile(view.fleet.profile, "fleet"))
         return self._costs[key]
 

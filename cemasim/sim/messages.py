@@ -44,6 +44,8 @@ class BatchReport(Message):
     batch_seq: int = -1
     n_selected: int = 0
     droppable: bool = False
+    kind: str = "batch"  # "stats": norm_mode tbr's one-off running statistics, sent before the first uploads
+    stats: NormState | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False)

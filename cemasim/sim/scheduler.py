@@ -93,15 +93,20 @@ class GpuPool:
                 self._drop_device(device)
         self._grant(device, event)
 
-    def job(self, device: int, duration_s: float):
+    def job(self, device: int, duration_s: float | Callable[[], float],
+            settle: Callable[[], simpy.Event] | None = None):
         """SimPy generator: wait for a GPU, hold it `duration_s`, release it. Returns (requested_s, start_s, end_s).
+        A callable duration is evaluated when the GPU is granted (the job decides its work then), after
+        `settle()` fires when given (every other event due at that instant has run).
         Like `with resource.request()`: an interrupted job gives back its GPU or its place in the queue."""
         requested = self.env.now
         event = self.request(device)
         try:
             yield event
             start = self.env.now
-            yield self.env.timeout(duration_s)
+            if settle is not None:
+                yield settle()
+            yield self.env.timeout(duration_s() if callable(duration_s) else duration_s)
         finally:
             if event.triggered:
                 self.release()
