@@ -24,7 +24,8 @@ SUMMARY_COLUMNS = [
     ("upload_delay_mean_s", "delay s", lambda v: f"{v:.3f}"),
     ("param_age_mean_s", "param age s", lambda v: f"{v:.1f}"),
     ("refreshes", "refreshes", str),
-    ("cloud_utilization", "cloud util", lambda v: f"{v:.2f}"),
+    ("cloud_utilization", "cloud util %", lambda v: f"{100 * v:.1f}"),
+    ("gpu_wait_mean_s", "GPU wait s", lambda v: f"{v:.2f}"),
     ("energy_j", "device J", lambda v: f"{v:.1f}"),
     ("wall_time_s", "wall s", lambda v: f"{v:.1f}"),
 ]
@@ -48,6 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cemasim import runner
 
     scenarios = _load_all(args.files, args.set, args.seed)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     rows, failed = [], 0
     for sc in scenarios:
         try:
@@ -109,10 +114,9 @@ def _load_all(files: list[str], overrides: list[str], seed: int | None) -> list[
 def cmd_list(args: argparse.Namespace) -> int:
     registries = _registries()
     if args.kind not in registries:
-        from cemasim.registry import did_you_mean
+        from cemasim.registry import unknown_name
 
-        raise ConfigError(f"unknown kind '{args.kind}'{did_you_mean(args.kind, list(registries))} "
-                          f"known: {', '.join(registries)}", source="list")
+        raise ConfigError(unknown_name("kind", args.kind, list(registries)), source="list")
     for entry in registries[args.kind]().entries():
         print(f"{entry.name:24s} {entry.help}")
     return 0
@@ -167,16 +171,18 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from cemasim import sweep as sw
-    from cemasim.results.figures import paired_figures, sweep_figures
+    from cemasim.results.figures import paired_figures
 
     spec = _sweep_from_args(args)
     out = Path(args.out)
     print(f"sweep {spec.name}: {len(spec.points)} runs ({len(spec.points) // len(spec.seeds)} points x "
           f"{len(spec.seeds)} seeds), backend {args.backend}", file=sys.stderr)
-    table = sw.run_sweep(spec, out, args.backend, args.workers, args.address, progress=not args.quiet)
+    table = sw.run_sweep(spec, out, args.backend, args.workers, args.address, progress=not args.quiet,
+                         threads=args.threads)
     folder = out / spec.name
     keys = list(spec.grid)
-    metrics = ["accuracy", "upload_ratio", "uplink_bytes", "param_age_mean_s"]
+    metrics = ["accuracy", "upload_ratio", "uplink_bytes", "upload_delay_p95_s", "dropped_samples",
+               "param_age_mean_s", "cloud_utilization"]
     ok = table[table["status"] == "ok"] if len(table) else table
     if len(ok):
         summary = sw.summarize_sweep(ok, keys, [m for m in metrics if m in ok])
@@ -185,12 +191,42 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if args.baseline:
             _print_paired(ok, keys, args.baseline)
         if not args.no_plots:
-            sweep_figures(table, keys, folder / "figures")
+            _figures_with_progress(table, keys, folder / "figures", ("png", "pdf"), args.quiet)
             if args.baseline:
                 paired_figures(table, keys, _baseline(args.baseline), folder / "figures")
     failed = int((table["status"] == "failed").sum()) if len(table) else 0
     print(f"results: {sw.results_path(out, spec)} ({len(ok)} ok, {failed} failed)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _figures_with_progress(table, keys: list[str], out: Path, formats: tuple[str, ...], quiet: bool) -> list[Path]:
+    """Sweep figures with a progress bar (a sweep of many keys draws dozens of PNG + PDF files)."""
+    from tqdm import tqdm
+
+    from cemasim.results.figures import sweep_figures
+
+    bar = None if quiet else tqdm(desc="figures", unit="figure", file=sys.stderr, dynamic_ncols=True)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        return sweep_figures(table, keys, out, formats, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _baseline(text: str) -> tuple[str, Any]:
@@ -259,7 +295,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import pandas as pd
     import yaml
 
-    from cemasim.results.figures import paired_figures, run_figures, sweep_figures
+    from cemasim.results.figures import paired_figures, run_figures
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     runs, written = [], []
@@ -271,7 +307,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 else []
             out = Path(args.out) if args.out else table.parent / "figures"
             df = pd.read_parquet(table)
-            written += sweep_figures(df, keys, out, formats)
+            written += _figures_with_progress(df, keys, out, formats, args.quiet)
             if args.baseline:
                 _print_paired(df[df["status"] == "ok"], keys, args.baseline)
                 written += paired_figures(df, keys, _baseline(args.baseline), out, formats)
@@ -378,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_args(run)
     run.add_argument("--out", default=None, help="parent folder of the run folders (default: output.dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--threads", type=_positive_int, default=None,
+                     help="torch CPU threads (default: torch's own, the core count)")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="validate scenarios without running them")
@@ -403,12 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
     swp = sub.add_parser("sweep", help="run a grid of scenarios x seeds (local pool or Ray) into one table")
     swp.add_argument("file", help="a sweep file (base/set/grid/seeds) or a scenario file used as the base")
     swp.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                     help="swept key and its values (repeatable; adds to the sweep file's grid)")
+                     help="swept key and its values (repeatable); on a sweep file it adds the key to the "
+                          "grid, or replaces that key's values when the grid already has it")
     swp.add_argument("--seeds", type=int, default=None, help="number of seeds per point")
     swp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override")
     swp.add_argument("--name", default=None, help="sweep name (folder under --out)")
     swp.add_argument("--backend", choices=("local", "ray"), default="local")
-    swp.add_argument("--workers", type=int, default=1, help="parallel runs (local processes or Ray CPUs)")
+    swp.add_argument("--workers", type=_positive_int, default=1, help="parallel runs (local processes or Ray CPUs)")
+    swp.add_argument("--threads", type=_positive_int, default=None,
+                     help="torch CPU threads per run (default: cores / workers)")
     swp.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     swp.add_argument("--out", default="sweeps", help="parent folder of the sweep folder")
     swp.add_argument("--no-plots", action="store_true", help="skip the figures")
@@ -424,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--format", default="png,pdf", help="comma-separated formats")
     plot.add_argument("--baseline", default=None, metavar="KEY=VALUE",
                       help="for sweeps: paired differences against this grid value (table, CSV and figures)")
+    plot.add_argument("--quiet", action="store_true", help="no progress bar")
     plot.set_defaults(func=cmd_plot)
 
     docs = sub.add_parser("docs", help="write docs/scenario.md from the scenario schema")

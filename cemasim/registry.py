@@ -17,6 +17,13 @@ def did_you_mean(name: str, known: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+def unknown_name(what: str, name: Any, known: list[str]) -> str:
+    """"<what> 'x' is unknown (did you mean 'y'?); known: a, b" -- the suggestion only when one is close."""
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{what} '{name}' is unknown{hint}; known: {', '.join(known)}"
+
+
 @dataclass(frozen=True)
 class Entry(Generic[T]):
     name: str
@@ -50,9 +57,7 @@ class Registry(Generic[T]):
             raise ConfigError(self.unknown(name), source=self.kind) from None
 
     def unknown(self, name: Any) -> str:
-        known = self.names()
-        hint = did_you_mean(str(name), known) or ";"
-        return f"{self.kind} '{name}' is unknown{hint} known: {', '.join(known)}"
+        return unknown_name(self.kind, name, self.names())
 
     def names(self) -> list[str]:
         return list(self._entries)

@@ -33,7 +33,7 @@ def simulate(sc: Scenario, progress: bool = False) -> tuple[dict[str, pd.DataFra
             bar.close()
     tables = result.recorder.tables()
     summary = summarize(tables, result.sim_time_s, result.wall_time_s, result.events, result.cloud_busy_s,
-                        result.gpus, cloud_active_w=result.cloud_active_w)
+                        result.gpus, cloud_active_w=result.cloud_active_w, arrival_period_s=sc.duration_s)
     summary["compute_device"] = result.compute_device
     return tables, summary, result
 

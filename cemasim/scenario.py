@@ -68,7 +68,8 @@ LOSS = Section(
                            (between(0, 1),)),
         "loss_good": F((float,), 0.0, "gilbert_elliott: loss probability in the good state", "", (between(0, 1),)),
         "loss_bad": F((float,), 0.5, "gilbert_elliott: loss probability in the bad state", "", (between(0, 1),)),
-        "max_retries": F((int,), 5, "retransmissions before the message is dropped", "", (non_negative,)),
+        "max_retries": F((int,), 5, "retransmissions before the message is dropped (every message: uploads, "
+                         "reports, refreshes; the link idles during each timeout)", "", (non_negative,)),
         "retry_timeout_ms": F((float,), None, "wait after a lost attempt before resending; null = one round trip "
                               "(2 x latency_ms) + 200 ms (Linux's minimum TCP RTO)", "ms", (non_negative,),
                               nullable=True),
@@ -304,9 +305,11 @@ SCHEMA = Section(
         "energy": ENERGY,
         "cloud": Section("The cloud: foundation adaptation, replay buffer and distillation (CEMA defaults).", {
             "gpus": F((int,), 1, "cloud accelerators", "", (positive,)),
-            "scheduler": F((str,), "fifo", "which waiting GPU job runs next: fifo, round_robin (cycle over devices), "
-                           "staleness (the device whose parameters are oldest) or backlog (the device with most "
-                           "uploads waiting)", "", (one_of("fifo", "round_robin", "staleness", "backlog"),)),
+            "scheduler": F((str,), "fifo", "which waiting GPU job runs next: fifo (by GPU request: a device's "
+                           "worker requests its next job when the previous ends), round_robin (cycle over devices), "
+                           "staleness (the device whose parameters are oldest; fifo without refreshes) or backlog "
+                           "(the device with most uploads waiting: inbox, unfilled chunk, queued job)", "",
+                           (one_of("fifo", "round_robin", "staleness", "backlog"),)),
             "ingress_mbps": F((float,), None, "cloud ingress capacity shared by every uplink transfer; null = "
                               "unlimited", "Mbit/s", (positive,), nullable=True),
             "egress_mbps": F((float,), None, "cloud egress capacity shared by every downlink transfer; null = "

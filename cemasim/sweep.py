@@ -11,6 +11,7 @@ sweep skips points already done. A failed point is recorded with its error and t
 from __future__ import annotations
 
 import hashlib
+import re
 import itertools
 import json
 import math
@@ -56,6 +57,14 @@ class Point:
         text = json.dumps({"values": self.values, "seed": self.seed, "scenario": self.scenario_digest},
                           sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    @property
+    def folder_name(self) -> str:
+        """A run folder a reader can find: the grid values and seed, then the point id (unique),
+        e.g. 'name-cema_bandwidth_mbps-0.05_seed-0_3f2a9c1b0d4e'."""
+        parts = [f"{key.split('.')[-1]}-{value}" for key, value in self.values.items()] + [f"seed-{self.seed}"]
+        readable = re.sub(r"[^A-Za-z0-9._-]+", "", "_".join(parts).replace(" ", ""))[:80]
+        return f"{readable}_{self.point_id}"
 
 
 def digest(resolved: dict[str, Any]) -> str:
@@ -256,8 +265,10 @@ def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def run_sweep(sweep: Sweep, out: Path, backend: str = "local", workers: int = 1, address: str | None = None,
-              progress: bool = True, on_row: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
-    """Run every point not already finished; return the whole results table."""
+              progress: bool = True, on_row: Callable[[dict[str, Any]], None] | None = None,
+              threads: int | None = None) -> pd.DataFrame:
+    """Run every point not already finished; return the whole results table. `threads`: torch CPU
+    threads per run (default: the cores shared out among the workers)."""
     folder = out / sweep.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sweep.yaml").write_text(yaml.safe_dump(
@@ -273,10 +284,10 @@ def run_sweep(sweep: Sweep, out: Path, backend: str = "local", workers: int = 1,
         write_results(path, rows)
     todo = [p for p in sweep.points if p.point_id not in finished]
     by_id = {p.point_id: p for p in sweep.points}
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    jobs = [(p.point_id, sweep.scenarios[p.point_id], str(folder / "runs" / p.point_id), threads) for p in todo]
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
+    jobs = [(p.point_id, sweep.scenarios[p.point_id], str(folder / "runs" / p.folder_name), threads) for p in todo]
     for p in todo:  # a failed or interrupted earlier attempt leaves a partial folder: start it afresh
-        _clear(folder / "runs" / p.point_id)
+        _clear(folder / "runs" / p.folder_name)
     bar = _bar(len(sweep.points), len(finished), sweep.name) if progress else None
     failed, start = 0, time.perf_counter()
     iterator = ray_backend(jobs, workers, address) if backend == "ray" else local_backend(jobs, workers)

@@ -160,4 +160,8 @@ def test_timeline_joins_energy():
     assert tl["energy_j"].groupby(level="device").sum().to_dict() == pytest.approx(TOTAL, rel=1e-12)
     # bins with energy but no predictions (device 2; device 1's second bin) still appear, with 0 samples
     assert tl.loc[(2, 0), "samples"] == 0 and tl.loc[(1, 1), "samples"] == 0
-    assert tl.loc[(0, 0), "samples"] == 1 and tl.loc[(0, 0), "uplink_bytes"] == 1000
+    # uplink bytes: every uplink message (uploads and reports), binned when it went on the wire, so the
+    # bins sum to summary's uplink_bytes: device 0 sent 1000 + 1000 bytes of uploads and a 16-byte report by 10 s
+    assert tl.loc[(0, 0), "samples"] == 1 and tl.loc[(0, 0), "uplink_bytes"] == 2016
+    s = summarize(make_tables(), 40.0, 1.0, 10, 20.0, 1)
+    assert tl["uplink_bytes"].sum() == s["uplink_bytes"] == 1000 + 1000 + 500 + 1000 + 16 + 16

@@ -32,10 +32,10 @@ shift:
     text = "\n".join(problems)
     assert "uplink.bandwidth_mbps: must be > 0, got -5" in text
     assert "method.e_mni: unknown key" in text
-    assert "method.name: method 'cemma' is unknown; did you mean 'cema'?" in text
+    assert "method.name: method 'cemma' is unknown (did you mean 'cema'?); known: " in text
     assert "fleet.devices: must be integer, got str 'two'" in text
     assert "shift.segments[0].severity: must be in [1, 5], got 7" in text
-    assert "shift.segments[0].corruption: corruption 'fogg' is unknown; did you mean 'fog'?" in text
+    assert "shift.segments[0].corruption: corruption 'fogg' is unknown (did you mean 'fog'?); known: " in text
     assert len(problems) == 6
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,10 @@ def test_local_sweep_records_failures_resumes_and_skips_finished(tmp_path):
     failed = table[table["status"] == "failed"].iloc[0]
     assert "not found" in failed["error"] and failed["run_folder"]
     ok = table[table["status"] == "ok"].iloc[0]
-    assert 0 < ok["accuracy"] <= 1 and (tmp_path / "t" / "runs" / ok["point_id"] / "summary.json").is_file()
+    folder = Path(ok["run_folder"])
+    assert 0 < ok["accuracy"] <= 1 and (folder / "summary.json").is_file()
+    # a readable run folder: the grid values and seed, then the point id
+    assert folder.parent == tmp_path / "t" / "runs" and folder.name == f"root-None_seed-0_{ok['point_id']}"
     # re-running skips the finished point and retries only the failed one
     ran = []
     again = sw.run_sweep(s, tmp_path, workers=1, progress=False, on_row=ran.append)

@@ -22,7 +22,7 @@ IMAGENET: dict[str, float] = {
     "foundation_lr": 2.5e-4, "distill_lr": 2.5e-3,
 }  # fmt: skip
 FMNIST_ZOO: dict[str, float] = {
-    "tent": 0.003, "pl": 0.003, "eta": 0.001, "eata": 0.01, "sar": 0.01, "cotta": 0.01,
+    "tent": 0.003, "pl": 0.003, "eta": 0.001, "eata": 0.01, "sar": 0.01, "cotta": 0.001,
     "foundation_lr": 0.001, "distill_lr": 0.0025,
 }  # fmt: skip
 PRESETS: dict[str, dict[str, float]] = {"imagenet": IMAGENET, "fmnist_zoo": FMNIST_ZOO}  # + "auto" (scenario.py)

@@ -37,7 +37,7 @@ from torch import nn
 
 from cemasim.errors import ConfigError, DataError
 from cemasim.models.zoo import MODELS, ModelSpec
-from cemasim.registry import did_you_mean
+from cemasim.registry import did_you_mean, unknown_name
 
 LIBRARIES = ("timm", "torchvision")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -60,8 +60,7 @@ def parse_model_name(name: str) -> tuple[str, str]:
         raise ConfigError(f"'{name}' is not an external model name; expected <library>:<arch> with library one "
                           f"of {', '.join(LIBRARIES)}, e.g. timm:resnet18 or torchvision:resnet50", source="model")
     if lib not in LIBRARIES:
-        raise ConfigError(f"model library '{lib}' is unknown{did_you_mean(lib, list(LIBRARIES))} "
-                          f"known: {', '.join(LIBRARIES)}", source="model")
+        raise ConfigError(unknown_name("model library", lib, list(LIBRARIES)), source="model")
     return lib, arch.strip()
 
 
@@ -265,8 +264,7 @@ class _TorchvisionAdapter(_Adapter):
         self.tvm = tvm
         known = tvm.list_models(module=tvm)  # classification models only
         if arch not in known:
-            raise ConfigError(f"torchvision classification model '{arch}' is unknown"
-                              f"{did_you_mean(arch, known)} known: {', '.join(known)}", source="model")
+            raise ConfigError(unknown_name("torchvision classification model", arch, known), source="model")
         self.default = tvm.get_model_weights(arch).DEFAULT
 
     def new(self, num_classes: int, input_size: int | None) -> nn.Module:

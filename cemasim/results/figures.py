@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -59,17 +59,37 @@ def _numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and values.nunique() > 1
 
 
-def _style_x(ax, values: np.ndarray) -> None:
+def _spans_decades(values: np.ndarray) -> bool:
     v = values[np.isfinite(values) & (values > 0)]
-    if len(v) and v.max() / v.min() > 50:
+    return bool(len(v)) and v.max() / v.min() > 50
+
+
+def _style_x(ax, values: np.ndarray) -> None:
+    if _spans_decades(values):
         ax.set_xscale("log")
 
 
+# Keys whose values change what travels on the uplink (and so trade bytes against accuracy). A sweep of
+# anything else (fleet size, GPUs, arrival rate) changes bytes only by scaling the workload, and a
+# communication-accuracy curve or Pareto front across it would join unlike runs.
+COMM_KEYS = ("method.", "selection.", "upload.", "uplink.", "cloud.refresh", "cloud.e0")
+
+
+def changes_communication(grid_keys: list[str]) -> bool:
+    return any(k.startswith(COMM_KEYS) for k in grid_keys)
+
+
+def _emphasis(name: str) -> dict[str, Any]:
+    """CEMA's curve on top of the others, a little heavier, so no other line hides it."""
+    return {"zorder": 5, "lw": 2.2} if name.split(",")[0].strip() == "cema" else {}
+
+
 # ---- sweeps -----------------------------------------------------------------------------------
-def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path,
-                  formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path, formats: tuple[str, ...] = ("png", "pdf"),
+                  progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Every numeric grid key against the standard metrics (one curve per other key combination),
-    plus communication-accuracy curves and the Pareto front."""
+    plus communication-accuracy curves and the Pareto front when the swept keys change what is
+    uploaded (see COMM_KEYS). `progress(i, n)` is called as figures are drawn."""
     out.mkdir(parents=True, exist_ok=True)
     ok = table[table["status"] == "ok"]
     if ok.empty:
@@ -77,14 +97,18 @@ def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path,
     metrics = [m for m in SWEEP_METRICS if m in ok]  # one figure each
     summary = summarize_sweep(ok, grid_keys, metrics + [m for m in TABLE_METRICS if m in ok])
     paths: list[Path] = []
-    for key in grid_keys:
-        if not _numeric(summary[key]):
-            continue
-        hue = [k for k in grid_keys if k != key]
-        for metric in metrics:
-            paths += _metric_vs_key(summary, key, metric, hue, out, formats)
-    paths += comm_accuracy(summary, grid_keys, out, formats)
-    paths += pareto(summary, grid_keys, out, formats)
+    jobs = [(key, metric) for key in grid_keys if _numeric(summary[key]) for metric in metrics]
+    comm = changes_communication(grid_keys)
+    total = len(jobs) + 2 * comm
+    for i, (key, metric) in enumerate(jobs, start=1):
+        paths += _metric_vs_key(summary, key, metric, [k for k in grid_keys if k != key], out, formats)
+        if progress is not None:
+            progress(i, total)
+    if comm:
+        paths += comm_accuracy(summary, grid_keys, out, formats)
+        paths += pareto(summary, grid_keys, out, formats)
+        if progress is not None:
+            progress(total, total)
     summary.to_csv(out / "summary_by_point.csv", index=False)
     return paths
 
@@ -101,9 +125,13 @@ def _style(i: int) -> dict[str, Any]:
 
 
 def _legend(ax, n: int) -> None:
-    if n > 6:
+    """A legend of the labelled artists actually drawn (none when there is nothing to tell apart)."""
+    drawn = len(ax.get_legend_handles_labels()[1])
+    if not n or not drawn:
+        return
+    if drawn > 6:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    elif n:
+    else:
         ax.legend(fontsize=8)
 
 
@@ -125,13 +153,17 @@ def _metric_vs_key(summary, key, metric, hue, out, formats) -> list[Path]:
     for n, (name, group) in enumerate(_curves(summary, hue), start=1):
         g = group.sort_values(key)
         x, y = g[key].to_numpy(float), g[metric].to_numpy(float) * scale
+        if not np.isfinite(y).any():  # nothing to draw: no line, no legend entry
+            continue
         ci = g[f"{metric}_ci95"].to_numpy(float)
-        style = _style(n - 1)
-        ax.plot(x, y, ms=4, lw=1.5, label=name or None, **style)
+        style = {**_style(n - 1), "lw": 1.5, **_emphasis(name)}
+        ax.plot(x, y, ms=4, label=name or None, **style)
         if np.isfinite(ci).any():  # the band stays inside the metric's physical range
             lo, hi = bounded_band(g[metric].to_numpy(float), ci, metric)
-            ax.fill_between(x, lo * scale, hi * scale, alpha=0.2, color=style["color"])
+            ax.fill_between(x, lo * scale, hi * scale, alpha=0.2, color=style["color"], zorder=style.get("zorder"))
     _style_x(ax, summary[key].to_numpy(float))
+    if metric.endswith("_s") and _spans_decades(summary[metric].to_numpy(float)):
+        ax.set_yscale("log")  # delays spanning decades
     ax.set(xlabel=label(key), ylabel=label(metric))
     ax.grid(alpha=0.3)
     _legend(ax, n if hue else 0)
@@ -156,7 +188,7 @@ def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, format
             y = g["accuracy"].to_numpy(float) * 100
             ax.errorbar(x, y, yerr=np.nan_to_num(g["accuracy_ci95"].to_numpy(float) * 100),
                         xerr=np.nan_to_num(g[f"{xcol}_ci95"].to_numpy(float) * SCALE.get(xcol, 1)),
-                        ms=4, lw=1.2, capsize=2, label=name or None, **_style(n - 1))
+                        ms=4, capsize=2, label=name or None, **{**_style(n - 1), "lw": 1.2, **_emphasis(name)})
         _style_x(ax, summary[xcol].to_numpy(float))
         along = f" (along {label(order[0])})" if order[0] != xcol else ""
         ax.set(xlabel=label(xcol), ylabel=label("accuracy"), title=f"communication vs accuracy{along}")
@@ -245,7 +277,7 @@ def pareto(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats) -> l
     n = 0
     for n, (name, group) in enumerate(_curves(summary, hue), start=1):
         ax.scatter(group["uplink_bytes"] * 1e-6, group["accuracy"] * 100, s=22, label=name or None,
-                   **_style(n - 1))
+                   **_style(n - 1), zorder=_emphasis(name).get("zorder", 2))
     front = pareto_front(x, y)
     ax.plot(x[front], y[front], "k--", lw=1, label="Pareto front")
     _style_x(ax, x)
@@ -263,15 +295,20 @@ def run_figures(folders: list[Path], out: Path, formats: tuple[str, ...] = ("png
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     finals = []
+    columns = ["device", "tx_start_s", "size_bytes"]
     for folder in folders:
-        samples = pd.read_parquet(folder / "samples.parquet", columns=["predicted_s", "correct"])
-        uploads = pd.read_parquet(folder / "uploads.parquet", columns=["tx_end_s", "size_bytes"])
+        tables = {"samples": pd.read_parquet(folder / "samples.parquet", columns=["predicted_s", "correct"]),
+                  "uploads": pd.read_parquet(folder / "uploads.parquet", columns=columns)}
+        if (folder / "reports.parquet").is_file():
+            tables["reports"] = pd.read_parquet(folder / "reports.parquet", columns=columns)
         summary = json.loads((folder / "summary.json").read_text())
         name = _run_label(folder)
-        mb, acc = cumulative_accuracy_vs_uplink(samples, uploads)
-        ax.plot(mb, acc, lw=1.4, label=name)
+        mb, acc = cumulative_accuracy_vs_uplink(tables)
+        line, = ax.plot(mb, acc, lw=1.4, label=name)
+        ax.scatter(mb[-1:], acc[-1:], s=16, color=line.get_color(), zorder=3)
         finals.append((name, summary["uplink_bytes"] / 1e6, 100 * summary["accuracy"]))
-    ax.set(xlabel="cumulative uplink (MB)", ylabel="cumulative accuracy (%)", title="communication vs accuracy")
+    ax.set(xlabel="uplink sent so far (MB, uploads and reports)", ylabel="accuracy so far (%)",
+           title="communication vs accuracy over each run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     paths = _save(fig, out, "runs_comm_accuracy", formats)

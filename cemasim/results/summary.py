@@ -27,6 +27,17 @@ def _sent_bytes(messages: pd.DataFrame | None) -> int:
     return int(messages.loc[messages["tx_start_s"].notna(), "size_bytes"].sum())
 
 
+def uplink_sent(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every uplink message that went on the wire (uploads and reports): device, tx_start_s, size_bytes.
+    Their size_bytes sum to summary's uplink_bytes."""
+    parts = [t.loc[t["tx_start_s"].notna(), ["device", "tx_start_s", "size_bytes"]]
+             for t in (tables.get("uploads"), tables.get("reports")) if t is not None and len(t)]
+    if not parts:
+        return pd.DataFrame({"device": pd.Series(dtype=int), "tx_start_s": pd.Series(dtype=float),
+                             "size_bytes": pd.Series(dtype=int)})
+    return pd.concat(parts, ignore_index=True).sort_values("tx_start_s", kind="stable")
+
+
 def upload_status(uploads: pd.DataFrame) -> pd.Series:
     """received | dropped | in_flight for each upload attempt."""
     status = np.where(uploads["dropped"] != "", "dropped",
@@ -48,10 +59,43 @@ def _counts(causes: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in causes.value_counts().items()}
 
 
+def cloud_keys(jobs: pd.DataFrame | None, uploads: pd.DataFrame, cloud_busy_s: float, gpus: int,
+               arrival_period_s: float) -> dict[str, Any]:
+    """The cloud's load and saturation. Utilisation is measured over the arrival period [0, duration_s]
+    (GPU-seconds busy in it / (GPUs x period)), so a slow link that stretches the drain does not dilute
+    it; load counts every job's GPU-seconds against the same period (above 1: the cloud could not keep
+    up while samples arrived). GPU wait is a job's time in the GPU queue (request to start), which
+    excludes the time its uploads waited in the device's inbox while its previous job ran; that is in
+    upload_to_training (upload received -> the job that used it ended)."""
+    period = arrival_period_s * gpus
+    busy_in_period = 0.0
+    wait = pd.Series(dtype=float)
+    if jobs is not None and len(jobs):
+        start, end = jobs["start_s"].to_numpy(float), jobs["end_s"].to_numpy(float)
+        busy_in_period = float((np.minimum(end, arrival_period_s) - np.minimum(start, arrival_period_s)).sum())
+        wait = jobs["start_s"] - jobs["requested_s"]
+    received = uploads[uploads["received_s"].notna()] if len(uploads) else uploads
+    if "trained_s" not in received:  # tables written before uploads recorded it
+        received = received.assign(trained_s=np.nan)
+    trained = received[received["trained_s"].notna()]
+    return {
+        "cloud_utilization": busy_in_period / period if period > 0 else 0.0,
+        "cloud_load": cloud_busy_s / period if period > 0 else 0.0,
+        "gpu_wait_mean_s": _mean(wait),
+        "gpu_wait_p95_s": _p95(wait),
+        "uploads_trained": len(trained),
+        "uploads_never_used": len(received) - len(trained),
+        "upload_to_training_mean_s": _mean(trained["trained_s"] - trained["received_s"]),
+    }
+
+
 def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: float, events: int,
-              cloud_busy_s: float, gpus: int, cloud_active_w: float = 0.0) -> dict[str, Any]:
+              cloud_busy_s: float, gpus: int, cloud_active_w: float = 0.0,
+              arrival_period_s: float | None = None) -> dict[str, Any]:
     """Flat run metrics. Optional tables add keys: missed (samples lost to a device being off) and,
-    with a devices table, energy (see cemasim.results.energy; cloud energy = busy GPU-seconds * cloud_active_w)."""
+    with a devices table, energy (see cemasim.results.energy; cloud energy = busy GPU-seconds * cloud_active_w).
+    `arrival_period_s` (the scenario's duration_s) is the period cloud utilisation is measured over
+    (default: the whole simulated time)."""
     samples, uploads, reports, refreshes = (tables[k] for k in ("samples", "uploads", "reports", "refreshes"))
     status = upload_status(uploads)
     sent = uploads[uploads["tx_start_s"].notna()]
@@ -59,8 +103,7 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
     delay = received["received_s"] - received["enqueued_s"]
     drops = uploads.loc[status == "dropped", "dropped"].value_counts().to_dict()
     applied = refreshes[refreshes["applied_s"].notna()] if len(refreshes) else refreshes
-    uplink_bytes = int(sent["size_bytes"].sum() + reports.loc[reports["tx_start_s"].notna(), "size_bytes"].sum()) \
-        if len(reports) or len(sent) else 0
+    uplink_bytes = int(uplink_sent(tables)["size_bytes"].sum())
     n = len(samples)
     summary: dict[str, Any] = {
         "accuracy": float(samples["correct"].mean()) if n else math.nan,
@@ -78,9 +121,11 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
         "upload_delay_p95_s": _p95(delay),
         "refreshes": len(applied),
         "refresh_delay_mean_s": _mean(applied["applied_s"] - applied["created_s"]) if len(applied) else math.nan,
+        "refresh_delay_p95_s": _p95(applied["applied_s"] - applied["created_s"]) if len(applied) else math.nan,
         "param_age_mean_s": _mean(samples["param_age_s"]) if n else math.nan,
         "prediction_latency_mean_s": _mean(samples["latency_s"]) if n else math.nan,
-        "cloud_utilization": cloud_busy_s / (gpus * sim_time_s) if sim_time_s > 0 else 0.0,
+        **cloud_keys(tables.get("cloud_jobs"), uploads, cloud_busy_s, gpus,
+                     sim_time_s if arrival_period_s is None else arrival_period_s),
         "sim_time_s": sim_time_s,
         "wall_time_s": wall_time_s,
         "events": events,
@@ -111,9 +156,9 @@ def timeline(tables: dict[str, pd.DataFrame], bin_s: float) -> pd.DataFrame:
     s = samples.assign(bin=(samples["predicted_s"] // bin_s).astype(int))
     out = s.groupby(["device", "bin"]).agg(samples=("correct", "size"), correct=("correct", "sum"),
                                            selected=("selected", "sum"), param_age_mean_s=("param_age_s", "mean"))
-    if len(uploads):
-        u = uploads[uploads["tx_end_s"].notna()]
-        ub = u.assign(bin=(u["tx_end_s"] // bin_s).astype(int)).groupby(["device", "bin"])["size_bytes"].sum()
+    sent = uplink_sent(tables)
+    if len(sent):  # counted when each message went on the wire, as summary's uplink_bytes
+        ub = sent.assign(bin=(sent["tx_start_s"] // bin_s).astype(int)).groupby(["device", "bin"])["size_bytes"].sum()
         out = out.join(ub.rename("uplink_bytes"), how="outer")
     if len(refreshes):
         r = refreshes[refreshes["applied_s"].notna()]

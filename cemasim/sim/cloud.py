@@ -104,6 +104,7 @@ class DeviceWorker:
         self.reports_seen, self.refreshed_steps = 0, 0
         self.uploads_sent_max_s = float("-inf")
         self.last_refresh_s = 0.0  # when the device's parameters were last sent (scheduling by staleness)
+        self.queued = 0  # uploads of this device's job while it waits for the GPU (scheduling by backlog)
         cloud.workers[device] = self
         self.env.process(self.run())
 
@@ -130,8 +131,9 @@ class DeviceWorker:
         yield from ()
 
     def backlog(self) -> int:
-        """Uploads of this device waiting at the cloud (scheduling by backlog)."""
-        return sum(isinstance(m, Upload) for m in self.inbox.items) + len(self.pending_uploads())
+        """Uploads of this device waiting at the cloud (scheduling by backlog): in its inbox, pending,
+        and those of its job waiting for the GPU."""
+        return sum(isinstance(m, Upload) for m in self.inbox.items) + len(self.pending_uploads()) + self.queued
 
     def pending_uploads(self) -> list[Upload]:
         return []
@@ -144,23 +146,31 @@ class DeviceWorker:
         self.student.state = {n: t.clone() for n, t in self.source_state.items()}
         self.student.momentum_bufs.clear()
 
-    def gpu_job(self, kind: str, samples: int, duration_s: float):
-        yield from self.planned_gpu_job(kind, lambda: (samples, duration_s))
 
-    def planned_gpu_job(self, kind: str, plan: Callable[[], tuple[int, float]]):
-        """A GPU job whose work is decided when the GPU is granted: plan() -> (samples, seconds)."""
+    def start(self, samples: int, duration_s: float) -> tuple[int, float]:
+        """A job whose work was fixed at request time starts: its uploads leave the backlog."""
+        self.queued = 0
+        return samples, duration_s
+
+    def planned_gpu_job(self, kind: str, plan: Callable[[], tuple[int, float]], settle: bool = False):
+        """A GPU job whose work is decided when the GPU is granted: plan() -> (samples, seconds); with
+        `settle`, after every other event due at that instant has run (see Cloud.settled)."""
         decided: list[tuple[int, float]] = []
 
         def duration() -> float:
             decided.append(plan())
             return decided[0][1]
 
-        requested, start, _ = yield from self.cloud.gpu.job(self.device, duration, settle=self.cloud.settled)
+        requested, start, _ = yield from self.cloud.gpu.job(self.device, duration,
+                                                            settle=self.cloud.settled if settle else None)
         samples, duration_s = decided[0]
         self.cloud.busy_s += duration_s
         self.cloud.recorder.jobs.append(CloudJob(self.device, kind, requested, start, self.env.now, samples))
 
     def consumed(self, uploads: list[Upload]) -> None:
+        """`uploads` were trained on (or answered) by the job that ends now."""
+        for u in uploads:
+            u.trained_s = self.env.now
         self.uploads_sent_max_s = max([self.uploads_sent_max_s] + [u.tx_end_s for u in uploads])
 
     def maybe_refresh(self) -> None:
@@ -232,13 +242,15 @@ class CemaWorker(DeviceWorker):
         drawn: list[torch.Tensor] = []
 
         def at_start() -> tuple[int, float]:
+            self.queued = 0
             self.absorb_arrived()
             drawn.append(self.replay.sample(plan.replay_batch, self.generator)
                          if len(self.replay) >= plan.replay_min else new[:0])
             n = len(new) + len(drawn[0])
             return n, cloud.chunk_s(len(new), n)
 
-        yield from self.planned_gpu_job("chunk", at_start)
+        self.queued = len(chunk)
+        yield from self.planned_gpu_job("chunk", at_start, settle=True)
         dev = cloud.compute_device
         foundation_step(cloud.foundation, self.teacher, to_float(new, dev), cloud.cfg)
         distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher,
@@ -256,7 +268,7 @@ class CemaWorker(DeviceWorker):
                 drawn.append(self.replay.sample(plan.replay_only_batch, self.generator))
                 return len(drawn[0]), cloud.replay_s(len(drawn[0]))
 
-            yield from self.planned_gpu_job("replay", at_start)
+            yield from self.planned_gpu_job("replay", at_start, settle=True)
             distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher,
                          to_float(drawn[0], cloud.compute_device), cloud.cfg)
         self.chunk_done = False
@@ -287,7 +299,8 @@ class OffloadWorker(DeviceWorker):
     def on_report(self, report: BatchReport):
         if self.batch:
             uploads, self.batch = self.batch, []
-            yield from self.gpu_job("adapt", len(uploads), self.step_s(len(uploads)))
+            self.queued = len(uploads)
+            yield from self.planned_gpu_job("adapt", lambda: self.start(len(uploads), self.step_s(len(uploads))))
             x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
             self.adapter.step(self.cloud.edge_model, self.student, x)
             self.consumed(uploads)
@@ -311,7 +324,9 @@ class InferenceWorker(DeviceWorker):
         if not self.batch:
             return
         uploads, self.batch = self.batch, []
-        yield from self.gpu_job("infer", len(uploads), self.infer_s(len(uploads)))
+        self.queued = len(uploads)
+        yield from self.planned_gpu_job("infer", lambda: self.start(len(uploads), self.infer_s(len(uploads))))
+        self.consumed(uploads)
         x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
         with torch.no_grad():
             logits = norm.forward(self.cloud.foundation, self.cloud.foundation_learner.state, x, "eval")

@@ -34,6 +34,7 @@ class Upload(Message):
 
     sample_id: int = -1
     batch_seq: int = -1
+    trained_s: float = NAN  # when the cloud job that used it as a new sample ended (NaN: never used)
     image: Tensor | None = field(default=None, repr=False)
 
 
