@@ -126,10 +126,11 @@ def test_comm_accuracy_and_pareto_only_when_the_swept_keys_change_communication(
     from cemasim.results.figures import changes_communication, sweep_figures
 
     saved = drawn(monkeypatch)
-    sweep_figures(fake_sweep("fleet.devices", [4, 16, 64], ["cema"]), ["fleet.devices"], tmp_path)
-    assert "accuracy_vs_fleet_devices" in saved
-    assert not any(s.startswith(("comm_accuracy", "pareto")) for s in saved)  # fleet sizes are not a front
-    saved.clear()
+    for keys in (["fleet.devices"], ["fleet.devices", "method.name"]):
+        sweep_figures(fake_sweep("fleet.devices", [4, 16, 64], ["cema", "upload_all"]), keys, tmp_path)
+        assert "accuracy_vs_fleet_devices" in saved
+        assert not any(s.startswith(("comm_accuracy", "pareto")) for s in saved)  # fleet sizes are not a front
+        saved.clear()
     sweep_figures(fake_sweep("uplink.bandwidth_mbps", [0.01, 1.0], ["cema", "upload_all"]),
                   ["uplink.bandwidth_mbps", "method.name"], tmp_path)
     assert {"comm_accuracy_uplink_bytes", "pareto_accuracy_uplink"} <= set(saved)

@@ -22,7 +22,10 @@ LABELS = {
     "upload_delay_mean_s": "mean upload delay (s)",
     "upload_delay_p95_s": "p95 upload delay (s)",
     "param_age_mean_s": "mean parameter age (s)",
-    "cloud_utilization": "cloud GPU utilization (%)",
+    "cloud_utilization": "cloud GPU utilization over the arrivals (%)",
+    "cloud_load": "cloud GPU load over the arrivals (%)",
+    "gpu_wait_mean_s": "mean GPU queue wait (s)",
+    "uploads_never_used": "uploads never trained on",
     "prediction_latency_mean_s": "mean prediction latency (s)",
     "dropped_samples": "dropped uploads",
     "uplink.bandwidth_mbps": "uplink bandwidth (Mbit/s)",
@@ -34,12 +37,14 @@ LABELS = {
     "selection.e_min": "E_min (x ln C)",
     "arrivals.rate_hz": "arrival rate per device (1/s)",
 }
-SCALE = {"accuracy": 100, "upload_ratio": 100, "cloud_utilization": 100, "uplink_bytes": 1e-6,
+SCALE = {"accuracy": 100, "upload_ratio": 100, "cloud_utilization": 100, "cloud_load": 100, "uplink_bytes": 1e-6,
          "downlink_bytes": 1e-6}
 SWEEP_METRICS = ["accuracy", "uplink_bytes", "uploaded_samples", "upload_delay_mean_s", "param_age_mean_s",
                  "cloud_utilization"]
 # summary_by_point.csv also carries these (no figure each): what a study's README tabulates.
-TABLE_METRICS = ["samples", "upload_ratio", "dropped_samples", "upload_delay_p95_s", "refreshes", "wall_time_s"]
+TABLE_METRICS = ["samples", "upload_ratio", "dropped_samples", "upload_delay_p95_s", "refreshes", "wall_time_s",
+                 "cloud_load", "gpu_wait_mean_s", "gpu_wait_p95_s", "uploads_trained", "uploads_never_used",
+                 "upload_to_training_mean_s", "refresh_delay_mean_s"]
 
 
 def label(col: str) -> str:
@@ -79,6 +84,14 @@ def changes_communication(grid_keys: list[str]) -> bool:
     return any(k.startswith(COMM_KEYS) for k in grid_keys)
 
 
+def comm_figures_apply(summary: pd.DataFrame, grid_keys: list[str]) -> bool:
+    """Communication-accuracy curves and a Pareto front describe a sweep whose swept keys change what
+    is uploaded, and only if no other swept *numeric* key (devices, GPUs, arrival rate) varies: a
+    curve or a front would join fleets of different sizes."""
+    others = [k for k in grid_keys if not changes_communication([k]) and _numeric(summary[k])]
+    return changes_communication(grid_keys) and not others
+
+
 def _emphasis(name: str) -> dict[str, Any]:
     """CEMA's curve on top of the others, a little heavier, so no other line hides it."""
     return {"zorder": 5, "lw": 2.2} if name.split(",")[0].strip() == "cema" else {}
@@ -98,7 +111,7 @@ def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path, formats:
     summary = summarize_sweep(ok, grid_keys, metrics + [m for m in TABLE_METRICS if m in ok])
     paths: list[Path] = []
     jobs = [(key, metric) for key in grid_keys if _numeric(summary[key]) for metric in metrics]
-    comm = changes_communication(grid_keys)
+    comm = comm_figures_apply(summary, grid_keys)
     total = len(jobs) + 2 * comm
     for i, (key, metric) in enumerate(jobs, start=1):
         paths += _metric_vs_key(summary, key, metric, [k for k in grid_keys if k != key], out, formats)
