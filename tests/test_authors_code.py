@@ -146,10 +146,14 @@ def sar_names(model: nn.Module) -> list[str]:
     return SAR().adapted_names(converted, norm.adaptable_names(converted, with_stats=False))
 
 
-def test_sar_adapts_the_authors_layers_of_a_resnet18():
-    import torchvision
+@pytest.mark.parametrize("library", ["torchvision", "timm"])
+def test_sar_adapts_the_authors_layers_of_a_resnet18(library):
+    if library == "timm":
+        model = pytest.importorskip("timm").create_model("resnet18", pretrained=False)
+    else:
+        import torchvision
 
-    model = torchvision.models.resnet18(weights=None)
+        model = torchvision.models.resnet18(weights=None)
     _, expected = sar_collect_params(model)
     assert sar_names(model) == expected
     assert not any("layer4" in n for n in expected) and any("layer3" in n for n in expected)
