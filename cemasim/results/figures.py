@@ -199,8 +199,7 @@ def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, format
             g = group.sort_values(order)  # follow the swept key, so the curve reads as a what-if path
             x = g[xcol].to_numpy(float) * SCALE.get(xcol, 1)
             y = g["accuracy"].to_numpy(float) * 100
-            ax.errorbar(x, y, yerr=np.nan_to_num(g["accuracy_ci95"].to_numpy(float) * 100),
-                        xerr=np.nan_to_num(g[f"{xcol}_ci95"].to_numpy(float) * SCALE.get(xcol, 1)),
+            ax.errorbar(x, y, yerr=_bounded_err(g, "accuracy", 100), xerr=_bounded_err(g, xcol, SCALE.get(xcol, 1)),
                         ms=4, capsize=2, label=name or None, **{**_style(n - 1), "lw": 1.2, **_emphasis(name)})
         _style_x(ax, summary[xcol].to_numpy(float))
         along = f" (along {label(order[0])})" if order[0] != xcol else ""
@@ -209,6 +208,13 @@ def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, format
         _legend(ax, n if hue else 0)
         paths += _save(fig, out, f"comm_accuracy_{xcol}", formats)
     return paths
+
+
+def _bounded_err(g: pd.DataFrame, metric: str, scale: float) -> np.ndarray:
+    """Asymmetric error bars (2, n) of the 95 % CI, clipped to the metric's physical range."""
+    mean, half = g[metric].to_numpy(float), np.nan_to_num(g[f"{metric}_ci95"].to_numpy(float))
+    lo, hi = bounded_band(mean, half, metric)
+    return np.nan_to_num(np.stack([mean - lo, hi - mean]) * scale)
 
 
 PAIRED_METRICS = ["accuracy", "uplink_bytes", "uploaded_samples"]
