@@ -40,10 +40,10 @@ LABELS = {
 SCALE = {"accuracy": 100, "upload_ratio": 100, "cloud_utilization": 100, "cloud_load": 100, "uplink_bytes": 1e-6,
          "downlink_bytes": 1e-6}
 SWEEP_METRICS = ["accuracy", "uplink_bytes", "uploaded_samples", "upload_delay_mean_s", "param_age_mean_s",
-                 "cloud_utilization"]
+                 "cloud_utilization", "cloud_load"]
 # summary_by_point.csv also carries these (no figure each): what a study's README tabulates.
 TABLE_METRICS = ["samples", "upload_ratio", "dropped_samples", "upload_delay_p95_s", "refreshes", "wall_time_s",
-                 "cloud_load", "gpu_wait_mean_s", "gpu_wait_p95_s", "uploads_trained", "uploads_never_used",
+                 "gpu_wait_mean_s", "gpu_wait_p95_s", "uploads_trained", "uploads_never_used",
                  "upload_to_training_mean_s", "refresh_delay_mean_s"]
 
 
