@@ -146,18 +146,14 @@ class DeviceWorker:
         self.student.state = {n: t.clone() for n, t in self.source_state.items()}
         self.student.momentum_bufs.clear()
 
-
-    def start(self, samples: int, duration_s: float) -> tuple[int, float]:
-        """A job whose work was fixed at request time starts: its uploads leave the backlog."""
-        self.queued = 0
-        return samples, duration_s
-
     def planned_gpu_job(self, kind: str, plan: Callable[[], tuple[int, float]], settle: bool = False):
         """A GPU job whose work is decided when the GPU is granted: plan() -> (samples, seconds); with
-        `settle`, after every other event due at that instant has run (see Cloud.settled)."""
+        `settle`, after every other event due at that instant has run (see Cloud.settled). Until then
+        the `queued` uploads it will use count in the device's backlog."""
         decided: list[tuple[int, float]] = []
 
         def duration() -> float:
+            self.queued = 0
             decided.append(plan())
             return decided[0][1]
 
@@ -242,7 +238,6 @@ class CemaWorker(DeviceWorker):
         drawn: list[torch.Tensor] = []
 
         def at_start() -> tuple[int, float]:
-            self.queued = 0
             self.absorb_arrived()
             drawn.append(self.replay.sample(plan.replay_batch, self.generator)
                          if len(self.replay) >= plan.replay_min else new[:0])
@@ -300,7 +295,7 @@ class OffloadWorker(DeviceWorker):
         if self.batch:
             uploads, self.batch = self.batch, []
             self.queued = len(uploads)
-            yield from self.planned_gpu_job("adapt", lambda: self.start(len(uploads), self.step_s(len(uploads))))
+            yield from self.planned_gpu_job("adapt", lambda: (len(uploads), self.step_s(len(uploads))))
             x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
             self.adapter.step(self.cloud.edge_model, self.student, x)
             self.consumed(uploads)
@@ -325,7 +320,7 @@ class InferenceWorker(DeviceWorker):
             return
         uploads, self.batch = self.batch, []
         self.queued = len(uploads)
-        yield from self.planned_gpu_job("infer", lambda: self.start(len(uploads), self.infer_s(len(uploads))))
+        yield from self.planned_gpu_job("infer", lambda: (len(uploads), self.infer_s(len(uploads))))
         self.consumed(uploads)
         x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
         with torch.no_grad():
