@@ -383,13 +383,37 @@ class Scenario:
 
 
 # ---- loading -----------------------------------------------------------------------------------
+class UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that rejects a key given twice in one mapping (YAML says keys are unique; PyYAML
+    would silently keep the last, e.g. a second `fleet:` section replacing the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key]}, again on line {line})",
+                    key_node.start_mark)
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path, what: str = "scenario") -> dict[str, Any]:
     """A YAML file whose top level is a mapping (a scenario, a profile file)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no such {what} file: {path}", source=str(path))
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"line {line}: not UTF-8 text (byte 0x{path.read_bytes()[exc.start]:02x} at offset "
+                          f"{exc.start}); save the {what} file as UTF-8", source=str(path)) from None
+    try:
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -108,3 +108,25 @@ def test_scientific_notation_without_sign_is_a_number(tmp_path):
     path.write_text("cloud: {profile: {peak_flops_per_s: 3.0e11}}\nuplink: {bandwidth_mbps: 1e2}\n")
     sc = scenario.load(path)
     assert sc.cloud.profile.peak_flops_per_s == 3.0e11 and sc.uplink.bandwidth_mbps == 100.0
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("name: x\nfleet: {devices: 2}\nmethod: {name: cema}\nfleet:\n  devices: 4\n",
+     "line 4, column 1: invalid YAML (duplicate key 'fleet' (first on line 2, again on line 4))"),
+    ("uplink:\n  bandwidth_mbps: 1\n  latency_ms: 5\n  bandwidth_mbps: 2\n",
+     "line 4, column 3: invalid YAML (duplicate key 'bandwidth_mbps' (first on line 2, again on line 4))"),
+])
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path, text, expected):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        scenario.load(path)
+    assert expected in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_file_that_is_not_utf8_is_an_error_naming_the_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: x\nmethod: {name: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        scenario.load(path)
+    assert "line 2: not UTF-8 text (byte 0xe9" in str(err.value) and str(path) in str(err.value)
