@@ -406,11 +406,12 @@ def read_yaml(path: str | Path, what: str = "scenario") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no such {what} file: {path}", source=str(path))
+    raw = path.read_bytes()
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"line {line}: not UTF-8 text (byte 0x{path.read_bytes()[exc.start]:02x} at offset "
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
                           f"{exc.start}); save the {what} file as UTF-8", source=str(path)) from None
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)

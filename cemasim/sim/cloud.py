@@ -146,11 +146,12 @@ class DeviceWorker:
         self.student.state = {n: t.clone() for n, t in self.source_state.items()}
         self.student.momentum_bufs.clear()
 
-    def planned_gpu_job(self, kind: str, plan: Callable[[], tuple[int, float]], settle: bool = False):
+    def planned_gpu_job(self, kind: str, plan: Callable[[], tuple[int, float]], queued: int, settle: bool = False):
         """A GPU job whose work is decided when the GPU is granted: plan() -> (samples, seconds); with
         `settle`, after every other event due at that instant has run (see Cloud.settled). Until then
         the `queued` uploads it will use count in the device's backlog."""
         decided: list[tuple[int, float]] = []
+        self.queued = queued
 
         def duration() -> float:
             self.queued = 0
@@ -244,8 +245,7 @@ class CemaWorker(DeviceWorker):
             n = len(new) + len(drawn[0])
             return n, cloud.chunk_s(len(new), n)
 
-        self.queued = len(chunk)
-        yield from self.planned_gpu_job("chunk", at_start, settle=True)
+        yield from self.planned_gpu_job("chunk", at_start, queued=len(chunk), settle=True)
         dev = cloud.compute_device
         foundation_step(cloud.foundation, self.teacher, to_float(new, dev), cloud.cfg)
         distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher,
@@ -263,7 +263,7 @@ class CemaWorker(DeviceWorker):
                 drawn.append(self.replay.sample(plan.replay_only_batch, self.generator))
                 return len(drawn[0]), cloud.replay_s(len(drawn[0]))
 
-            yield from self.planned_gpu_job("replay", at_start, settle=True)
+            yield from self.planned_gpu_job("replay", at_start, queued=0, settle=True)
             distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher,
                          to_float(drawn[0], cloud.compute_device), cloud.cfg)
         self.chunk_done = False
@@ -294,8 +294,8 @@ class OffloadWorker(DeviceWorker):
     def on_report(self, report: BatchReport):
         if self.batch:
             uploads, self.batch = self.batch, []
-            self.queued = len(uploads)
-            yield from self.planned_gpu_job("adapt", lambda: (len(uploads), self.step_s(len(uploads))))
+            yield from self.planned_gpu_job("adapt", lambda: (len(uploads), self.step_s(len(uploads))),
+                                            queued=len(uploads))
             x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
             self.adapter.step(self.cloud.edge_model, self.student, x)
             self.consumed(uploads)
@@ -319,8 +319,8 @@ class InferenceWorker(DeviceWorker):
         if not self.batch:
             return
         uploads, self.batch = self.batch, []
-        self.queued = len(uploads)
-        yield from self.planned_gpu_job("infer", lambda: (len(uploads), self.infer_s(len(uploads))))
+        yield from self.planned_gpu_job("infer", lambda: (len(uploads), self.infer_s(len(uploads))),
+                                        queued=len(uploads))
         self.consumed(uploads)
         x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
         with torch.no_grad():
