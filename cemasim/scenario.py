@@ -8,6 +8,7 @@ Units live in key names (_s, _ms, _mbps, _hz, _bytes). docs/scenario.md is gener
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,24 @@ from cemasim.errors import ConfigError
 from cemasim.schema import (
     Field,
     Section,
+    at_most,
     between,
     defaults,
     non_negative,
     one_of,
+    plain_name,
     positive,
     resolve,
+    show,
 )
 
 F = Field
+
+# Bounds on what sizes memory or work, named in the messages: a typo (1e12 for 1e2) must be an error
+# at validation, not a 37 GiB allocation or a run that never ends.
+MAX_DEVICES = 10**6
+MAX_SAMPLES = 10**8  # samples planned per run (devices x rate_hz x duration_s)
+MAX_PIECES = 10**7  # timeline bins, shift segments, outage/on-off periods per device
 
 PROFILE = Section(
     "A device or cloud-GPU profile given inline instead of by name (see `cemasim list profiles`).",
@@ -168,8 +178,9 @@ DEVICE_CLASS = Section(
 SCHEMA = Section(
     "A cemasim scenario. Every key is optional; omitted keys take the defaults below.",
     {
-        "name": F((str,), "scenario", "label used in output folder names and tables"),
-        "seed": F((int,), 0, "master seed; every random stream derives from it", "", (non_negative,)),
+        "name": F((str,), "scenario", "label used in output folder names and tables", "", (plain_name,)),
+        "seed": F((int,), 0, "master seed; every random stream derives from it", "",
+                  (non_negative, at_most(2**63 - 1, "a 64-bit seed"))),
         "duration_s": F((float,), 180.0, "simulated time during which samples arrive", "s", (positive,)),
         "drain_s": F((float,), 120.0, "extra simulated time to finish work in flight after arrivals stop", "s",
                      (non_negative,)),
@@ -184,7 +195,7 @@ SCHEMA = Section(
             "subset": F((int,), None, "images per domain (pre-corrupted data) or in total; null = all",
                         "images", (positive,), nullable=True),
             "image_size": F((int,), None, "ImageNet-style crop size; null = the format's default (224)", "px",
-                            (positive,), nullable=True),
+                            (positive, at_most(4096, "pixels per side")), nullable=True),
             "mask_outputs": F((bool,), True, "ImageNet-R: keep only the logits of its 200 classes"),
         }),
         "models": Section("Models: zoo names (`cemasim list models`) or timm:ARCH / torchvision:ARCH.", {
@@ -195,7 +206,7 @@ SCHEMA = Section(
             "foundation_weights": F((str,), None, "as edge_weights, for the foundation model", nullable=True),
         }),
         "fleet": Section("The edge devices.", {
-            "devices": F((int,), 8, "number of edge devices", "", (positive,)),
+            "devices": F((int,), 8, "number of edge devices", "", (positive, at_most(MAX_DEVICES, "devices per run"))),
             "profile": F((str,), "rpi4", "edge compute profile name (`cemasim list profiles`) or an inline mapping",
                          alt=PROFILE),
             "classes": F((list,), [], "heterogeneous fleet: device classes by count or fraction; devices in no "
@@ -259,7 +270,7 @@ SCHEMA = Section(
                           "value; with 10 classes it removes almost every sample)", "", (between(0, 1),)),
             "fisher_alpha": F((float,), 2000.0, "eata: weight of the Fisher regulariser", "", (non_negative,)),
             "fisher_samples": F((int,), 2000, "eata: clean samples for the Fisher information", "samples",
-                                (positive,)),
+                                (positive, at_most(10**6, "clean samples held in memory"))),
             "sar_rho": F((float,), 0.05, "sar: sharpness neighbourhood radius", "", (positive,)),
             "sar_reset": F((float,), 0.2, "sar: reset when the EMA of the loss falls below this", "",
                            (non_negative,)),
@@ -268,7 +279,8 @@ SCHEMA = Section(
                               "below this; null = CoTTA's own value for the class count: 0.92 up to 10 classes "
                               "(CIFAR-10), 0.72 up to 100 (CIFAR-100), 0.1 above (ImageNet)", "",
                               (between(0, 1),), nullable=True),
-            "cotta_views": F((int,), 32, "cotta: augmented views averaged by the teacher", "", (non_negative,)),
+            "cotta_views": F((int,), 32, "cotta: augmented views averaged by the teacher", "",
+                             (non_negative, at_most(1024, "views x batch images are held at once"))),
             "cotta_restore": F((float,), 0.001, "cotta: probability that a weight is restored to the source "
                                "each step", "", (between(0, 1),)),
             "answer_bytes": F((int,), 8, "cloud_inference: downlink bytes per answered sample", "bytes",
@@ -304,7 +316,7 @@ SCHEMA = Section(
         "availability": AVAILABILITY,
         "energy": ENERGY,
         "cloud": Section("The cloud: foundation adaptation, replay buffer and distillation (CEMA defaults).", {
-            "gpus": F((int,), 1, "cloud accelerators", "", (positive,)),
+            "gpus": F((int,), 1, "cloud accelerators", "", (positive, at_most(4096, "GPUs"))),
             "scheduler": F((str,), "fifo", "which waiting GPU job runs next: fifo (by GPU request: a device's "
                            "worker requests its next job when the previous ends), round_robin (cycle over devices), "
                            "staleness (the device whose parameters are oldest; fifo without refreshes) or backlog "
@@ -423,7 +435,39 @@ def read_yaml(path: str | Path, what: str = "scenario") -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"top level must be a mapping, got {type(data).__name__}", source=str(path))
+    oversized = oversized_paths(data)
+    if oversized:
+        raise ConfigError(oversized, source=str(path))
     return data
+
+
+MAX_NODES = 100_000  # values in one file after YAML aliases are expanded; scenarios need a few hundred
+
+
+def _count_nodes(value: Any, budget: int = MAX_NODES) -> int:
+    """Values under `value` counting every alias again (as a reader would expand them), up to budget + 1."""
+    stack, n = [value], 0
+    while stack and n <= budget:
+        node = stack.pop()
+        n += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return n
+
+
+def oversized_paths(data: Any, path: str = "") -> list[str]:
+    """Problems for values that expand past MAX_NODES: YAML aliases of aliases (a 'billion laughs')
+    keep a file small while a reader - or a message quoting the value - would never finish."""
+    if _count_nodes(data) <= MAX_NODES:
+        return []
+    if isinstance(data, dict):
+        found = [p for key, value in data.items() for p in oversized_paths(value, f"{path}.{key}" if path else str(key))]
+        if found:
+            return found
+    return [f"{path or '<top>'}: expands to more than {MAX_NODES:,} values (YAML aliases of aliases?); a scenario "
+            "needs a few hundred"]
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
@@ -436,8 +480,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
             continue
         try:
             value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
+        except yaml.YAMLError as exc:
+            problems.append(f"--set {key.strip()}: value {show(text)} is not valid YAML ({getattr(exc, 'problem', exc)}); "
+                            "quote a string that starts with a YAML symbol: --set 'name=\"[x\"'")
+            continue
+        big = oversized_paths(value, f"--set {key.strip()}")
+        if big:
+            problems += big
+            continue
         problem = _set_path(data, _path_steps(key.strip()), value)
         if problem:
             problems.append(f"--set {key.strip()}: {problem}")
@@ -557,8 +607,9 @@ def _resolve_classes(sc: dict[str, Any], problems: list[str]) -> None:
             if isinstance(cls[key], dict) and isinstance(sc[key], dict):
                 cls[key] = resolve(SCHEMA.fields[key], deep_merge(sc[key], cls[key]), f"{path}.{key}", problems)
     devices = sc["fleet"]["devices"]
-    if isinstance(devices, int) and all(isinstance(c.get(k), (int, float, type(None))) for c in classes
-                                        for k in ("count", "fraction")):
+    sizes_ok = all(c.get(k) is None or (isinstance(c.get(k), (int, float)) and math.isfinite(c[k]))
+                   for c in classes for k in ("count", "fraction"))  # bad values are already reported
+    if isinstance(devices, int) and sizes_ok:
         taken = sum(class_sizes(classes, devices))
         if taken > devices:
             problems.append(f"fleet.classes: the classes take {taken} devices but fleet.devices is {devices}")
@@ -568,8 +619,6 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     """Checks that need the registries (imported lazily: torch is heavy)."""
     from cemasim.data.datasets import DATASETS
     from cemasim.methods import METHODS
-    from cemasim.models.resolve import known as known_model
-    from cemasim.models.zoo import MODELS
 
     problems = []
 
@@ -579,10 +628,13 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
 
     need(METHODS, sc["method"]["name"], "method.name")
     need(DATASETS, sc["data"]["dataset"], "data.dataset")
+    name = sc["data"]["dataset"]
+    dataset = DATASETS.get(name) if isinstance(name, str) and name in DATASETS else None
+    root = sc["data"]["root"]
+    if isinstance(root, str) and not Path(root).expanduser().is_dir():
+        problems.append(f"data.root: no such folder: {root}")
     for role in ("edge", "foundation"):
-        name = sc["models"][role]
-        if isinstance(name, str) and not known_model(name):
-            problems.append(f"models.{role}: {MODELS.unknown(name)} (or timm:ARCH / torchvision:ARCH)")
+        problems += _model_problems(sc["models"], role, dataset.channels if dataset else None)
     problems += profile_problems(sc["cloud"]["profile"], "cloud.profile")
     top = _device_problems(sc)
     problems += top
@@ -595,11 +647,155 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
         if cls["profile"] is not None:
             own += profile_problems(cls["profile"], "profile")
         problems += [f"fleet.classes[{i}].{p}" for p in own]
+    problems += _size_problems(sc, [sc] + [class_view(sc, c) for c in classes
+                                            if all(isinstance(c.get(k), dict) for k in OVERRIDABLE)])
     sel = sc["selection"]
     numbers = all(isinstance(sel[k], (int, float)) and not isinstance(sel[k], bool) for k in ("e_min", "e_max"))
     if numbers and sel["e_min"] >= sel["e_max"]:
         problems.append(f"selection.e_min: must be below selection.e_max ({sel['e_max']}), got {sel['e_min']}")
     return problems
+
+
+def _number(value: Any) -> float | None:
+    """A usable number (already type-checked values only; anything else was reported)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return float(value) if ok else None
+
+
+def _size_problems(sc: dict[str, Any], views: list[dict[str, Any]]) -> list[str]:
+    """What a run would allocate, bounded before it runs (the bounds are MAX_* above)."""
+    problems = []
+    duration, drain = _number(sc["duration_s"]), _number(sc["drain_s"]) or 0.0
+    devices = _number(sc["fleet"]["devices"])
+    if duration is None:
+        return problems
+    horizon = duration + drain
+    rates = [_number(v["arrivals"]["rate_hz"]) for v in views if v["arrivals"]["process"] != "trace"]
+    rate = max((r for r in rates if r is not None), default=None)
+    if rate is not None and devices is not None and devices * rate * duration > MAX_SAMPLES:
+        problems.append(f"arrivals.rate_hz: fleet.devices x arrivals.rate_hz x duration_s = {devices:g} x {rate:g} x "
+                        f"{duration:g} plans {devices * rate * duration:.3g} samples; at most {MAX_SAMPLES:.0e} "
+                        "per run")
+    bin_s = _number(sc["output"]["timeline_bin_s"])
+    if bin_s is not None and horizon / bin_s > MAX_PIECES:
+        problems.append(f"output.timeline_bin_s: (duration_s + drain_s) / timeline_bin_s = {horizon / bin_s:.3g} "
+                        f"bins per device; at most {MAX_PIECES:.0e} (use wider bins)")
+    seen = set()
+    for view in views:
+        for problem in _pieces_problems(view, duration, horizon):
+            if problem not in seen:
+                seen.add(problem)
+                problems.append(problem)
+    return problems
+
+
+def _pieces_problems(sc: dict[str, Any], duration: float, horizon: float) -> list[str]:
+    """Per-device schedules (segments, outage and on/off periods) that would hold too many pieces."""
+    out = []
+
+    def bound(path: str, what: str, mean_s: float | None, span: float) -> None:
+        if mean_s is not None and span / mean_s > MAX_PIECES:
+            out.append(f"{path}: {what} over {span:g} s means {span / mean_s:.3g} periods per device; at most "
+                       f"{MAX_PIECES:.0e}")
+
+    segments = sc["shift"]["segments"]
+    if isinstance(segments, list) and segments and sc["shift"]["loop"] is True:
+        lengths = [_number(g.get("duration_s")) for g in segments if isinstance(g, dict)]
+        if lengths and all(x is not None for x in lengths):
+            bound("shift.segments", "the shortest segment", min(lengths), horizon)
+    for key in ("uplink", "downlink"):
+        outages = sc[key]["outages"]
+        if outages["process"] == "exponential":
+            up, down = _number(outages["up_s"]), _number(outages["down_s"])
+            bound(f"{key}.outages", "up_s + down_s", up + down if up and down else None, horizon)
+    avail = sc["availability"]
+    if avail["process"] == "onoff":
+        on, off = _number(avail["on_s"]), _number(avail["off_s"])
+        bound("availability", "on_s + off_s", on + off if on and off else None, horizon)
+    arrivals = sc["arrivals"]
+    if arrivals["process"] == "onoff":
+        on, off = _number(arrivals["on_s"]), _number(arrivals["off_s"])
+        bound("arrivals", "on_s + off_s", on + off if on and off else None, duration)
+    return out
+
+
+def _model_problems(models: dict[str, Any], role: str, channels: int | None) -> list[str]:
+    """A model name the registries do not know, a checkpoint that cannot load, or input channels
+    that differ from the dataset's; cheap checks only (no external weights are read)."""
+    from cemasim.errors import DataError
+    from cemasim.models.external import input_shape_of, is_external
+    from cemasim.models.resolve import check_checkpoint
+    from cemasim.models.zoo import MODELS
+
+    name, weights = models[role], models[f"{role}_weights"]
+    if not isinstance(name, str):
+        return []
+    if is_external(name):
+        try:
+            shape = input_shape_of(name)
+        except ConfigError as exc:
+            return [f"models.{role}: {p}" for p in exc.problems]
+    elif name in MODELS:
+        shape = MODELS.get(name).input_shape
+    else:
+        return [f"models.{role}: {MODELS.unknown(name)} (or timm:ARCH / torchvision:ARCH)"]
+    problems = []
+    if channels is not None and shape[0] != channels:
+        problems.append(f"models.{role}: {name} takes {shape[0]}-channel images but the dataset has {channels} "
+                        f"channel{'s' if channels != 1 else ''}")
+    if isinstance(weights, str) and weights != "random":
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            problems.append(f"models.{role}_weights: no such checkpoint file: {weights}")
+        elif not is_external(name):
+            try:
+                check_checkpoint(name, path)
+            except DataError as exc:
+                problems.append(f"models.{role}_weights: {exc}")
+    return problems
+
+
+def _file_problems(sc: dict[str, Any]) -> list[str]:
+    """Trace and interval files: present, and parsed now (cached), so a bad row is reported before the run."""
+    from cemasim.data.arrivals import read_arrival_file
+    from cemasim.errors import DataError
+    from cemasim.net.intervals import cached_interval_file
+
+    problems = []
+    uses = {"uplink.trace": True, "downlink.trace": True,
+            "uplink.outages.trace": sc["uplink"]["outages"]["process"] == "trace",
+            "downlink.outages.trace": sc["downlink"]["outages"]["process"] == "trace",
+            "availability.trace": sc["availability"]["process"] == "trace",
+            "arrivals.trace": sc["arrivals"]["process"] == "trace"}
+    for key, used in uses.items():
+        node: Any = sc
+        for step in key.split("."):
+            node = node[step]
+        if not isinstance(node, str):
+            continue
+        if not Path(node).is_file():
+            problems.append(f"{key}: no such file: {node}")
+            continue
+        if not used:
+            continue
+        try:
+            if key in ("uplink.trace", "downlink.trace"):
+                link = sc[key.split(".")[0]]
+                _check_trace(node, link["trace_format"], link["trace_bin_ms"])
+            elif key == "arrivals.trace":
+                read_arrival_file(node)
+            else:
+                cached_interval_file(node)
+        except DataError as exc:
+            problems.append(f"{key}: {exc}")
+    return problems
+
+
+def _check_trace(path: str, fmt: Any, bin_ms: Any) -> None:
+    from cemasim.net.traces import cached_trace
+
+    if isinstance(fmt, str) and _number(bin_ms) is not None:
+        cached_trace(path, fmt, float(bin_ms))
 
 
 def _device_problems(sc: dict[str, Any]) -> list[str]:
@@ -625,31 +821,11 @@ def _device_problems(sc: dict[str, Any]) -> list[str]:
         section = sc[key.split(".")[0]] if "." not in key else sc[key.split(".")[0]][key.split(".")[1]]
         if section["process"] == needs and not section["trace"]:
             problems.append(f"{key}.trace: required when {key}.process is trace")
-    for key in ("uplink.trace", "downlink.trace", "uplink.outages.trace", "downlink.outages.trace",
-                "availability.trace", "arrivals.trace"):
-        node: Any = sc
-        for step in key.split("."):
-            node = node[step]
-        if isinstance(node, str) and not Path(node).is_file():
-            problems.append(f"{key}: no such file: {node}")
-    for key in ("uplink", "downlink"):
-        if isinstance(sc[key]["trace"], str) and Path(sc[key]["trace"]).is_file():
-            problems += _trace_problems(sc[key], f"{key}.trace")
+    problems += _file_problems(sc)
     radio = sc["energy"]["radio"]
     if isinstance(radio, str) and radio not in RADIOS:
         problems.append(f"energy.radio: {RADIOS.unknown(radio)}")
     return problems
-
-
-def _trace_problems(link: dict[str, Any], path: str) -> list[str]:
-    from cemasim.errors import DataError
-    from cemasim.net.traces import cached_trace
-
-    try:
-        cached_trace(link["trace"], link["trace_format"], link["trace_bin_ms"])
-    except DataError as exc:
-        return [f"{path}: {exc}"]
-    return []
 
 
 def profile_problems(spec: Any, path: str) -> list[str]:

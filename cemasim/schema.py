@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -49,6 +50,16 @@ class Section:
 _TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean", list: "list", dict: "mapping"}
 
 
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxdict, _SHOW.maxstring, _SHOW.maxother = 2, 4, 4, 40, 40
+
+
+def show(value: Any) -> str:
+    """repr cut to a few dozen characters: a YAML alias bomb expands to 10^8 items, and a message
+    quoting it in full would never finish."""
+    return _SHOW.repr(value)
+
+
 # ---- reusable checks -------------------------------------------------------------------------
 def positive(v: Any) -> str | None:
     return None if v > 0 else f"must be > 0, got {v!r}"
@@ -58,8 +69,21 @@ def non_negative(v: Any) -> str | None:
     return None if v >= 0 else f"must be >= 0, got {v!r}"
 
 
-def finite(v: Any) -> str | None:
-    return None if isinstance(v, str) or math.isfinite(v) else f"must be finite, got {v!r}"
+def at_most(limit: float, why: str) -> Check:
+    """An upper bound on a value that sizes memory or work, with the reason in the message."""
+    def check(v: Any) -> str | None:
+        return None if v <= limit else f"must be at most {limit:,} ({why}), got {v:,}"
+
+    check.limit = limit  # type: ignore[attr-defined]  (docs/scenario.md shows it)
+    return check
+
+
+def plain_name(v: Any) -> str | None:
+    """A label that becomes one folder name: no path separators, no '.'/'..', no control characters
+    (`name: ../../x` must not write outside the output folder)."""
+    if not v or v in (".", "..") or any(c in v for c in "/\\") or any(ord(c) < 32 for c in v):
+        return f"must be a plain name (one folder: no '/', '\\', '..' or control characters), got {show(v)}"
+    return None
 
 
 def between(lo: float, hi: float) -> Check:
@@ -73,7 +97,7 @@ def one_of(*choices: str) -> Check:
     def check(v: Any) -> str | None:
         if v in choices:
             return None
-        return f"must be one of {', '.join(choices)}, got {v!r}{did_you_mean(str(v), list(choices))}"
+        return f"must be one of {', '.join(choices)}, got {show(v)}{did_you_mean(str(v)[:100], list(choices))}"
 
     return check
 
@@ -87,18 +111,20 @@ def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
-def resolve(section: Section, data: Any, path: str, problems: list[str]) -> dict[str, Any]:
-    """Return `data` merged onto the section's defaults; append '<path>: <problem>' strings."""
-    if data is None:
+def resolve(section: Section, data: Any, path: str, problems: list[str], item: bool = False) -> dict[str, Any]:
+    """Return `data` merged onto the section's defaults; append '<path>: <problem>' strings.
+    A missing section (null) takes the defaults; a list item must be a mapping (`[null]` is a mistake)."""
+    if data is None and not item:
         data = {}
     if not isinstance(data, dict):
-        problems.append(f"{path or '<top>'}: must be a mapping, got {type(data).__name__}")
+        got = "null" if data is None else f"{type(data).__name__} {show(data)}"
+        problems.append(f"{path or '<top>'}: must be a mapping, got {got}")
         data = {}
     known = list(section.fields)
     for key in data:
         if key not in section.fields:
             where = f"{path}.{key}" if path else str(key)
-            problems.append(f"{where}: unknown key{did_you_mean(str(key), known)}")
+            problems.append(f"{where}: unknown key{did_you_mean(str(key)[:100], known)}")
     out: dict[str, Any] = {}
     for name, spec in section.fields.items():
         where = f"{path}.{name}" if path else name
@@ -122,12 +148,16 @@ def resolve_field(spec: Field, value: Any, path: str, problems: list[str]) -> An
     if spec.alt is not None and isinstance(value, dict):
         return resolve(spec.alt, value, path, problems)
     if not _type_ok(value, spec.types):
-        problems.append(f"{path}: must be {spec.type_name()}, got {type(value).__name__} {value!r}")
+        problems.append(f"{path}: must be {spec.type_name()}, got {type(value).__name__} {show(value)}")
         return value
     if float in spec.types and isinstance(value, int) and not isinstance(value, bool) and int not in spec.types:
-        value = float(value)
+        value = float(value) if abs(value) < 2 ** 1023 else math.inf  # float(10**400) would raise
+    if isinstance(value, float) and not math.isfinite(value):  # .inf passes every '> 0' check
+        hint = " (null means none / unlimited)" if spec.nullable else ""
+        problems.append(f"{path}: must be a finite number{hint}, got {value}")
+        return value
     if spec.items is not None and isinstance(value, list):
-        return [resolve(spec.items, item, f"{path}[{i}]", problems) for i, item in enumerate(value)]
+        return [resolve(spec.items, item, f"{path}[{i}]", problems, item=True) for i, item in enumerate(value)]
     for check in spec.checks:
         msg = check(value)
         if msg:

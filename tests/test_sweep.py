@@ -41,7 +41,8 @@ def test_grid_expands_cartesian_product_times_seeds():
 
 
 def test_local_sweep_records_failures_resumes_and_skips_finished(tmp_path):
-    s = tiny_sweep({"data.root": [None, str(tmp_path / "missing")]}, seeds=1)
+    (tmp_path / "empty").mkdir()  # a folder without the dataset's files: valid, but the run fails
+    s = tiny_sweep({"data.root": [None, str(tmp_path / "empty")]}, seeds=1)
     table = sw.run_sweep(s, tmp_path, workers=1, progress=False)
     assert sorted(table["status"]) == ["failed", "ok"]
     failed = table[table["status"] == "failed"].iloc[0]

@@ -101,13 +101,16 @@ def test_cifar10_c_with_external_models_runs_the_fleet(cifar10_c_root):  # noqa:
 
 def test_missing_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="expected"):
-        Fleet(small("data.dataset=cifar10_c", f"data.root={tmp_path}"))
+        Fleet(small("data.dataset=cifar10_c", f"data.root={tmp_path}", "models.edge=torchvision:resnet18",
+                    "models.foundation=torchvision:resnet18", "models.edge_weights=random",
+                    "models.foundation_weights=random"))
 
 
 def test_imagenet_r_masks_outputs_to_its_classes(imagenet_r_root):  # noqa: F811
     sc = small("data.dataset=imagenet_r", f"data.root={imagenet_r_root}", "fleet.devices=1", "duration_s=3",
                "arrivals.rate_hz=2", "method.name=source", "models.edge=torchvision:resnet18",
-               "models.edge_weights=random", "shift.segments=[{corruption: clean, severity: 1, duration_s: 3}]")
+               "models.edge_weights=random", "models.foundation=torchvision:resnet18",
+               "models.foundation_weights=random", "shift.segments=[{corruption: clean, severity: 1, duration_s: 3}]")
     fleet = Fleet(sc)
     assert fleet.edge_spec.num_classes == 200
     tables, _, _ = runner.simulate(sc)

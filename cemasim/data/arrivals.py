@@ -7,11 +7,12 @@ the device index.
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from cemasim.csvfile import device_value, read_rows, time_value
 from cemasim.errors import DataError
 from cemasim.registry import Registry
 
@@ -59,18 +60,26 @@ def poisson_times(rate_hz: float, start: float, stop: float, rng: np.random.Gene
 
 
 def read_trace(path: str, device: int) -> np.ndarray:
-    import pandas as pd
+    """Sorted arrival times of `device`: rows without a device column (or with it empty) reach every device."""
+    times, devices = read_arrival_file(path)
+    return np.sort(times[(devices == device) | (devices < 0)])
 
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"arrival trace not found: {file} (expected a CSV with a time_s column, "
-                        "optionally with a device column)")
-    df = pd.read_csv(file)
-    if "time_s" not in df:
-        raise DataError(f"{file}: no time_s column (columns: {', '.join(df.columns)})")
-    if "device" in df:
-        df = df[df["device"] == device]
-    return np.sort(df["time_s"].to_numpy(dtype=float))
+
+@lru_cache(maxsize=16)
+def read_arrival_file(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(time_s, device or -1 for every device) of an arrival CSV, parsed once per process (every device
+    of a fleet reads the same file). Raises DataError naming the file and line."""
+    times, devices = [], []
+    for line_no, row in read_rows(path, "arrival trace", ("time_s",), ("device",)):
+        times.append(time_value(row["time_s"], "time_s", path, line_no))
+        device = device_value(row.get("device", ""), path, line_no)
+        devices.append(-1 if device is None else device)
+    if not times:
+        raise DataError(f"{path}: no arrival times after the header")
+    out = np.array(times, np.float64), np.array(devices, np.int64)
+    for array in out:
+        array.setflags(write=False)
+    return out
 
 
 def batch_bounds(times: np.ndarray, batch_size: int, max_wait_s: float) -> list[tuple[int, int, float]]:

@@ -334,6 +334,7 @@ class DatasetFormat:
     splits: tuple[str, ...]
     pre_corrupted: bool  # accepts corruptions= and severities=
     layout: str  # expected layout, shown when data is missing
+    channels: int = 3  # colour channels of its images (validation checks the models take them)
 
 
 DATASETS: Registry[DatasetFormat] = Registry("dataset")
@@ -392,9 +393,9 @@ def _validate(name: str, fmt: DatasetFormat, root: str | Path | None, split: str
                    bool(cache_decoded))
 
 
-def _register(name: str, help: str, splits: tuple[str, ...], pre_corrupted: bool, layout: str):
+def _register(name: str, help: str, splits: tuple[str, ...], pre_corrupted: bool, layout: str, channels: int = 3):
     def deco(opener: Callable[[Request], ImageSource]) -> Callable[[Request], ImageSource]:
-        DATASETS.add(name, DatasetFormat(opener, splits, pre_corrupted, layout), help)
+        DATASETS.add(name, DatasetFormat(opener, splits, pre_corrupted, layout, channels), help)
         return opener
 
     return deco
@@ -426,7 +427,7 @@ def _base_protocol(req: Request, fmt: str, folder: Path | None) -> dict[str, Any
 
 @_register("fashion_mnist", "Fashion-MNIST idx files (test split embedded; root=None uses it)",
            ("train", "test"), False, "root/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] "
-           "(or root/FashionMNIST/raw/...)")
+           "(or root/FashionMNIST/raw/...)", channels=1)
 def _open_fashion_mnist(req: Request) -> ImageSource:
     from cemasim.data import fashion_mnist
 

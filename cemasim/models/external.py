@@ -411,10 +411,10 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             obj: Any = load_file(str(path), device="cpu")
-        else:  # weights_only: a checkpoint is data, never code to run
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            obj = load_tensors(path)
     except Exception as exc:
-        raise DataError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]} (save only the state dict: "
+        raise DataError(f"cannot read checkpoint {path}: {checkpoint_problem(exc)} (save only the state dict: "
                         "torch.save(model.state_dict(), path))") from None
     for key in _STATE_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -425,6 +425,36 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         raise DataError(f"{path} holds no state dict (found {found}); expected name -> tensor, possibly under "
                         f"one of {', '.join(repr(k) for k in _STATE_KEYS)}")
     return obj
+
+
+def load_tensors(path: Path) -> Any:
+    """torch.load with weights_only: a checkpoint is data, never code to run."""
+    import warnings
+
+    with warnings.catch_warnings():  # torch warns about pickle protocols before refusing anyway
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def checkpoint_problem(exc: Exception) -> str:
+    """What is wrong with a file torch.load refused, without torch's advice to load it with
+    weights_only=False (which would run any code a pickle holds)."""
+    import pickle
+
+    if isinstance(exc, EOFError) or "EOF" in str(exc):
+        return "the file is empty or truncated"
+    if isinstance(exc, pickle.UnpicklingError):
+        return ("not a tensor checkpoint: it is not a torch file, or it holds Python objects besides tensors, "
+                "which cemasim never unpickles")
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else 'unreadable'}"
+
+
+def input_shape_of(name: str) -> tuple[int, int, int]:
+    """(C, H, W) that external model `name` takes; checks the library knows the name (ConfigError
+    with suggestions) without building the model or reading weights, so validation stays fast."""
+    library, arch = parse_model_name(name)
+    adapter = _TimmAdapter(arch) if library == "timm" else _TorchvisionAdapter(arch)
+    return adapter.input_shape()
 
 
 def strip_prefixes(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ from torch import nn
 
 from cemasim.errors import DataError
 from cemasim.models import zoo
-from cemasim.models.external import build_external, is_external
+from cemasim.models.external import build_external, is_external, read_checkpoint
 
 
 class OutputMask(nn.Module):
@@ -57,11 +57,14 @@ def build(name: str, weights: str | None, num_classes: int | None, device: torch
 
 
 def _load_checkpoint(model: nn.Module, path: Path, name: str) -> None:
-    if not path.is_file():
-        raise DataError(f"weights file for model '{name}' not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    state = read_checkpoint(path)  # names the file; weights_only; accepts the usual wrappers
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as exc:
         raise DataError(f"{path} does not fit model '{name}': {str(exc).splitlines()[0]}") from None
+
+
+def check_checkpoint(name: str, path: Path) -> None:
+    """Validation of a zoo model's checkpoint: readable and fitting (zoo models are small, so this
+    is cheap; external models' checkpoints are checked when the run builds them)."""
+    _load_checkpoint(zoo.spec(name).builder(), path, name)

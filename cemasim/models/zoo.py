@@ -165,7 +165,13 @@ def load_weights(name: str, weights_dir: str | Path | None = None) -> dict[str, 
     path = Path(weights_dir or WEIGHTS_DIR) / spec(name).weights_file
     if not path.is_file():
         raise DataError(f"weights for model '{name}' not found at {path}; create them with: {TRAIN_COMMAND} --model {name}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged install: name the file, never torch's advice to unpickle code
+        raise DataError(f"weights for model '{name}' at {path} are unreadable ({type(exc).__name__}); "
+                        f"reinstall cemasim or retrain with: {TRAIN_COMMAND} --model {name}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"weights for model '{name}' at {path} hold no state dict; retrain with: {TRAIN_COMMAND}")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 

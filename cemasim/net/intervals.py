@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
-import csv
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from cemasim.csvfile import device_value, read_rows, time_value
 from cemasim.errors import DataError
 from cemasim.net.capacity import DownIntervals, merge
 
@@ -33,27 +34,20 @@ def exponential_intervals(rng: np.random.Generator, up_s: float, down_s: float, 
 
 def read_interval_file(path: str | Path) -> list[tuple[int | None, float, float]]:
     """(device or None for every device, start_s, end_s) rows of a down-interval CSV."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such interval file")
     rows: list[tuple[int | None, float, float]] = []
-    with path.open(newline="") as f:
-        lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
-    reader = csv.DictReader(lines)
-    missing = {"start_s", "end_s"} - set(reader.fieldnames or [])
-    if missing:
-        raise DataError(f"{path}: header must name start_s and end_s (and optionally device); missing "
-                        f"{', '.join(sorted(missing))}")
-    for line_no, row in enumerate(reader, start=2):
-        try:
-            start, end = float(row["start_s"]), float(row["end_s"])
-            device = int(row["device"]) if row.get("device") not in (None, "") else None
-        except ValueError:
-            raise DataError(f"{path}, line {line_no}: start_s and end_s must be numbers, device an integer") from None
-        if not 0 <= start < end:
-            raise DataError(f"{path}, line {line_no}: need 0 <= start_s < end_s, got {start}, {end}")
-        rows.append((device, start, end))
+    for line_no, row in read_rows(path, "interval", ("start_s", "end_s"), ("device",)):
+        start = time_value(row["start_s"], "start_s", path, line_no)
+        end = time_value(row["end_s"], "end_s", path, line_no)
+        if not start < end:
+            raise DataError(f"{path}, line {line_no}: need start_s < end_s, got {start:g}, {end:g}")
+        rows.append((device_value(row.get("device", ""), path, line_no), start, end))
     return rows
+
+
+@lru_cache(maxsize=32)
+def cached_interval_file(path: str) -> list[tuple[int | None, float, float]]:
+    """read_interval_file once per process: validation and every device share one parse."""
+    return read_interval_file(path)
 
 
 def intervals_for(rows: list[tuple[int | None, float, float]], device: int, cause: str,

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cemasim.csvfile import MAX_TIME_S, quote, read_text
 from cemasim.errors import DataError
 
 PACKET_BITS = 1500 * 8  # one Mahimahi delivery opportunity
+MAX_BINS = 10**7  # pieces of one trace period (80 MB of arrays); more is a unit typo, not a trace
 FORMATS = ("auto", "csv", "mahimahi")
 
 
@@ -90,7 +92,7 @@ def detect_format(path: str | Path) -> str:
                     return "csv"
                 if text.isdigit():
                     return "mahimahi"
-                raise DataError(f"{path}, line {line_no}: cannot tell the trace format from {text[:40]!r}; "
+                raise DataError(f"{path}, line {line_no}: cannot tell the trace format from {quote(text)}; "
                                 "expected a CSV header (time_s,mbps) or Mahimahi integer millisecond timestamps")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text file; expected a CSV or Mahimahi trace") from None
@@ -108,7 +110,7 @@ def read_csv_trace(path: str | Path) -> Trace:
     rate_names = [n for n in ("mbps", "bandwidth_mbps") if n in names]
     if "time_s" not in names or len(rate_names) != 1 or len(set(names)) != len(names):
         raise DataError(f"{path}, line {header_no}: the header must name time_s and one of mbps / bandwidth_mbps "
-                        f"(optionally latency_ms), each once; got {header[:80]!r}")
+                        f"(optionally latency_ms), each once; got {quote(header)}")
     columns = {"time_s": names.index("time_s"), "mbps": names.index(rate_names[0])}
     if "latency_ms" in names:
         columns["latency_ms"] = names.index("latency_ms")
@@ -144,6 +146,10 @@ def read_mahimahi(path: str | Path, bin_ms: float = 100.0) -> Trace:
     period_ms = int(stamps[-1])
     if period_ms <= 0:
         raise DataError(f"{path}: the period (the last timestamp) must be > 0 ms, got {period_ms}")
+    if period_ms > MAX_TIME_S * 1e3 or period_ms / bin_ms > MAX_BINS:
+        raise DataError(f"{path}, line {line_nos[-1]}: the period {period_ms:,} ms in bins of trace_bin_ms = "
+                        f"{bin_ms:g} ms makes {period_ms / bin_ms:.3g} bins; at most {MAX_BINS:.0e} (and a period "
+                        f"of at most {MAX_TIME_S:g} s): check the timestamps' unit or raise trace_bin_ms")
     n = max(1, math.ceil(round(period_ms / bin_ms, 9)))
     # A delivery at t ms leaves during millisecond (t-1, t], so it belongs to the bin (k*bin, (k+1)*bin] holding
     # t; timestamp 0 joins the first bin.
@@ -189,19 +195,18 @@ def _existing(path: str | Path) -> Path:
 
 
 def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text file; expected a CSV or Mahimahi trace") from None
+    return read_text(path, "trace")
 
 
 def _number(field: str, name: str, path: Path, line_no: int) -> float:
     try:
         value = float(field)
     except ValueError:
-        raise DataError(f"{path}, line {line_no}: {name} must be a number, got {field.strip()[:40]!r}") from None
+        raise DataError(f"{path}, line {line_no}: {name} must be a number, got {quote(field)}") from None
     if not math.isfinite(value):
-        raise DataError(f"{path}, line {line_no}: {name} must be finite, got {field.strip()}")
+        raise DataError(f"{path}, line {line_no}: {name} must be finite, got {quote(field)}")
+    if name == "time_s" and value > MAX_TIME_S:
+        raise DataError(f"{path}, line {line_no}: time_s must be at most {MAX_TIME_S:g} s, got {value:g}")
     return value
 
 
@@ -237,8 +242,7 @@ def _timestamps(path: Path) -> tuple[np.ndarray, np.ndarray]:
         except ValueError:
             value = None
         if value is None or abs(value) >= 2**62:
-            shown = text[:40].decode("utf-8", "replace")
-            raise DataError(f"{path}, line {line_no}: expected an integer millisecond timestamp, got {shown!r}")
+            raise DataError(f"{path}, line {line_no}: expected an integer millisecond timestamp, got {quote(text)}")
         values.append(value)
         line_nos.append(line_no)
     if not values:

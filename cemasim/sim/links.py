@@ -6,12 +6,11 @@ and the shared resources behind it (its class's shared segment, the cloud's ingr
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import simpy
 
 from cemasim.net.capacity import ConstantRate, DownIntervals, Gated, TraceRate
-from cemasim.net.intervals import exponential_intervals, intervals_for, no_intervals, read_interval_file
+from cemasim.net.intervals import cached_interval_file, exponential_intervals, intervals_for, no_intervals
 from cemasim.net.loss import LossProcess
 from cemasim.net.traces import cached_trace
 from cemasim.rng import numpy_rng
@@ -19,11 +18,6 @@ from cemasim.sim.link import Link, Retransmission
 from cemasim.sim.network import FluidNetwork, Resource
 
 DEVICE_OFF, LINK_OUTAGE = "device_off", "link_outage"
-
-
-@lru_cache(maxsize=32)
-def _interval_rows(path: str) -> list:
-    return read_interval_file(path)
 
 
 def off_intervals(sc, seed: int, device: int, horizon_s: float) -> DownIntervals:
@@ -34,7 +28,7 @@ def off_intervals(sc, seed: int, device: int, horizon_s: float) -> DownIntervals
         return exponential_intervals(numpy_rng(seed, "availability", device), av.on_s, av.off_s, horizon_s,
                                      DEVICE_OFF, lose)
     if av.process == "trace":
-        return intervals_for(_interval_rows(av.trace), device, DEVICE_OFF, lose)
+        return intervals_for(cached_interval_file(av.trace), device, DEVICE_OFF, lose)
     return no_intervals(DEVICE_OFF)
 
 
@@ -90,7 +84,7 @@ class LinkFactory:
         if out.process == "exponential":
             return exponential_intervals(rng, out.up_s, out.down_s, self.horizon_s, LINK_OUTAGE, lose)
         if out.process == "trace":
-            return intervals_for(_interval_rows(out.trace), device, LINK_OUTAGE, lose)
+            return intervals_for(cached_interval_file(out.trace), device, LINK_OUTAGE, lose)
         return no_intervals(LINK_OUTAGE)
 
     def _shared(self, direction: str, spec, position: int, device_class: str) -> list[Resource]:
