@@ -49,6 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cemasim import runner
 
     scenarios = _load_all(args.files, args.set, args.seed)
+    from cemasim.results.writer import check_writable
+
+    for sc in scenarios:  # before any simulation: an unwritable place fails now, not after the run
+        check_writable(Path(args.out) if args.out else Path(sc.output.dir), "--out" if args.out else "output.dir")
     if args.threads:
         import torch
 
@@ -90,7 +94,8 @@ def _is_sweep_file(path: str) -> bool:
         data = scenario.read_yaml(path)
     except ConfigError:
         return False  # unreadable: reported with the scenarios, every problem at once
-    return isinstance(data, dict) and bool({"grid", "base"} & set(data)) and set(data) <= set(sw.SWEEP_SCHEMA.fields)
+    # grid and base are not scenario keys: such a file is a sweep file, and its other keys are checked as one
+    return isinstance(data, dict) and bool({"grid", "base"} & set(data))
 
 
 def _load_all(files: list[str], overrides: list[str], seed: int | None) -> list[Any]:
@@ -175,6 +180,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     spec = _sweep_from_args(args)
     out = Path(args.out)
+    from cemasim.results.writer import check_writable
+
+    check_writable(out)
     print(f"sweep {spec.name}: {len(spec.points)} runs ({len(spec.points) // len(spec.seeds)} points x "
           f"{len(spec.seeds)} seeds), backend {args.backend}", file=sys.stderr)
     table = sw.run_sweep(spec, out, args.backend, args.workers, args.address, progress=not args.quiet,
@@ -261,7 +269,11 @@ def _sweep_from_args(args: argparse.Namespace):
     from cemasim import scenario
     from cemasim import sweep as sw
 
+    from cemasim.schema import plain_name
+
     scenario.read_yaml(args.file)  # a missing or unreadable file: its own clear error first
+    if args.name is not None and plain_name(args.name):
+        raise ConfigError(f"--name {args.name!r}: {plain_name(args.name)}", source="sweep")
     grid = sw.parse_grid(args.grid)
     if _is_sweep_file(args.file):
         spec = sw.load_sweep_file(args.file)
@@ -279,15 +291,27 @@ def _sweep_from_args(args: argparse.Namespace):
 
 
 def _fixed(items: list[str]) -> dict[str, Any]:
-    """--set KEY=VALUE strings of a sweep as a mapping (values parsed as YAML)."""
+    """--set KEY=VALUE strings of a sweep as a mapping (values parsed as YAML, checked as `run --set` does)."""
     import yaml
 
-    fixed = {}
+    from cemasim import scenario
+    from cemasim.schema import show
+
+    fixed, problems = {}, []
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE", source="sweep")
-        fixed[key.strip()] = yaml.safe_load(value)
+        if not sep or not key.strip():
+            problems.append(f"--set {show(item)}: expected KEY=VALUE")
+            continue
+        try:
+            fixed[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problems.append(f"--set {key.strip()}: value {show(value)} is not valid YAML "
+                            f"({getattr(exc, 'problem', exc)})")
+            continue
+        problems += scenario.oversized_paths(fixed[key.strip()], f"--set {key.strip()}")
+    if problems:
+        raise ConfigError(problems, source="sweep")
     return fixed
 
 
@@ -296,6 +320,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import yaml
 
     from cemasim.results.figures import paired_figures, run_figures
+
+    from cemasim import sweep as sw
+    from cemasim.results.writer import is_complete
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     runs, written = [], []
@@ -306,13 +333,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
             keys = list((yaml.safe_load(sweep_yaml.read_text()) or {}).get("grid", {})) if sweep_yaml.is_file() \
                 else []
             out = Path(args.out) if args.out else table.parent / "figures"
-            df = pd.read_parquet(table)
+            df, note = sw.table_for_reading(table.parent)
+            if note:
+                print(f"warning: {note}", file=sys.stderr)
             written += _figures_with_progress(df, keys, out, formats, args.quiet)
             if args.baseline:
                 _print_paired(df[df["status"] == "ok"], keys, args.baseline)
                 written += paired_figures(df, keys, _baseline(args.baseline), out, formats)
-        elif (item / "summary.json").is_file():
+        elif is_complete(item):
             runs.append(item)
+        elif (item / "scenario.yaml").is_file():
+            raise ConfigError(f"{item}: an incomplete run folder (no summary.json: the run was interrupted or "
+                              "could not be written); run it again", source="plot")
         else:
             raise ConfigError(f"{item}: neither a run folder (summary.json) nor a sweep (results.parquet)",
                               source="plot")
@@ -491,9 +523,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt_on_sigterm() -> Any:
+    """SIGTERM (a scheduler's kill, `timeout`) takes the Ctrl-C path: workers stopped, finished runs
+    kept. Returns the handler it replaced (None off the main thread, where signals cannot be set)."""
+    import signal
+    import threading
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _interrupt_on_sigterm() if args.command in ("run", "sweep") else None
+    try:
+        return _dispatch(args)
+    finally:
+        if previous is not None:  # main() also runs in-process (tests, notebooks)
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except CemasimError as exc:

@@ -26,3 +26,9 @@ class DataError(CemasimError):
     """Missing or malformed data or weights (names the path and the expected layout)."""
 
     exit_code = 2
+
+
+class RunError(CemasimError):
+    """A run that cannot produce results (nothing predicted, its folder cannot be written)."""
+
+    exit_code = 1

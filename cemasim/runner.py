@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from cemasim.errors import RunError
 from cemasim.results import plots, writer
 from cemasim.results.summary import accuracy_by_domain, summarize, timeline
 from cemasim.scenario import Scenario
@@ -41,24 +42,49 @@ def simulate(sc: Scenario, progress: bool = False) -> tuple[dict[str, pd.DataFra
 def run(sc: Scenario, out_parent: Path | None = None, progress: bool = True, folder: Path | None = None) -> RunOutput:
     """Simulate and write the run folder (see cemasim.results.writer for its contents).
 
-    The folder is `folder` if given, else a new `<out_parent or output.dir>/<name>[-k]`.
+    The folder is `folder` if given, else a new `<out_parent or output.dir>/<name>[-k]`, created before
+    the simulation so that an unwritable place fails in a second, not after the run. summary.json is
+    written last, atomically: a folder without it is incomplete (interrupted or out of space).
     """
-    tables, summary, result = simulate(sc, progress)
-    if folder is None:
-        folder = writer.next_run_folder(Path(out_parent if out_parent is not None else sc.output.dir), sc.name)
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
+    parent = Path(out_parent if out_parent is not None else sc.output.dir)
+    created = folder is None
+    folder = writer.next_run_folder(parent, sc.name) if folder is None else writer.ensure_folder(folder)
+    try:
+        tables, summary, result = simulate(sc, progress)
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # nothing was written: leave no empty run folder behind
+        raise
+    if summary["samples"] == 0:
+        if created:
+            folder.rmdir()
+        raise RunError(no_predictions_message(sc))
+    try:
+        _write(sc, folder, tables, summary, result)
+    except OSError as exc:
+        raise RunError(f"could not write the run folder {folder}: {exc.strerror or exc}; it is incomplete "
+                       "(no summary.json) - free space or choose another --out and run again") from None
+    return RunOutput(folder, summary, tables)
+
+
+def _write(sc: Scenario, folder: Path, tables: dict[str, pd.DataFrame], summary: dict[str, Any], result: Any) -> None:
     (folder / "scenario.yaml").write_text(sc.to_yaml())
     manifest = writer.manifest(sc.seed, result.compute_device, result.wall_time_s, writer.write_command_line())
     writer.write_json(folder / "manifest.json", {**manifest, "protocol": result.protocol})
-    writer.write_json(folder / "summary.json", summary)
     writer.write_tables(folder, tables)
     tl = timeline(tables, sc.output.timeline_bin_s)
     tl.to_parquet(folder / "timeline.parquet", index=False)
     accuracy_by_domain(tables["samples"]).to_csv(folder / "accuracy_by_domain.csv", index=False)
     if sc.output.plots:
         plots.write_run_plots(tables, tl, folder / "plots", f"{sc.name} ({sc.method.name})")
-    return RunOutput(folder, summary, tables)
+    writer.write_json(folder / writer.COMPLETE, summary, atomic=True)  # last: marks the folder complete
+
+
+def no_predictions_message(sc: Scenario) -> str:
+    return (f"no sample was predicted: {sc.duration_s:g} s of arrivals (duration_s) and {sc.drain_s:g} s of drain "
+            f"(drain_s) end before a test batch closes (a batch closes at arrivals.batch_size = "
+            f"{sc.arrivals.batch_size} samples or arrivals.max_wait_s = {sc.arrivals.max_wait_s:g} s after its first "
+            "sample); lengthen duration_s or drain_s, or lower max_wait_s")
 
 
 def _progress_bar(sc: Scenario, total: int):

@@ -6,6 +6,11 @@ Ray cluster, collected into one results table.
 Each point is one ordinary run (one process, its own run folder). The table is rewritten after
 every finished run, so an interrupted sweep loses nothing that finished, and re-running the same
 sweep skips points already done. A failed point is recorded with its error and the others go on.
+
+Faults: workers die with the sweep (a watchdog on their parent), Ctrl-C / SIGTERM stop them and
+record every run that finished; a run folder whose summary.json exists is complete, so a run that
+finished but was never recorded (kill -9, a full disk) and a table that cannot be read are rebuilt
+from the run folders on the next start. One sweep folder has one writer at a time (a lock).
 """
 
 from __future__ import annotations
@@ -27,14 +32,15 @@ import pandas as pd
 import yaml
 
 from cemasim import scenario
-from cemasim.errors import ConfigError
+from cemasim.errors import ConfigError, RunError
+from cemasim.results import writer
 from cemasim.results.stats import ci95, summarize_sweep  # noqa: F401  (the sweep API's statistics)
-from cemasim.schema import Field, Section, resolve
+from cemasim.schema import Field, Section, plain_name, resolve, show
 
 SWEEP_SCHEMA = Section(
     "A sweep file: a base scenario, fixed overrides, a grid and seeds.",
     {
-        "name": Field((str,), "sweep", "sweep name: folder under --out and label in plots"),
+        "name": Field((str,), "sweep", "sweep name: folder under --out and label in plots", "", (plain_name,)),
         "base": Field((str,), None, "scenario file, relative to the sweep file; null = the defaults", nullable=True),
         "set": Field((dict,), {}, "fixed overrides applied to every point, {key: value}"),
         "grid": Field((dict,), {}, "{key: [values]}: the cartesian product is swept"),
@@ -95,23 +101,59 @@ def load_sweep_file(path: str | Path) -> Sweep:
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
-    """--grid key=v1,v2,... (values parsed as YAML)."""
+    """--grid key=v1,v2,... (values parsed as YAML; commas inside [...] or {...} belong to the value,
+    so lists sweep too: --grid 'shift.segments=[{corruption: fog}],[{corruption: snow}]')."""
     grid, problems = {}, []
     for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not text:
-            problems.append(f"--grid {item!r}: expected KEY=V1,V2,..., e.g. uplink.bandwidth_mbps=0.5,2,8")
+        key = key.strip()
+        if not sep or not text.strip() or not key:
+            problems.append(f"--grid {show(item)}: expected KEY=V1,V2,..., e.g. uplink.bandwidth_mbps=0.5,2,8")
             continue
-        grid[key.strip()] = [yaml.safe_load(v) for v in text.split(",")]
+        values = []
+        for i, part in enumerate(split_values(text), 1):
+            if not part.strip():
+                problems.append(f"--grid {key}: value {i} is empty (write null for no value, e.g. {key}=1,null)")
+                continue
+            try:
+                value = yaml.safe_load(part)
+            except yaml.YAMLError as exc:
+                problems.append(f"--grid {key}: value {show(part)} is not valid YAML ({getattr(exc, 'problem', exc)})")
+                continue
+            big = scenario.oversized_paths(value, f"--grid {key}")
+            problems += big
+            values.append(value)
+        grid[key] = values
     if problems:
         raise ConfigError(problems, source="--grid")
     return grid
+
+
+def split_values(text: str) -> list[str]:
+    """Split at commas outside brackets, braces and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, c in enumerate(text):
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        elif c == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
 
 
 def build_sweep(name: str, base: Path | None, fixed: dict[str, Any], grid: dict[str, list[Any]],
                 seeds: int | list[int], source: str = "sweep") -> Sweep:
     """Expand and validate every point before anything runs."""
     problems = []
+    name_problem = plain_name(name) if isinstance(name, str) else "must be a string"
+    if name_problem:
+        problems.append(f"name: {name_problem}")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             problems.append(f"grid.{key}: must be a non-empty list of values")
@@ -154,6 +196,22 @@ def _yaml_scalar(value: Any) -> str:
 
 
 # ---- running one point (in a worker process) ---------------------------------------------------
+def _worker_init(parent_pid: int) -> None:
+    """In each pool worker: the sweep process handles Ctrl-C (and stops the workers itself), and a
+    worker whose sweep died (kill -9) exits within a second instead of finishing runs no one records."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="cemasim-parent-watchdog", daemon=True).start()
+
+
 def run_point(scenario_dict: dict[str, Any], folder: str, threads: int) -> dict[str, Any]:
     """Run one point in this process; returns {"ok": bool, "summary" | "error": ...}. Never raises."""
     import torch
@@ -184,17 +242,28 @@ def local_backend(jobs: list[Job], workers: int) -> Iterator[Done]:
         for pid, sc, folder, threads in jobs:
             yield pid, run_point(sc, folder, threads)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        pending = {pool.submit(run_point, sc, folder, threads): pid for pid, sc, folder, threads in jobs}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield pending.pop(fut), fut.result()
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    pending = {pool.submit(run_point, sc, folder, threads): pid for pid, sc, folder, threads in jobs}
+    try:
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield pending.pop(fut), fut.result()
+    finally:  # normal end, Ctrl-C, SIGTERM or an error: no worker outlives the sweep
+        _stop_pool(pool)
+
+
+def _stop_pool(pool: Any) -> None:
+    """Cancel queued runs and stop running ones now (their folders are incomplete and redone on resume);
+    waiting would let them finish only to be dropped."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=10)
 
 
 def ray_backend(jobs: list[Job], workers: int, address: str | None) -> Iterator[Done]:
@@ -233,7 +302,64 @@ def results_path(out: Path, sweep: Sweep) -> Path:
 
 
 def read_results(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+    """The results table; an unreadable one (truncated, not parquet) is moved aside with a warning and
+    an empty table returned: finished points come back from their run folders (recover_rows)."""
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        aside = _aside(path, "unreadable")
+        os.replace(path, aside)
+        print(f"warning: {path} is unreadable ({type(exc).__name__}); kept as {aside.name}; finished runs are "
+              "recovered from their run folders", file=sys.stderr)
+        return pd.DataFrame()
+
+
+def table_for_reading(folder: Path) -> tuple[pd.DataFrame, str]:
+    """For `cemasim plot`: the table, or when it is unreadable the rows rebuilt from the complete run
+    folders (nothing is moved or written); the second value says which."""
+    path = folder / "results.parquet"
+    try:
+        return pd.read_parquet(path), ""
+    except Exception as exc:
+        rows = []
+        for run in sorted((folder / "runs").glob("*")) if (folder / "runs").is_dir() else []:
+            if writer.is_complete(run):
+                summary = json.loads((run / writer.COMPLETE).read_text())
+                values = yaml.safe_load((run / "scenario.yaml").read_text())
+                rows.append(_row_from_disk(folder.name, run, summary, values, _grid_keys(folder)))
+        if not rows:
+            raise ConfigError(f"{path}: unreadable ({type(exc).__name__}) and no complete run folder under "
+                              f"{folder / 'runs'} to rebuild it from; re-run the sweep", source="plot") from None
+        return pd.DataFrame(rows), f"{path} is unreadable; using {len(rows)} rows rebuilt from the run folders"
+
+
+def _grid_keys(folder: Path) -> list[str]:
+    spec = folder / "sweep.yaml"
+    return list((yaml.safe_load(spec.read_text()) or {}).get("grid", {})) if spec.is_file() else []
+
+
+def _row_from_disk(name: str, run: Path, summary: dict[str, Any], sc: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    row: dict[str, Any] = {"point_id": run.name.rsplit("_", 1)[-1], "sweep": name, "seed": sc.get("seed")}
+    for key in keys:
+        node: Any = sc
+        for step in scenario._path_steps(key):
+            node = node[step] if isinstance(node, (dict, list)) else None
+        row[key] = node
+    row.update({"status": "ok", "error": "", "run_folder": str(run), "sweep_wall_s": math.nan,
+                "method": sc["method"]["name"], "devices": sc["fleet"]["devices"],
+                "uplink_mbps": sc["uplink"]["bandwidth_mbps"]})
+    row.update({k: (math.nan if v is None else v) for k, v in summary.items() if k not in SUMMARY_SKIP})
+    return row
+
+
+def _aside(path: Path, why: str) -> Path:
+    """A free name next to `path` for a file kept aside (never overwriting an earlier one)."""
+    k = 1
+    while (candidate := path.with_name(f"{path.stem}.{why}-{k}{path.suffix}")).exists():
+        k += 1
+    return candidate
 
 
 def row_for(sweep: Sweep, point: Point, result: dict[str, Any], wall_s: float) -> dict[str, Any]:
@@ -249,7 +375,7 @@ def row_for(sweep: Sweep, point: Point, result: dict[str, Any], wall_s: float) -
     row["uplink_mbps"] = sc["uplink"]["bandwidth_mbps"]
     for key, value in result.get("summary", {}).items():
         if key not in SUMMARY_SKIP:
-            row[key] = value
+            row[key] = math.nan if value is None else value  # a summary read back from disk has null for NaN
     return row
 
 
@@ -270,32 +396,44 @@ def run_sweep(sweep: Sweep, out: Path, backend: str = "local", workers: int = 1,
     """Run every point not already finished; return the whole results table. `threads`: torch CPU
     threads per run (default: the cores shared out among the workers)."""
     folder = out / sweep.name
-    folder.mkdir(parents=True, exist_ok=True)
+    writer.check_writable(out)
+    with SweepLock(folder):
+        return _run_locked(sweep, folder, backend, workers, address, progress, on_row, threads)
+
+
+def _run_locked(sweep: Sweep, folder: Path, backend: str, workers: int, address: str | None, progress: bool,
+                on_row: Callable[[dict[str, Any]], None] | None, threads: int | None) -> pd.DataFrame:
     (folder / "sweep.yaml").write_text(yaml.safe_dump(
         {"name": sweep.name, "base": str(sweep.base) if sweep.base else None, "set": sweep.fixed,
          "grid": sweep.grid, "seeds": sweep.seeds}, sort_keys=False))
-    path = results_path(out, sweep)
+    path = folder / "results.parquet"
     previous = read_results(path)
     current = {p.point_id for p in sweep.points}
     finished = set(previous.loc[previous["status"] == "ok", "point_id"]) & current if len(previous) else set()
-    # rows of points no longer in the sweep (an edited base or grid) are dropped, not mixed in
     rows = [r for r in previous.to_dict("records") if r["point_id"] in finished]
-    if len(previous):
-        write_results(path, rows)
-    todo = [p for p in sweep.points if p.point_id not in finished]
+    old = [r for r in previous.to_dict("records") if r["point_id"] not in current] if len(previous) else []
+    if old:  # rows of points no longer in the sweep (an edited base or grid): kept aside, not mixed in
+        aside = _aside(path, "superseded")
+        write_results(aside, old)
+        print(f"note: {len(old)} rows of points not in this sweep (edited grid, set or base) moved to {aside.name}",
+              file=sys.stderr)
     by_id = {p.point_id: p for p in sweep.points}
+    recovered = _recover_finished(sweep, folder, [p for p in sweep.points if p.point_id not in finished], rows)
+    if len(previous) or recovered:
+        _record(path, rows)
+    todo = [p for p in sweep.points if p.point_id not in finished and p.point_id not in recovered]
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
     jobs = [(p.point_id, sweep.scenarios[p.point_id], str(folder / "runs" / p.folder_name), threads) for p in todo]
     for p in todo:  # a failed or interrupted earlier attempt leaves a partial folder: start it afresh
         _clear(folder / "runs" / p.folder_name)
-    bar = _bar(len(sweep.points), len(finished), sweep.name) if progress else None
+    bar = _bar(len(sweep.points), len(sweep.points) - len(todo), sweep.name) if progress else None
     failed, start = 0, time.perf_counter()
     iterator = ray_backend(jobs, workers, address) if backend == "ray" else local_backend(jobs, workers)
     try:
         for point_id, result in iterator:
             row = row_for(sweep, by_id[point_id], result, time.perf_counter() - start)
             rows.append(row)
-            write_results(path, rows)
+            _record(path, rows)
             failed += not result["ok"]
             if not result["ok"]:
                 print(f"point {point_id} failed: {result['error']}", file=sys.stderr)
@@ -304,10 +442,77 @@ def run_sweep(sweep: Sweep, out: Path, backend: str = "local", workers: int = 1,
                 bar.set_postfix(failed=failed)
             if on_row is not None:
                 on_row(row)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers are stopped; keep every run that finished
+        done = {r["point_id"] for r in rows}
+        if _recover_finished(sweep, folder, [p for p in todo if p.point_id not in done], rows):
+            _record(path, rows)
+        print(f"interrupted: {len(rows)} of {len(sweep.points)} runs recorded in {path}; run the same command "
+              "again to do the rest", file=sys.stderr)
+        raise
     finally:
+        iterator.close()  # stops the workers before the table is reported
         if bar is not None:
             bar.close()
     return pd.DataFrame(rows)
+
+
+def _recover_finished(sweep: Sweep, folder: Path, points: list[Point], rows: list[dict[str, Any]]) -> set[str]:
+    """Record points whose run folder is complete but whose row is missing (the sweep was killed, or
+    its table lost); returns their ids."""
+    found = set()
+    for p in points:
+        run = folder / "runs" / p.folder_name
+        if writer.is_complete(run):
+            summary = json.loads((run / writer.COMPLETE).read_text())
+            rows.append(row_for(sweep, p, {"ok": True, "summary": summary, "folder": str(run)}, math.nan))
+            found.add(p.point_id)
+    if found:
+        print(f"note: {len(found)} finished runs recovered from their run folders", file=sys.stderr)
+    return found
+
+
+def _record(path: Path, rows: list[dict[str, Any]]) -> None:
+    try:
+        write_results(path, rows)
+    except OSError as exc:
+        raise RunError(f"cannot write {path}: {exc.strerror or exc}. The table on disk keeps the runs recorded "
+                       "before; runs that finished since are complete in their run folders and are recovered "
+                       "when you run the same command again") from None
+
+
+class SweepLock:
+    """One writer per sweep folder: a second sweep with the same name and --out refuses instead of
+    silently replacing the first one's rows. flock is released by the kernel when the holder dies,
+    so a killed sweep never leaves a stale lock."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.file: Any = None
+
+    def __enter__(self) -> "SweepLock":
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock (documented)
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.folder / ".lock", "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise ConfigError(f"{self.folder} is in use by another sweep ({holder}); wait for it to finish, or "
+                              "give this one another --name or --out", source="sweep") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()}")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.file is not None:
+            self.file.close()  # releases the lock
 
 
 def _clear(folder: Path) -> None:

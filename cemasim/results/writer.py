@@ -3,15 +3,19 @@
     scenario.yaml  manifest.json  summary.json  accuracy_by_domain.csv
     samples.parquet  uploads.parquet  reports.parquet  refreshes.parquet  cloud_jobs.parquet
     timeline.parquet  plots/*.png
+
+summary.json is written last and atomically: it marks a complete folder (`is_complete`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +65,43 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+COMPLETE = "summary.json"
+
+
+def write_json(path: Path, data: dict[str, Any], atomic: bool = False) -> None:
+    """JSON without NaN; `atomic`: through a temporary file and a rename, so readers never see half of it."""
+    text = json.dumps(_jsonable(data), indent=2) + "\n"
+    if not atomic:
+        path.write_text(text)
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether a run folder was written to the end (its summary.json exists)."""
+    return (folder / COMPLETE).is_file()
+
+
+def ensure_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def check_writable(parent: Path, flag: str = "--out") -> None:
+    """Fail before simulating when run folders cannot be created under `parent` (read-only, a file, no
+    permission): raise ConfigError naming it."""
+    from cemasim.errors import ConfigError
+
+    if parent.exists() and not parent.is_dir():
+        raise ConfigError(f"{flag} {parent}: is a file, not a folder", source=flag)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".cemasim-probe-")
+        probe.close()
+    except OSError as exc:
+        raise ConfigError(f"{flag} {parent}: cannot write there ({exc.strerror or exc})", source=flag) from None
 
 
 def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
