@@ -137,7 +137,7 @@ def _registries() -> dict[str, Callable[[], Any]]:
         return MODELS
 
     def profiles():
-        from cemasim.models.cost import PROFILES
+        from cemasim.models.profiles import PROFILES
         return PROFILES
 
     def corruptions():
@@ -379,7 +379,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     import torch
 
     from cemasim.models import measure, norm, resolve
-    from cemasim.models.cost import is_profile_file, load_profile_file
+    from cemasim.models.profiles import is_profile_file, load_profile_file
     from cemasim.models.zoo import MODELS
 
     if not resolve.known(args.model):

@@ -344,7 +344,7 @@ def _row_from_disk(name: str, run: Path, summary: dict[str, Any], sc: dict[str, 
     row: dict[str, Any] = {"point_id": run.name.rsplit("_", 1)[-1], "sweep": name, "seed": sc.get("seed")}
     for key in keys:
         node: Any = sc
-        for step in scenario._path_steps(key):
+        for step in scenario.path_steps(key):
             node = node[step] if isinstance(node, (dict, list)) else None
         row[key] = node
     row.update({"status": "ok", "error": "", "run_folder": str(run), "sweep_wall_s": math.nan,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cemasim.classes import class_sizes, device_classes
+from cemasim.scenario.classes import class_sizes, device_classes
 from cemasim.errors import ConfigError
 from cemasim.runner import simulate
 from tests.conftest import small

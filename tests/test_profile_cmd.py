@@ -15,7 +15,8 @@ from cemasim import scenario
 from cemasim.cli import main
 from cemasim.errors import ConfigError
 from cemasim.models import norm, resolve
-from cemasim.models.cost import FlopCounter, is_profile_file, load_profile_file, profile_from
+from cemasim.models.cost import FlopCounter
+from cemasim.models.profiles import is_profile_file, load_profile_file, profile_from
 from cemasim.models.measure import fit_linear, parse_batch_sizes
 
 # one thread: on a shared 2-core VM two OpenMP threads stall whenever another process takes a core

@@ -10,7 +10,8 @@ from torch import nn
 
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm
-from cemasim.models.cost import PROFILES, FlopCounter, profile_from
+from cemasim.models.cost import FlopCounter
+from cemasim.models.profiles import PROFILES, profile_from
 
 
 def imgs(values: list[int]) -> torch.Tensor:

@@ -25,7 +25,7 @@ FMNIST_ZOO: dict[str, float] = {
     "tent": 0.003, "pl": 0.003, "eta": 0.001, "eata": 0.01, "sar": 0.01, "cotta": 0.001,
     "foundation_lr": 0.001, "distill_lr": 0.0025,
 }  # fmt: skip
-PRESETS: dict[str, dict[str, float]] = {"imagenet": IMAGENET, "fmnist_zoo": FMNIST_ZOO}  # + "auto" (scenario.py)
+PRESETS: dict[str, dict[str, float]] = {"imagenet": IMAGENET, "fmnist_zoo": FMNIST_ZOO}  # + "auto" (scenario/keys.py)
 
 
 def family(model_name: str) -> str:

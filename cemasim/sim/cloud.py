@@ -28,7 +28,8 @@ from cemasim.methods.losses import entropy
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.methods.tta import Adapter
 from cemasim.models import norm
-from cemasim.models.cost import DeviceProfile, FlopCounter
+from cemasim.models.cost import FlopCounter
+from cemasim.models.profiles import DeviceProfile
 from cemasim.results.records import CloudJob, Recorder
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload

@@ -20,7 +20,7 @@ from cemasim.methods import Method
 from cemasim.methods.losses import entropy
 from cemasim.methods.optim import Learner
 from cemasim.models import norm
-from cemasim.models.cost import DeviceProfile
+from cemasim.models.profiles import DeviceProfile
 from cemasim.net.capacity import DownIntervals
 from cemasim.results.records import Recorder
 from cemasim.sim.link import Link

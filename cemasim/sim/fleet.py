@@ -22,13 +22,14 @@ from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm
 from cemasim.models.resolve import build as resolve_model
-from cemasim.models.cost import DeviceProfile, FlopCounter, profile_from
+from cemasim.models.cost import FlopCounter
+from cemasim.models.profiles import DeviceProfile, profile_from
 from cemasim.net.radio import RADIOS
 from cemasim.results.records import Recorder
 from cemasim.rng import torch_generator
 from cemasim.scenario import Scenario
 from cemasim.sim.cloud import CemaWorker, Cloud, CloudPlan, InferenceWorker, OffloadWorker
-from cemasim.classes import DeviceClass, device_classes
+from cemasim.scenario.classes import DeviceClass, device_classes
 from cemasim.net.capacity import DownIntervals
 from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice, UploadPolicy
 from cemasim.sim.link import Link

@@ -81,7 +81,7 @@ class Workload:
 
 def domain_table(sc) -> dict[Domain, int]:
     """Every (corruption, severity) any device class sees, numbered in order of appearance."""
-    from cemasim.classes import device_classes
+    from cemasim.scenario.classes import device_classes
 
     table: dict[Domain, int] = {}
     for shift in [sc.shift] + [c.view.shift for c in device_classes(sc)]:

@@ -58,7 +58,7 @@ class DeviceClass:
 
 def device_classes(sc: Any) -> list[DeviceClass]:
     """The fleet split into classes (a resolved Scenario in, Scenario views out)."""
-    from cemasim.scenario import Scenario
+    from cemasim.scenario.loader import Scenario
 
     data = sc.to_dict()
     classes = data["fleet"]["classes"]

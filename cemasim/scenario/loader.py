@@ -1,0 +1,191 @@
+"""From a file and overrides to a validated Scenario.
+
+    YAML file -> anchor relative paths -> `--set` overrides -> schema (every problem with its YAML
+    path) -> checks (registries, files, sizes) -> Scenario (attribute access, read-only)
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cemasim.errors import ConfigError
+from cemasim.scenario.keys import SCHEMA
+from cemasim.schema import defaults, resolve, show
+from cemasim.yamlfile import oversized_paths, read_yaml
+
+
+class Scenario:
+    """Read-only attribute view of a resolved scenario mapping (`sc.uplink.bandwidth_mbps`)."""
+
+    def __init__(self, data: dict[str, Any], source: str = "<scenario>", given: dict[str, Any] | None = None):
+        object.__setattr__(self, "_data", data)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "_given", given)  # what it was validated from (None for views)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self._data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return Scenario(value, self.source) if isinstance(value, dict) else value
+
+    def __getitem__(self, name: str) -> Any:
+        return self.__getattr__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Scenario is read-only; use with_overrides()")
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self._data, sort_keys=False)
+
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> "Scenario":
+        """A new, validated scenario: `{"fleet.devices": 16, "shift.segments[0].severity": 5}` (values as
+        Python objects) or `["fleet.devices=16"]` (values as YAML, like `--set`), applied to what this
+        scenario was built from (so device classes follow a changed top-level key as in a file)."""
+        data = copy.deepcopy(self._given if self._given is not None else self._data)
+        if isinstance(overrides, dict):
+            problems = set_values(data, overrides)
+        else:
+            problems = apply_overrides(data, list(overrides))
+        if problems:
+            raise ConfigError(problems, source=self.source)
+        return validate(data, self.source)
+
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
+    """Apply `a.b=value` / `a.list[0].c=value` strings in place (value parsed as YAML); return problems."""
+    problems = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. uplink.bandwidth_mbps=2")
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problems.append(f"--set {key.strip()}: value {show(text)} is not valid YAML ({getattr(exc, 'problem', exc)}); "
+                            "quote a string that starts with a YAML symbol: --set 'name=\"[x\"'")
+            continue
+        big = oversized_paths(value, f"--set {key.strip()}")
+        if big:
+            problems += big
+            continue
+        problem = _set_path(data, path_steps(key.strip()), value)
+        if problem:
+            problems.append(f"--set {key.strip()}: {problem}")
+    return problems
+
+
+def set_values(data: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """Apply {'a.b': value, 'a.list[0].c': value} in place (values as given, not parsed); return problems."""
+    problems = []
+    for key, value in values.items():
+        big = oversized_paths(value, str(key))
+        problem = big[0] if big else _set_path(data, path_steps(str(key).strip()), copy.deepcopy(value))
+        if problem:
+            problems.append(problem if big else f"{key}: {problem}")
+    return problems
+
+
+def path_steps(key: str) -> list[str | int]:
+    steps: list[str | int] = []
+    for part in key.split("."):
+        name, *indices = part.replace("]", "").split("[")
+        steps.append(name)
+        steps += [int(i) if i.isdigit() else i for i in indices]
+    return steps
+
+
+def _set_path(node: Any, steps: list[str | int], value: Any) -> str | None:
+    for depth, step in enumerate(steps):
+        last = depth == len(steps) - 1
+        if isinstance(step, int):
+            if not isinstance(node, list) or step >= len(node):
+                return f"index [{step}] does not exist"
+            if last:
+                node[step] = value
+                return None
+            node = node[step]
+            continue
+        if not isinstance(node, dict):
+            return f"'{step}' is inside a value that is not a mapping"
+        if last:
+            node[step] = value
+            return None
+        if node.get(step) is None:
+            node[step] = copy.deepcopy(_default_at(steps[: depth + 1]))
+        node = node[step]
+    return None
+
+
+def _default_at(steps: list[str | int]) -> Any:
+    """The schema default below `steps` (so `--set shift.segments[0].severity=5` edits the defaults)."""
+    node: Any = default_scenario()
+    for step in steps:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return {}
+    return node if isinstance(node, (dict, list)) else {}
+
+
+def validate(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    """Schema + registry validation; raises ConfigError listing every problem."""
+    from cemasim.scenario.checks import check
+
+    given = copy.deepcopy(data)
+    problems: list[str] = []
+    resolved = resolve(SCHEMA, data, "", problems)
+    check(resolved, problems)
+    if problems:
+        raise ConfigError(problems, source=source)
+    return Scenario(resolved, source, given)
+
+
+FILE_KEYS = (("arrivals", "trace"), ("uplink", "trace"), ("downlink", "trace"), ("uplink", "outages", "trace"),
+             ("downlink", "outages", "trace"), ("availability", "trace"), ("fleet", "profile"), ("cloud", "profile"))
+
+
+def anchor_paths(data: dict[str, Any], folder: Path) -> None:
+    """Relative file paths in a scenario file mean files next to it when they exist there (else the
+    working directory), so `cemasim run scenarios/x.yaml` works from anywhere."""
+    def fix(node: Any, steps: tuple[str, ...]) -> None:
+        for step in steps[:-1]:
+            node = node.get(step) if isinstance(node, dict) else None
+        value = node.get(steps[-1]) if isinstance(node, dict) else None
+        if isinstance(value, str) and (steps[-1] == "trace" or value.endswith((".yaml", ".yml"))) \
+                and not Path(value).is_absolute() and (folder / value).is_file():
+            node[steps[-1]] = str(folder / value)
+
+    for steps in FILE_KEYS:
+        fix(data, steps)
+    classes = data.get("fleet", {}).get("classes") if isinstance(data.get("fleet"), dict) else None
+    for cls in classes if isinstance(classes, list) else []:
+        for steps in FILE_KEYS:
+            fix(cls, steps[1:] if steps[0] == "fleet" else steps)
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None, seed: int | None = None) -> Scenario:
+    """Read a scenario file (or the defaults), apply overrides and validate."""
+    data = read_yaml(path) if path is not None else {}
+    if path is not None:
+        anchor_paths(data, Path(path).parent)
+    problems = apply_overrides(data, overrides or [])
+    if seed is not None:
+        data["seed"] = seed
+    source = str(path) if path is not None else "<defaults>"
+    if problems:
+        raise ConfigError(problems, source=source)
+    return validate(data, source)
+
+
+def default_scenario() -> dict[str, Any]:
+    return defaults(SCHEMA)
