@@ -88,7 +88,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _is_sweep_file(path: str) -> bool:
     """A sweep file (name/base/set/grid/seeds) rather than a scenario."""
     from cemasim import scenario
-    from cemasim import sweep as sw
 
     try:
         data = scenario.read_yaml(path)
@@ -316,7 +315,6 @@ def _fixed(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    import pandas as pd
     import yaml
 
     from cemasim.results.figures import paired_figures, run_figures
@@ -378,6 +376,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     import torch
 
+    from cemasim.assembly import pick_device
     from cemasim.models import measure, norm, resolve
     from cemasim.models.profiles import is_profile_file, load_profile_file
     from cemasim.models.zoo import MODELS
@@ -402,7 +401,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
                           source="profile") from None
     if out.is_dir() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise ConfigError(f"cannot write {out}", source="profile")
-    device = measure.pick_device(args.device)
+    device = pick_device(args.device, "--device")
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)

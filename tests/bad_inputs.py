@@ -193,7 +193,6 @@ def _tensor_file() -> bytes:
 def class_cases() -> list[Case]:
     v = _validate
     mm = b"5\n10\n15\n20\n"  # a valid Mahimahi trace
-    csv_trace = b"time_s,mbps\n0,5\n1,2\n"
     cases = [
         # duplicate keys and encodings
         v("dup:top", b"fleet:\n  devices: 2\nfleet:\n  devices: 3\n", ("line 1", "line 3", "fleet")),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cemasim import runner
-from cemasim.methods.sequential import sequential_cema
+from cemasim.oracle import sequential_cema
 from tests.conftest import small
 
 IDEAL = ["fleet.devices=1", "uplink.bandwidth_mbps=null", "uplink.latency_ms=0", "downlink.bandwidth_mbps=null",

@@ -11,7 +11,7 @@ import pytest
 from cemasim import scenario
 from cemasim.methods import presets
 from cemasim.runner import simulate
-from cemasim.sim.fleet import cloud_config
+from cemasim.assembly import cloud_config
 from tests.conftest import small
 
 SELECTED = Path(__file__).resolve().parent.parent / "analysis" / "hparams" / "selected.csv"

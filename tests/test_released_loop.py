@@ -12,12 +12,13 @@ import torch
 
 from cemasim.data.encoding import to_uint8
 from cemasim.methods.presets import cloud_lrs
-from cemasim.methods.sequential import sequential_cema
+from cemasim.oracle import sequential_cema
 from cemasim.models import zoo
 from cemasim.rng import torch_generator
 from cemasim.scenario import load
-from cemasim.sim.fleet import Fleet, build_workload
-from cemasim.sim.stream import domain_table, plan_device
+from cemasim.assembly import build_workload
+from cemasim.sim.fleet import Fleet
+from cemasim.workload import domain_table, plan_device
 from tests.released_cema import CEMA
 
 IDEAL = ["fleet.devices=1", "uplink.bandwidth_mbps=null", "uplink.latency_ms=0", "downlink.bandwidth_mbps=null",

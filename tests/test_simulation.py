@@ -51,7 +51,7 @@ def test_invariants_hold_for_every_method(method):
     built = METHODS.get(method)(sc, 10)
     if built.uses_cloud:
         assert summary["uploaded_samples"] > 0 and summary["downlink_bytes"] > 0
-        assert (summary["refreshes"] > 0) == (built.role in ("cema", "offload"))
+        assert (summary["refreshes"] > 0) == (built.cloud_worker in ("cema", "offload"))
     else:
         assert summary["uplink_bytes"] == 0 and summary["uploaded_samples"] == 0
 
@@ -189,7 +189,7 @@ def test_selection_thresholds_do_not_touch_the_clouds_weighting():
     """cloud.e0 is its own key: CEMA selecting everything (E_max huge, no E_min) is upload_all, bit for bit,
     and sweeping selection.e_max leaves the cloud's loss weights alone."""
     from cemasim.runner import simulate
-    from cemasim.sim.fleet import cloud_config
+    from cemasim.assembly import cloud_config
 
     everything = ["selection.e_max=1000", "selection.e_min=null", "selection.dynamic_e_max=false"]
     cema = simulate(small("method.name=cema", *everything, seed=2))[0]

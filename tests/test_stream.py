@@ -8,8 +8,8 @@ import pytest
 from cemasim.data.arrivals import batch_bounds, constant, poisson
 from cemasim.data.shifts import device_schedule
 from cemasim.rng import numpy_rng
-from cemasim.sim.fleet import build_workload
-from cemasim.sim.stream import domain_table, plan_device
+from cemasim.assembly import build_workload
+from cemasim.workload import domain_table, plan_device
 from tests.conftest import small
 
 

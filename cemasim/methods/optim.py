@@ -31,6 +31,15 @@ class Learner:
     def copy(self) -> "Learner":
         return Learner({n: t.clone() for n, t in self.state.items()})
 
+    KEPT_EXTRAS = ("source", "anchor", "fisher")  # fixed references a method sets once (TTA's source, EATA's Fisher)
+
+    def reset(self, source: norm.NormState) -> None:
+        """Back to `source` (the reset protocol, on the edge and in the cloud): state copied, SGD momentum
+        and per-stream extras (SAR's EMA, CoTTA's teacher) cleared, the method's fixed references kept."""
+        self.state = {n: t.clone() for n, t in source.items()}
+        self.momentum_bufs.clear()
+        self.extra = {k: v for k, v in self.extra.items() if k in self.KEPT_EXTRAS}
+
 
 def sgd_step(params: dict[str, Tensor], grads: dict[str, Tensor], momentum_bufs: dict[str, Tensor], lr: float,
              momentum: float, nesterov: bool = False) -> None:

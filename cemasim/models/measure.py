@@ -83,15 +83,6 @@ def parse_batch_sizes(text: str) -> list[int]:
     return sorted(set(sizes))
 
 
-def pick_device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available to this torch build/machine "
-                          "(use --device cpu or auto)", source="profile")
-    return torch.device(choice)
-
-
 def median_seconds(calls: list[Callable[[], Any]], repeats: int, warmup: int, device: torch.device) -> list[float]:
     """Median wall time of each call after `warmup` untimed calls of each. The calls take turns
     (round robin), so a slow phase of a shared machine hits every batch size alike instead of

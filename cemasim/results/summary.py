@@ -152,7 +152,7 @@ def accuracy_by_domain(samples: pd.DataFrame) -> pd.DataFrame:
 def timeline(tables: dict[str, pd.DataFrame], bin_s: float) -> pd.DataFrame:
     """Per device and time bin: samples, accuracy, selected samples, uplink bytes, refreshes and, with
     a devices table, energy_j (compute + radio)."""
-    samples, uploads, refreshes = tables["samples"], tables["uploads"], tables["refreshes"]
+    samples, refreshes = tables["samples"], tables["refreshes"]
     s = samples.assign(bin=(samples["predicted_s"] // bin_s).astype(int))
     out = s.groupby(["device", "bin"]).agg(samples=("correct", "size"), correct=("correct", "sum"),
                                            selected=("selected", "sum"), param_age_mean_s=("param_age_s", "mean"))

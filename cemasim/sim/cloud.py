@@ -24,7 +24,7 @@ from torch import nn
 
 from cemasim.methods.cloud import CloudConfig, distill_step, foundation_step, to_float
 from cemasim.methods.optim import Learner
-from cemasim.methods.losses import entropy
+from cemasim.methods.inference import foundation_answers
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.methods.tta import Adapter
 from cemasim.models import norm
@@ -144,8 +144,7 @@ class DeviceWorker:
 
     def reset(self) -> None:
         """Reset protocol: the device's cloud state returns to the source (step counts stay monotone)."""
-        self.student.state = {n: t.clone() for n, t in self.source_state.items()}
-        self.student.momentum_bufs.clear()
+        self.student.reset(self.source_state)
 
     def planned_gpu_job(self, kind: str, plan: Callable[[], tuple[int, float]], queued: int, settle: bool = False):
         """A GPU job whose work is decided when the GPU is granted: plan() -> (samples, seconds); with
@@ -209,8 +208,7 @@ class CemaWorker(DeviceWorker):
         self.pending, self.chunk_done, self.in_replay = [], False, set()
         self.replay = ReplayBuffer(self.replay.capacity) if not self.shared_replay else self.replay
         if self.teacher_source is not None:  # a per-device foundation model resets with its device
-            self.teacher.state = {n: t.clone() for n, t in self.teacher_source.items()}
-            self.teacher.momentum_bufs.clear()
+            self.teacher.reset(self.teacher_source)
 
     def on_upload(self, upload: Upload):
         if id(upload) in self.in_replay:
@@ -288,10 +286,6 @@ class OffloadWorker(DeviceWorker):
     def pending_uploads(self) -> list[Upload]:
         return self.batch
 
-    def reset(self) -> None:
-        super().reset()
-        self.student.extra = {k: v for k, v in self.student.extra.items() if k in ("source", "anchor", "fisher")}
-
     def on_report(self, report: BatchReport):
         if self.batch:
             uploads, self.batch = self.batch, []
@@ -324,10 +318,8 @@ class InferenceWorker(DeviceWorker):
                                         queued=len(uploads))
         self.consumed(uploads)
         x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
-        with torch.no_grad():
-            logits = norm.forward(self.cloud.foundation, self.cloud.foundation_learner.state, x, "eval")
+        preds, entropies = foundation_answers(self.cloud.foundation, self.cloud.foundation_learner.state, x)
         answer = Answer(self.device, REPORT_BYTES + self.answer_bytes * len(uploads),
-                        sample_ids=[u.sample_id for u in uploads], preds=logits.argmax(1).tolist(),
-                        entropies=entropy(logits).tolist())
+                        sample_ids=[u.sample_id for u in uploads], preds=preds, entropies=entropies)
         self.cloud.recorder.answers.append(answer)
         self.downlink.send(answer)

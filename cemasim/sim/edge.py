@@ -17,6 +17,7 @@ from torch import nn
 
 from cemasim.data.encoding import encode, to_uint8
 from cemasim.methods import Method
+from cemasim.methods.inference import grouped_edge_logits
 from cemasim.methods.losses import entropy
 from cemasim.methods.optim import Learner
 from cemasim.models import norm
@@ -25,7 +26,7 @@ from cemasim.net.capacity import DownIntervals
 from cemasim.results.records import Recorder
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
-from cemasim.sim.stream import TestBatch, Workload
+from cemasim.workload import TestBatch, Workload
 
 
 @dataclass(frozen=True)
@@ -102,21 +103,12 @@ class EdgeDevice:
 
     def predict(self, batch: TestBatch) -> None:
         x = self.prepare(batch)
-        xd = x.to(self.compute_device)
-        if self.method.adapts_on_edge:  # predict-then-update on the device itself (pre-update logits)
-            logits = self.method.adapter.step(self.model, self.learner, xd)
-        else:
-            with torch.no_grad():
-                logits = self.method.edge_logits(self.model, self.state, xd)
+        logits = self.method.predict(self.model, self.learner, self.state, x.to(self.compute_device))
         self.finish(batch, x, logits)
 
     def finish(self, batch: TestBatch, x: torch.Tensor, logits: torch.Tensor) -> None:
         """Select, record and upload, given this batch's logits."""
-        if self.method.adapts_on_edge:
-            keep = torch.zeros(len(batch), dtype=torch.bool)
-        else:
-            with torch.no_grad():
-                keep = self.method.select(logits, self.selection_state)
+        keep = self.method.upload_mask(logits, self.selection_state)
         e_max = getattr(self.selection_state, "e_max", None)
         self.recorder.predictions(batch, self.env.now, logits.argmax(1).cpu().numpy(), entropy(logits).cpu().numpy(),
                                   keep.cpu().numpy(), self.version, self.version_created_s,
@@ -129,9 +121,7 @@ class EdgeDevice:
     def reset(self, segment: int) -> None:
         """Reset protocol: a new segment starts from the source model (the version never decreases)."""
         self.segment = segment
-        self.learner.state = {n: t.clone() for n, t in self.source_state.items()}
-        self.learner.momentum_bufs.clear()
-        self.learner.extra = {k: v for k, v in self.learner.extra.items() if k in ("source", "anchor", "fisher")}
+        self.learner.reset(self.source_state)
         self.selection_state = self.method.new_selection_state(self.index)
         self.stats_unsent = self.method.sends_stats
         self.version_created_s = self.env.now
@@ -238,9 +228,7 @@ class CrossDeviceBatcher:
 
     @staticmethod
     def accepts(device: EdgeDevice) -> bool:
-        m = device.method
-        return (type(device) is EdgeDevice and not m.adapts_on_edge and type(m).edge_logits is Method.edge_logits
-                and m.edge_stat_mode()[0] in ("eval", "batch"))
+        return type(device) is EdgeDevice and device.method.merges_forward
 
     def submit(self, device: EdgeDevice, batch: TestBatch) -> simpy.Event:
         done = self.env.event()
@@ -264,12 +252,10 @@ class CrossDeviceBatcher:
         xs = [device.prepare(batch) for device, batch, _ in items]
         if len(items) == 1:
             device, batch, done = items[0]
-            with torch.no_grad():
-                logits = [device.method.edge_logits(self.model, device.state, xs[0].to(self.compute_device))]
+            logits = [device.method.predict(self.model, device.learner, device.state, xs[0].to(self.compute_device))]
         else:
-            with torch.no_grad():
-                logits = norm.grouped_forward(self.model, [d.state for d, _, _ in items],
-                                              torch.stack(xs).to(self.compute_device), mode)
+            logits = grouped_edge_logits(self.model, [d.state for d, _, _ in items],
+                                         torch.stack(xs).to(self.compute_device), mode)
             self.calls += 1
             self.merged += len(items)
         for (device, batch, done), x, z in zip(items, xs, logits):

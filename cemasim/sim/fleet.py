@@ -9,32 +9,29 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import simpy
 import torch
 
 from cemasim.methods import build_method
-from cemasim.methods.cloud import NORM_MODES, CloudConfig
 from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm
-from cemasim.models.resolve import build as resolve_model
 from cemasim.models.cost import FlopCounter
-from cemasim.models.profiles import DeviceProfile, profile_from
+from cemasim.models.profiles import DeviceProfile
 from cemasim.net.radio import RADIOS
 from cemasim.results.records import Recorder
-from cemasim.rng import torch_generator
+from cemasim.assembly import build_model, build_workload, check_outputs, cloud_config, pick_device, profile_of
 from cemasim.scenario import Scenario
-from cemasim.sim.cloud import CemaWorker, Cloud, CloudPlan, InferenceWorker, OffloadWorker
+from cemasim.sim.cloud import Cloud, CloudPlan
 from cemasim.scenario.classes import DeviceClass, device_classes
 from cemasim.net.capacity import DownIntervals
 from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice, UploadPolicy
-from cemasim.sim.link import Link
+from cemasim.sim.wiring import wiring
 from cemasim.sim.links import DEVICE_OFF, LinkFactory, off_intervals
-from cemasim.sim.stream import Workload, domain_table, open_source, plan_available
+from cemasim.workload import domain_table, plan_available
 
 
 @dataclass
@@ -48,65 +45,6 @@ class SimResult:
     compute_device: str
     protocol: dict
     cloud_active_w: float = 0.0
-
-
-def compute_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        from cemasim.errors import ConfigError
-
-        raise ConfigError("compute_device: cuda was requested but torch.cuda.is_available() is False")
-    return torch.device(requested)
-
-
-def build_workload(sc: Scenario) -> tuple[Workload, np.ndarray | None]:
-    """The dataset as a Workload, and the output class mask (ImageNet-R) when masking applies."""
-    source = open_source(sc)
-    mask = source.class_mask if sc.data.mask_outputs else None
-    labels = source.labels
-    if mask is not None:  # the masked model's outputs are positions in the mask
-        position = np.full(int(max(mask.max(), labels.max())) + 1, -1)
-        position[mask] = np.arange(len(mask))
-        labels = position[labels]
-    return Workload(source, [], sc.seed, labels), mask
-
-
-def build_model(sc: Scenario, role: str, device: torch.device, workload: Workload, mask: np.ndarray | None):
-    """(model, spec) for models.edge or models.foundation with its weights choice; the spec's input
-    shape is the dataset's (FLOPs are counted on the images the model really sees)."""
-    weights = sc.models[f"{role}_weights"]
-    classes = workload.source.num_classes if weights == "random" else None  # a random head fits the data
-    model, spec = resolve_model(sc.models[role], weights, classes, device, mask)
-    return model, replace(spec, input_shape=tuple(workload.source.image_shape))
-
-
-def check_outputs(spec, workload: Workload, mask: np.ndarray | None, role: str) -> None:
-    expected = len(mask) if mask is not None else workload.source.num_classes
-    if spec.num_classes != expected:
-        from cemasim.errors import ConfigError
-
-        raise ConfigError(f"models.{role}: '{spec.name}' has {spec.num_classes} outputs but "
-                          f"{workload.source.name} has {expected} classes")
-
-
-def cloud_config(sc: Scenario, num_classes: int) -> CloudConfig:
-    """The cloud's learning hyper-parameters from the scenario (E0 in nats, from cloud.e0: the loss
-    weighting is its own key, so a sweep of selection.e_max changes only which samples travel)."""
-    from cemasim.methods.presets import cloud_lrs
-
-    c = sc.cloud
-    foundation_lr, distill_lr = cloud_lrs(sc)
-    student, foundation, teacher = NORM_MODES[sc.method.norm_mode]
-    return CloudConfig(e0=c.e0 * math.log(num_classes), foundation_lr=foundation_lr,
-                       distill_lr=distill_lr, momentum=c.momentum, alpha=c.alpha, beta=c.beta, gamma=c.gamma,
-                       temperature=c.temperature, student_mode=student, foundation_mode=foundation,
-                       teacher_mode=teacher)
-
-
-def _profile(spec, name: str) -> DeviceProfile:
-    """A profile from a name, a file or an inline mapping (a Scenario view)."""
-    return profile_from(spec.to_dict() if isinstance(spec, Scenario) else spec, name)
 
 
 def device_row(d: int, device_class: str, view, profile: DeviceProfile, off: DownIntervals, horizon_s: float) -> dict:
@@ -131,7 +69,7 @@ class Fleet:
 
     def __init__(self, sc: Scenario):
         self.sc = sc
-        self.device = compute_device(sc.compute_device)
+        self.device = pick_device(sc.compute_device)
         torch.manual_seed(sc.seed)  # nothing should draw from it; belt and braces for library code
         self.workload, self._mask = build_workload(sc)
         edge_model, self.edge_spec = build_model(sc, "edge", self.device, self.workload, self._mask)
@@ -144,11 +82,11 @@ class Fleet:
         self.env = simpy.Environment()
         self.edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)  # one count, edge and cloud
         self._costs: dict[str, EdgeCost] = {}
-        self.cloud_profile = _profile(sc.cloud.profile, "cloud")
+        self.cloud_profile = profile_of(sc.cloud.profile, "cloud")
         self.cloud = self._build_cloud() if self.method.uses_cloud else None
         self.source_state = self.method.source_state(self.edge_model)
         self.devices: list[EdgeDevice] = []
-        self._shared_replay = ReplayBuffer(sc.cloud.replay_capacity) if sc.cloud.replay_scope == "shared" else None
+        self.shared_replay = ReplayBuffer(sc.cloud.replay_capacity) if sc.cloud.replay_scope == "shared" else None
         policy = UploadPolicy(sc.upload.encoding, sc.upload.jpeg_quality, sc.upload.budget_bytes,
                               sc.upload.budget_window_s)
         horizon = sc.duration_s + sc.drain_s
@@ -163,10 +101,10 @@ class Fleet:
         for dev in self.devices:
             dev.batcher = self.batcher
 
-    def _learner(self, on_edge: bool) -> Learner:
+    def learner(self, on_edge: bool) -> Learner:
         """A fresh copy of the source norm state, initialised by the method when it adapts."""
         learner = Learner({n: t.clone() for n, t in self.source_state.items()})
-        if on_edge or self.method.role == "offload":
+        if on_edge or self.method.cloud_worker == "offload":
             learner = self.method.init_learner(learner, self.edge_model, self._clean_images)
         return learner
 
@@ -187,11 +125,11 @@ class Fleet:
             uplink = links.build("uplink", view, d, position, cls.name, off, cloud_inbox, sc.upload.queue_capacity,
                                  sc.upload.drop_policy)
             downlink = links.build("downlink", view, d, position, cls.name, off, inbox)
-            self._cloud_worker(d, cloud_inbox, downlink)
+            wiring(self.method).build_worker(self, d, cloud_inbox, downlink)
         cost = self._edge_cost(view)
         self.recorder.devices.append(device_row(d, cls.name, view, cost.profile, off, horizon))
-        device_cls = CloudInferenceDevice if self.method.role == "inference" else EdgeDevice
-        learner = self._learner(on_edge=self.method.adapts_on_edge)
+        device_cls = wiring(self.method).device
+        learner = self.learner(on_edge=self.method.adapts_on_edge)
         return device_cls(self.env, d, batches, self.workload, self.edge_model, learner, self.method, cost, uplink,
                           inbox, policy, self.recorder, self.device, reset_on_segment=view.shift.protocol == "reset",
                           source_state=self.source_state, off=off if len(off.starts) else None)
@@ -203,25 +141,8 @@ class Fleet:
             kind, passes = self.method.edge_passes()
             mode = self.method.edge_stat_mode()[0]
             per_sample = passes * self.edge_flops.per_sample(kind, "batch" if mode in ("mixed", "ema", "tbr") else mode)
-            self._costs[key] = EdgeCost(per_sample, _profile(view.fleet.profile, "fleet"))
+            self._costs[key] = EdgeCost(per_sample, profile_of(view.fleet.profile, "fleet"))
         return self._costs[key]
-
-    def _cloud_worker(self, d: int, inbox: simpy.Store, downlink: Link) -> None:
-        sc, cloud, role = self.sc, self.cloud, self.method.role
-        if role == "cema":
-            teacher = cloud.foundation_learner if sc.cloud.foundation_scope == "shared" else cloud.foundation_learner.copy()
-            CemaWorker(cloud, d, inbox, self._learner(on_edge=False), downlink,
-                       self._shared_replay or ReplayBuffer(sc.cloud.replay_capacity), teacher,
-                       torch_generator(sc.seed, "replay", d), shared_replay=self._shared_replay is not None,
-                       own_teacher=sc.cloud.foundation_scope == "device", source_state=self.source_state)
-        elif role == "offload":
-            per_sample = self.method.adapter_passes() * self.edge_flops.per_sample("backward", "batch")
-            OffloadWorker(cloud, d, inbox, self._learner(on_edge=False), downlink, self.method.adapter,
-                         lambda n: cloud.profile.seconds(n * per_sample), source_state=self.source_state)
-        else:
-            per_sample = cloud.foundation_flops.per_sample("forward", "eval")
-            InferenceWorker(cloud, d, inbox, downlink, sc.method.answer_bytes,
-                            lambda n: cloud.profile.seconds(n * per_sample))
 
     def _build_cloud(self) -> Cloud:
         sc = self.sc

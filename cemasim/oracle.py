@@ -19,12 +19,12 @@ from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm
 from cemasim.rng import torch_generator
-from cemasim.sim.stream import domain_table, plan_device
+from cemasim.workload import domain_table, plan_device
 
 
 def sequential_cema(sc, device_index: int = 0) -> dict[str, np.ndarray]:
     """Predictions (and entropies) of one device under the sequential loop."""
-    from cemasim.sim.fleet import build_model, build_workload, cloud_config
+    from cemasim.assembly import build_model, build_workload, cloud_config
 
     dev = torch.device("cpu")
     workload, mask = build_workload(sc)

@@ -1,0 +1,81 @@
+"""Which SimPy actors serve a method: the edge device class and the cloud worker named by the
+method's `cloud_worker` (methods/method.py). A method with a new cloud part declares a new name
+there and registers its pair here with `@wire(name, device=...)`; Fleet has no per-method code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import simpy
+
+from cemasim.methods import Method
+from cemasim.methods.replay import ReplayBuffer
+from cemasim.rng import torch_generator
+from cemasim.sim.cloud import CemaWorker, InferenceWorker, OffloadWorker
+from cemasim.sim.edge import CloudInferenceDevice, EdgeDevice
+from cemasim.sim.link import Link
+
+if TYPE_CHECKING:
+    from cemasim.sim.fleet import Fleet
+
+WorkerFactory = Callable[["Fleet", int, simpy.Store, Link], None]
+
+
+@dataclass(frozen=True)
+class Wiring:
+    device: type[EdgeDevice]
+    build_worker: WorkerFactory
+
+
+WIRINGS: dict[str | None, Wiring] = {}
+
+
+def _no_worker(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
+    raise AssertionError("a method without a cloud worker has no uplink")
+
+
+WIRINGS[None] = Wiring(EdgeDevice, _no_worker)
+
+
+def wire(name: str, device: type[EdgeDevice] = EdgeDevice) -> Callable[[WorkerFactory], WorkerFactory]:
+    """Register the cloud worker factory (and the edge device class) for `Method.cloud_worker == name`."""
+    def register(factory: WorkerFactory) -> WorkerFactory:
+        WIRINGS[name] = Wiring(device, factory)
+        return factory
+
+    return register
+
+
+def wiring(method: Method) -> Wiring:
+    return WIRINGS[method.cloud_worker]
+
+
+@wire("cema")
+def _cema(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
+    """Foundation step + distillation into the device's student, replay buffer per device or shared."""
+    sc, cloud = fleet.sc, fleet.cloud
+    teacher = cloud.foundation_learner if sc.cloud.foundation_scope == "shared" else cloud.foundation_learner.copy()
+    CemaWorker(cloud, d, inbox, fleet.learner(on_edge=False), downlink,
+               fleet.shared_replay or ReplayBuffer(sc.cloud.replay_capacity), teacher,
+               torch_generator(sc.seed, "replay", d), shared_replay=fleet.shared_replay is not None,
+               own_teacher=sc.cloud.foundation_scope == "device", source_state=fleet.source_state)
+
+
+@wire("offload")
+def _offload(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
+    """The device's own TTA step, run by the cloud on its uploads."""
+    cloud, method = fleet.cloud, fleet.method
+    per_sample = method.adapter_passes() * fleet.edge_flops.per_sample("backward", "batch")
+    OffloadWorker(cloud, d, inbox, fleet.learner(on_edge=False), downlink, method.adapter,
+                  lambda n: cloud.profile.seconds(n * per_sample), source_state=fleet.source_state)
+
+
+@wire("inference", device=CloudInferenceDevice)
+def _inference(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
+    """The frozen foundation model answers every upload; the device computes nothing."""
+    cloud = fleet.cloud
+    per_sample = cloud.foundation_flops.per_sample("forward", "eval")
+    InferenceWorker(cloud, d, inbox, downlink, fleet.sc.method.answer_bytes,
+                    lambda n: cloud.profile.seconds(n * per_sample))
