@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from cemasim.errors import ConfigError
-from cemasim.methods.cloud import NORM_MODES, CloudConfig
+from cemasim.methods.cema_cloud import NORM_MODES, CloudConfig
 from cemasim.models.profiles import DeviceProfile, profile_from
 from cemasim.models.resolve import build as resolve_model
 from cemasim.scenario import Scenario
@@ -41,19 +41,19 @@ def build_workload(sc: Scenario) -> tuple[Workload, np.ndarray | None]:
     return Workload(source, [], sc.seed, labels), mask
 
 
-def build_model(sc: Scenario, role: str, device: torch.device, workload: Workload, mask: np.ndarray | None):
+def build_model(sc: Scenario, which: str, device: torch.device, workload: Workload, mask: np.ndarray | None):
     """(model, spec) for models.edge or models.foundation with its weights choice; the spec's input
     shape is the dataset's (FLOPs are counted on the images the model really sees)."""
-    weights = sc.models[f"{role}_weights"]
+    weights = sc.models[f"{which}_weights"]
     classes = workload.source.num_classes if weights == "random" else None  # a random head fits the data
-    model, spec = resolve_model(sc.models[role], weights, classes, device, mask)
+    model, spec = resolve_model(sc.models[which], weights, classes, device, mask)
     return model, replace(spec, input_shape=tuple(workload.source.image_shape))
 
 
-def check_outputs(spec, workload: Workload, mask: np.ndarray | None, role: str) -> None:
+def check_outputs(spec, workload: Workload, mask: np.ndarray | None, which: str) -> None:
     expected = len(mask) if mask is not None else workload.source.num_classes
     if spec.num_classes != expected:
-        raise ConfigError(f"models.{role}: '{spec.name}' has {spec.num_classes} outputs but "
+        raise ConfigError(f"models.{which}: '{spec.name}' has {spec.num_classes} outputs but "
                           f"{workload.source.name} has {expected} classes")
 
 

@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from cemasim import sweep as sw
+    from cemasim import sweeps as sw
 
     sweeps = [f for f in args.files if _is_sweep_file(f)]
     scenarios = _load_all([f for f in args.files if f not in sweeps], args.set, args.seed)
@@ -174,7 +174,7 @@ def cmd_zoo_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from cemasim import sweep as sw
+    from cemasim import sweeps as sw
     from cemasim.results.figures import paired_figures
 
     spec = _sweep_from_args(args)
@@ -266,7 +266,7 @@ def _print_paired(table, keys: list[str], text: str) -> None:
 
 def _sweep_from_args(args: argparse.Namespace):
     from cemasim import scenario
-    from cemasim import sweep as sw
+    from cemasim import sweeps as sw
 
     from cemasim.schema import plain_name
 
@@ -319,7 +319,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     from cemasim.results.figures import paired_figures, run_figures
 
-    from cemasim import sweep as sw
+    from cemasim import sweeps as sw
     from cemasim.results.writer import is_complete
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())

@@ -14,7 +14,7 @@ import torch
 
 from cemasim.data.encoding import encode, to_uint8
 from cemasim.methods import build_method
-from cemasim.methods.cloud import distill_step, foundation_step, to_float
+from cemasim.methods.cema_cloud import distill_step, foundation_step, to_float
 from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm

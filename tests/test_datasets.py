@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from cemasim.data import datasets as ds
+from cemasim.data import sources
 from cemasim.data.datasets import DATASETS, open_dataset
 from cemasim.errors import ConfigError, DataError
 
@@ -296,7 +297,7 @@ def test_imagenet_c_preprocessing_sizes(tmp_path: Path):
     assert src.load([0]).shape == (1, 3, 224, 224)  # 300x200 -> 384x256 -> crop 224
     small = open_dataset("imagenet_c", tmp_path, corruptions=["snow"], severities=[5], image_size=64)
     assert small.image_shape == (3, 64, 64) and small.load([0]).shape == (1, 3, 64, 64) and small.resize == 73
-    assert ds._center_crop(Image.new("RGB", (224, 224)), 224).size == (224, 224)
+    assert sources._center_crop(Image.new("RGB", (224, 224)), 224).size == (224, 224)
 
 
 def test_imagenet_c_lru_cache_and_prefetch(imagenet_c_root: Path):
@@ -320,7 +321,7 @@ def test_imagenet_c_lru_cache_and_prefetch(imagenet_c_root: Path):
     fresh.close()
     racing = open_dataset("imagenet_c", imagenet_c_root, corruptions=["gaussian_noise"], severities=[1, 3])
     racing.prefetch(np.arange(12))  # no wait: load() takes what is ready and waits for the rest
-    assert torch.equal(racing.load(np.arange(12)[::-1]), torch.stack([ds.decode_image(
+    assert torch.equal(racing.load(np.arange(12)[::-1]), torch.stack([sources.decode_image(
         imagenet_c_root / p, 224, 256) for p in racing.paths[::-1]]))
     assert racing.cache_info()["decoded"] == 12  # nothing decoded twice
     racing.close()

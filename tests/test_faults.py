@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from cemasim import cli, runner, sweep
+from cemasim import cli, runner
+from cemasim import sweeps as sweep
 from cemasim.errors import RunError
 from tests.conftest import SMALL, small
 

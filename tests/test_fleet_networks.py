@@ -74,7 +74,7 @@ def test_an_off_device_neither_predicts_nor_receives():
     assert summary["missed_samples"] == len(missed)
     devices = tables["devices"]
     assert (devices["available_s"] < sc.duration_s + sc.drain_s).all()
-    from cemasim.sim.links import off_intervals
+    from cemasim.sim.link_factory import off_intervals
 
     for d in range(sc.fleet.devices):
         off = off_intervals(sc, sc.seed, d, sc.duration_s + sc.drain_s)

@@ -11,15 +11,15 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cemasim"
 ABOVE_PURE = ("cemasim.sim", "simpy", "cemasim.scenario", "cemasim.assembly", "cemasim.workload", "cemasim.oracle",
-              "cemasim.runner", "cemasim.sweep", "cemasim.api", "cemasim.cli", "cemasim.results")
+              "cemasim.runner", "cemasim.sweeps", "cemasim.api", "cemasim.cli", "cemasim.results")
 RULES = {
     "data": ABOVE_PURE,
     "net": ABOVE_PURE,
     "models": ABOVE_PURE,
     "methods": ABOVE_PURE,
     "scenario": ("cemasim.sim", "simpy", "cemasim.assembly", "cemasim.workload", "cemasim.oracle", "cemasim.runner",
-                 "cemasim.sweep", "cemasim.api", "cemasim.cli", "cemasim.results"),
-    "results": ("cemasim.sweep", "cemasim.cli", "cemasim.api", "cemasim.runner"),
+                 "cemasim.sweeps", "cemasim.api", "cemasim.cli", "cemasim.results"),
+    "results": ("cemasim.sweeps", "cemasim.cli", "cemasim.api", "cemasim.runner"),
 }
 
 

@@ -85,7 +85,7 @@ def is_sweep(path: Path) -> bool:
 def test_every_shipped_scenario_validates(path):
     """Scenario files validate as scenarios; sweep files validate every point."""
     if is_sweep(path):
-        from cemasim.sweep import load_sweep_file
+        from cemasim.sweeps import load_sweep_file
 
         assert load_sweep_file(path).points
     else:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cemasim import sweep as sw
+from cemasim import sweeps as sw
 from cemasim.cli import main
 from cemasim.errors import ConfigError
 from cemasim.results.figures import pareto_front

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cemasim import sweep as sw
+from cemasim import sweeps as sw
 from cemasim.results.stats import ci95, verdict
 
 HERE = Path(__file__).resolve().parent

@@ -8,10 +8,12 @@ mean per variant.
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import yaml
+
+import cemasim
 
 HERE = Path(__file__).resolve().parent
 SCENARIO = HERE.parent.parent / "scenarios" / "commuter.yaml"
@@ -40,23 +42,15 @@ VARIANTS = {
     **{f"overloaded cloud, {p}": ["cloud.profile=rpi4", f"cloud.scheduler={p}"]
        for p in ("staleness", "fifo", "round_robin", "backlog")},
 }
+ORDER = {name: i for i, name in enumerate(VARIANTS)}
 KEYS = ["accuracy", "cloud_utilization", "samples", "missed_samples", "upload_ratio", "uplink_bytes", "downlink_bytes", "dropped_samples",
         "retransmissions", "upload_delay_mean_s", "upload_delay_p95_s", "refreshes", "param_age_mean_s",
         "energy_j", "energy_tx_j", "energy_compute_j", "energy_mj_per_sample", "wall_time_s"]
 
 
-def one(job: tuple[str, int]) -> dict:
-    import torch
-
-    from cemasim import scenario
-    from cemasim.runner import simulate
-
-    torch.set_num_threads(1)
-    name, seed = job
-    sc = scenario.load(SCENARIO, VARIANTS[name] + ["output.plots=false", "compute_device=cpu"], seed)
-    _, summary, _ = simulate(sc)
-    return {"variant": name, "seed": seed, **{k: summary[k] for k in KEYS},
-            **{f"drops_{k}": v for k, v in summary["drops"].items()}}
+def as_values(overrides: list[str]) -> dict:
+    """'key=value' strings (values as YAML) as the mapping cemasim.sweep's variants take."""
+    return {key: yaml.safe_load(value) for key, value in (o.split("=", 1) for o in overrides)}
 
 
 def main() -> None:
@@ -66,10 +60,15 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", choices=list(VARIANTS), help="run just these variants")
     ap.add_argument("--csv", default="ablations.csv", help="file name under analysis/commuter/")
     args = ap.parse_args()
-    jobs = [(v, s) for s in range(args.seeds) for v in (args.only or VARIANTS)]
-    with ProcessPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(one, jobs))
-    df = pd.DataFrame(rows).fillna(0)
+    chosen = {name: as_values(VARIANTS[name]) for name in (args.only or VARIANTS)}
+    table = cemasim.sweep(SCENARIO, variants=chosen, seeds=args.seeds, workers=args.workers, threads=1,
+                          set={"output.plots": False, "compute_device": "cpu"}, name="commuter-ablations")
+    failed = table[table["status"] != "ok"]
+    if len(failed):
+        raise SystemExit(f"{len(failed)} runs failed: {failed['error'].iloc[0]}")
+    drops = sorted(c for c in table if c.startswith("drops_"))
+    df = table[["variant", "seed"] + KEYS + drops].sort_values(["seed", "variant"], key=lambda c: c.map(ORDER)
+                                                                if c.name == "variant" else c).fillna(0)
     df.to_csv(HERE / args.csv, index=False)
     mean = df.drop(columns="seed").groupby("variant", sort=False).mean()
     mean["accuracy"] *= 100

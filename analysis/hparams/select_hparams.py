@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cemasim import sweep as sw
+from cemasim import sweeps as sw
 from cemasim.methods.presets import IMAGENET
 
 HERE = Path(__file__).resolve().parent

@@ -35,9 +35,9 @@ def family(model_name: str) -> str:
     return "fmnist_zoo" if model_name in MODELS else "imagenet"
 
 
-def _preset(sc: Any, role: str) -> dict[str, float]:
+def _preset(sc: Any, which: str) -> dict[str, float]:
     name = sc.method.preset
-    return PRESETS[family(sc.models[role]) if name == "auto" else name]
+    return PRESETS[family(sc.models[which]) if name == "auto" else name]
 
 
 def method_lr(sc: Any, method: str) -> float:

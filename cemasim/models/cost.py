@@ -6,6 +6,8 @@ kind (per sample; convolution and linear FLOPs are linear in batch size). Durati
 not depend on the host running the simulation, and one seed gives one result.
 
 Hardware is a profile (cemasim.models.profiles): peak FLOP/s x utilization + overhead per call.
+Importing this module teaches FlopCounterMode the FLOPs of CPU fused attention, which it otherwise
+counts as zero, so a ViT costs the same whether its FLOPs are counted on CPU or GPU.
 """
 
 from __future__ import annotations
@@ -44,3 +46,23 @@ class FlopCounter:
                 params = {n: t.requires_grad_(True) for n, t in state.items() if not n.endswith(norm.STAT_SUFFIXES)}
                 norm.forward(self.model, {**state, **params}, x, stat_mode).logsumexp(-1).sum().backward()
         return counter.get_total_flops() / batch
+
+
+def count_cpu_attention_flops() -> None:
+    """Register FLOP formulas for CPU fused attention, which FlopCounterMode otherwise counts as 0.
+
+    The formulas are torch's own for the CUDA flash/efficient kernels (same math), so FLOPs
+    per sample no longer depend on the device they were counted on. Safe to call twice.
+    """
+    from torch.utils import flop_counter as fc
+
+    aten = torch.ops.aten
+    pairs = (("_scaled_dot_product_flash_attention_for_cpu", "sdpa_flop"),
+             ("_scaled_dot_product_flash_attention_for_cpu_backward", "sdpa_backward_flop"))
+    for op_name, formula_name in pairs:
+        op, formula = getattr(aten, op_name, None), getattr(fc, formula_name, None)
+        if op is not None and formula is not None and op not in fc.flop_registry:
+            fc.flop_registry[op] = formula
+
+
+count_cpu_attention_flops()

@@ -19,10 +19,6 @@ Weights never come from the network. `weights` is one of:
 
 Anything missing raises DataError naming the file or cache folder that was searched and how
 to provide weights. timm is optional (``pip install -e '.[zoo]'``) and imported lazily.
-
-Importing this module also teaches torch's FlopCounterMode the FLOPs of CPU fused attention
-(`aten._scaled_dot_product_flash_attention_for_cpu`), which it otherwise counts as zero, so
-a ViT costs the same in the simulator whether its FLOPs are counted on CPU or GPU.
 """
 
 from __future__ import annotations
@@ -497,23 +493,3 @@ def head_size(net: nn.Module, classifier: str) -> int:
     if isinstance(module, nn.Linear):
         return module.out_features
     raise ConfigError(f"cannot tell the number of classes of {type(net).__name__}", source="model")
-
-
-def count_cpu_attention_flops() -> None:
-    """Register FLOP formulas for CPU fused attention, which FlopCounterMode otherwise counts as 0.
-
-    The formulas are torch's own for the CUDA flash/efficient kernels (same math), so FLOPs
-    per sample no longer depend on the device they were counted on. Safe to call twice.
-    """
-    from torch.utils import flop_counter as fc
-
-    aten = torch.ops.aten
-    pairs = (("_scaled_dot_product_flash_attention_for_cpu", "sdpa_flop"),
-             ("_scaled_dot_product_flash_attention_for_cpu_backward", "sdpa_backward_flop"))
-    for op_name, formula_name in pairs:
-        op, formula = getattr(aten, op_name, None), getattr(fc, formula_name, None)
-        if op is not None and formula is not None and op not in fc.flop_registry:
-            fc.flop_registry[op] = formula
-
-
-count_cpu_attention_flops()

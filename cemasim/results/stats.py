@@ -1,6 +1,6 @@
 """Statistics of sweep tables: per-point means with 95 % CIs, and paired differences against a baseline.
 
-Pure pandas/numpy (no simulator imports): sweep.py, the CLI and the figures all use it.
+Pure pandas/numpy (no simulator imports): sweeps.py, the CLI and the figures all use it.
 
 Pairing. A seed fixes the data of a run (images, their order, corruption noise, arrivals) for every
 method and every value of the other swept keys: common random numbers. So method A minus method B

@@ -65,8 +65,8 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     root = sc["data"]["root"]
     if isinstance(root, str) and not Path(root).expanduser().is_dir():
         problems.append(f"data.root: no such folder: {root}")
-    for role in ("edge", "foundation"):
-        problems += _model_problems(sc["models"], role, dataset.channels if dataset else None)
+    for which in ("edge", "foundation"):
+        problems += _model_problems(sc["models"], which, dataset.channels if dataset else None)
     problems += profile_problems(sc["cloud"]["profile"], "cloud.profile")
     top = _device_problems(sc)
     problems += top
@@ -151,7 +151,7 @@ def _pieces_problems(sc: dict[str, Any], duration: float, horizon: float) -> lis
     return out
 
 
-def _model_problems(models: dict[str, Any], role: str, channels: int | None) -> list[str]:
+def _model_problems(models: dict[str, Any], which: str, channels: int | None) -> list[str]:
     """A model name the registries do not know, a checkpoint that cannot load, or input channels
     that differ from the dataset's; cheap checks only (no external weights are read)."""
     from cemasim.errors import DataError
@@ -159,31 +159,31 @@ def _model_problems(models: dict[str, Any], role: str, channels: int | None) -> 
     from cemasim.models.resolve import check_checkpoint
     from cemasim.models.zoo import MODELS
 
-    name, weights = models[role], models[f"{role}_weights"]
+    name, weights = models[which], models[f"{which}_weights"]
     if not isinstance(name, str):
         return []
     if is_external(name):
         try:
             shape = input_shape_of(name)
         except ConfigError as exc:
-            return [f"models.{role}: {p}" for p in exc.problems]
+            return [f"models.{which}: {p}" for p in exc.problems]
     elif name in MODELS:
         shape = MODELS.get(name).input_shape
     else:
-        return [f"models.{role}: {MODELS.unknown(name)} (or timm:ARCH / torchvision:ARCH)"]
+        return [f"models.{which}: {MODELS.unknown(name)} (or timm:ARCH / torchvision:ARCH)"]
     problems = []
     if channels is not None and shape[0] != channels:
-        problems.append(f"models.{role}: {name} takes {shape[0]}-channel images but the dataset has {channels} "
+        problems.append(f"models.{which}: {name} takes {shape[0]}-channel images but the dataset has {channels} "
                         f"channel{'s' if channels != 1 else ''}")
     if isinstance(weights, str) and weights != "random":
         path = Path(weights).expanduser()
         if not path.is_file():
-            problems.append(f"models.{role}_weights: no such checkpoint file: {weights}")
+            problems.append(f"models.{which}_weights: no such checkpoint file: {weights}")
         elif not is_external(name):
             try:
                 check_checkpoint(name, path)
             except DataError as exc:
-                problems.append(f"models.{role}_weights: {exc}")
+                problems.append(f"models.{which}_weights: {exc}")
     return problems
 
 

@@ -25,12 +25,12 @@ from cemasim.net.radio import RADIOS
 from cemasim.results.records import Recorder
 from cemasim.assembly import build_model, build_workload, check_outputs, cloud_config, pick_device, profile_of
 from cemasim.scenario import Scenario
-from cemasim.sim.cloud import Cloud, CloudPlan
+from cemasim.sim.cloud_workers import Cloud, CloudPlan
 from cemasim.scenario.classes import DeviceClass, device_classes
 from cemasim.net.capacity import DownIntervals
 from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice, UploadPolicy
 from cemasim.sim.wiring import wiring
-from cemasim.sim.links import DEVICE_OFF, LinkFactory, off_intervals
+from cemasim.sim.link_factory import DEVICE_OFF, LinkFactory, off_intervals
 from cemasim.workload import domain_table, plan_available
 
 
@@ -69,10 +69,10 @@ class Fleet:
 
     def __init__(self, sc: Scenario):
         self.sc = sc
-        self.device = pick_device(sc.compute_device)
+        self.torch_device = pick_device(sc.compute_device)
         torch.manual_seed(sc.seed)  # nothing should draw from it; belt and braces for library code
         self.workload, self._mask = build_workload(sc)
-        edge_model, self.edge_spec = build_model(sc, "edge", self.device, self.workload, self._mask)
+        edge_model, self.edge_spec = build_model(sc, "edge", self.torch_device, self.workload, self._mask)
         check_outputs(self.edge_spec, self.workload, self._mask, "edge")
         self.edge_model = norm.convert(edge_model)
         self.method = build_method(sc, self.edge_spec.num_classes)
@@ -96,7 +96,7 @@ class Fleet:
             for position, d in enumerate(cls.devices):
                 self.devices.append(self._device(cls, position, d, ids, links, policy, horizon))
         self.n_samples = sum(len(b) for dev in self.devices for b in dev.batches)
-        self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.device) if sc.fleet.batch_across_devices \
+        self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.torch_device) if sc.fleet.batch_across_devices \
             else None
         for dev in self.devices:
             dev.batcher = self.batcher
@@ -110,7 +110,7 @@ class Fleet:
 
     def _clean_images(self, n: int) -> torch.Tensor:
         """The first n clean images of the dataset (EATA's Fisher information)."""
-        return self.workload.clean_images(n).to(self.device)
+        return self.workload.clean_images(n).to(self.torch_device)
 
     def _device(self, cls: DeviceClass, position: int, d: int, ids: dict, links: LinkFactory, policy: UploadPolicy,
                 horizon: float) -> EdgeDevice:
@@ -131,7 +131,7 @@ class Fleet:
         device_cls = wiring(self.method).device
         learner = self.learner(on_edge=self.method.adapts_on_edge)
         return device_cls(self.env, d, batches, self.workload, self.edge_model, learner, self.method, cost, uplink,
-                          inbox, policy, self.recorder, self.device, reset_on_segment=view.shift.protocol == "reset",
+                          inbox, policy, self.recorder, self.torch_device, reset_on_segment=view.shift.protocol == "reset",
                           source_state=self.source_state, off=off if len(off.starts) else None)
 
     def _edge_cost(self, view) -> EdgeCost:
@@ -146,7 +146,7 @@ class Fleet:
 
     def _build_cloud(self) -> Cloud:
         sc = self.sc
-        foundation, f_spec = build_model(sc, "foundation", self.device, self.workload, self._mask)
+        foundation, f_spec = build_model(sc, "foundation", self.torch_device, self.workload, self._mask)
         check_outputs(f_spec, self.workload, self._mask, "foundation")
         foundation = norm.convert(foundation)
         cfg = cloud_config(sc, self.edge_spec.num_classes)
@@ -154,7 +154,7 @@ class Fleet:
                          sc.cloud.refresh_every, getattr(torch, sc.cloud.refresh_dtype))
         f_flops = FlopCounter(foundation, f_spec.input_shape)
         return Cloud(self.env, sc.cloud.gpus, self.cloud_profile, foundation, self.edge_model,
-                     f_flops, self.edge_flops, cfg, plan, self.recorder, self.device, sc.cloud.scheduler)
+                     f_flops, self.edge_flops, cfg, plan, self.recorder, self.torch_device, sc.cloud.scheduler)
 
     def run(self, progress: Callable[[float, int], None] | None = None, report_every_s: float | None = None) -> SimResult:
         """Run to quiescence, at most duration_s + drain_s; `progress(sim_time, predicted)` now and then."""
@@ -175,7 +175,7 @@ class Fleet:
             progress(env.now, self.predicted())
         wall = time.perf_counter() - start
         return SimResult(self.recorder, float(env.now), wall, events,
-                         self.cloud.busy_s if self.cloud else 0.0, self.sc.cloud.gpus, str(self.device), self.protocol(),
+                         self.cloud.busy_s if self.cloud else 0.0, self.sc.cloud.gpus, str(self.torch_device), self.protocol(),
                          self.cloud_profile.active_w)
 
     def protocol(self) -> dict:

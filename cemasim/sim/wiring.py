@@ -13,7 +13,7 @@ import simpy
 from cemasim.methods import Method
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.rng import torch_generator
-from cemasim.sim.cloud import CemaWorker, InferenceWorker, OffloadWorker
+from cemasim.sim.cloud_workers import CemaWorker, InferenceWorker, OffloadWorker
 from cemasim.sim.edge import CloudInferenceDevice, EdgeDevice
 from cemasim.sim.link import Link
 

@@ -22,7 +22,7 @@ import simpy
 import torch
 from torch import nn
 
-from cemasim.methods.cloud import CloudConfig, distill_step, foundation_step, to_float
+from cemasim.methods.cema_cloud import CloudConfig, distill_step, foundation_step, to_float
 from cemasim.methods.optim import Learner
 from cemasim.methods.inference import foundation_answers
 from cemasim.methods.replay import ReplayBuffer

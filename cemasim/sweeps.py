@@ -80,7 +80,7 @@ def digest(resolved: dict[str, Any]) -> str:
 @dataclass
 class Sweep:
     name: str
-    base: Path | None
+    base: "Path | scenario.Scenario | None"
     fixed: dict[str, Any]
     grid: dict[str, list[Any]]
     seeds: list[int]
@@ -147,9 +147,12 @@ def split_values(text: str) -> list[str]:
     return parts + [text[start:]]
 
 
-def build_sweep(name: str, base: Path | None, fixed: dict[str, Any], grid: dict[str, list[Any]],
-                seeds: int | list[int], source: str = "sweep") -> Sweep:
-    """Expand and validate every point before anything runs."""
+def build_sweep(name: str, base: "Path | scenario.Scenario | None", fixed: dict[str, Any], grid: dict[str, list[Any]],
+                seeds: int | list[int], source: str = "sweep",
+                variants: dict[str, dict[str, Any]] | None = None) -> Sweep:
+    """Expand and validate every point before anything runs. `base`: a scenario file, a Scenario or
+    None (the defaults). `variants`: named sets of overrides swept as one more grid key, `variant`
+    (an ablation: each variant switches some keys at once)."""
     problems = []
     name_problem = plain_name(name) if isinstance(name, str) else "must be a string"
     if name_problem:
@@ -165,14 +168,19 @@ def build_sweep(name: str, base: Path | None, fixed: dict[str, Any], grid: dict[
     if problems:
         raise ConfigError(problems, source=source)
     sweep = Sweep(name, base, dict(fixed), dict(grid), seed_list)
-    keys = list(grid)
+    keys, dims = list(grid), [grid[k] for k in grid]
+    if variants:
+        keys, dims = [VARIANT] + keys, [list(variants)] + dims
+        sweep.grid = {VARIANT: list(variants), **sweep.grid}
     where: dict[str, list[str]] = {}  # problem -> the points it occurs at
-    for combo in itertools.product(*(grid[k] for k in keys)):
+    for combo in itertools.product(*dims):
         values = dict(zip(keys, combo))
+        chosen = {k: v for k, v in values.items() if k != VARIANT}
+        if variants:
+            chosen.update(variants[values[VARIANT]])
         for seed in seed_list:
-            overrides = [f"{k}={_yaml_scalar(v)}" for k, v in {**fixed, **values}.items()]
             try:
-                sc = scenario.load(base, overrides, seed)
+                sc = _point_scenario(base, {**fixed, **chosen}, seed)
             except ConfigError as exc:
                 label = ", ".join(f"{k}={v}" for k, v in values.items()) or "base"
                 for p in exc.problems:
@@ -189,6 +197,15 @@ def build_sweep(name: str, base: Path | None, fixed: dict[str, Any], grid: dict[
     if problems:
         raise ConfigError(problems, source=source)
     return sweep
+
+
+VARIANT = "variant"  # the grid key of build_sweep's variants
+
+
+def _point_scenario(base: "Path | scenario.Scenario | None", overrides: dict[str, Any], seed: int) -> scenario.Scenario:
+    if isinstance(base, scenario.Scenario):
+        return base.with_overrides({**overrides, "seed": seed})
+    return scenario.load(base, [f"{k}={_yaml_scalar(v)}" for k, v in overrides.items()], seed)
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -404,7 +421,7 @@ def run_sweep(sweep: Sweep, out: Path, backend: str = "local", workers: int = 1,
 def _run_locked(sweep: Sweep, folder: Path, backend: str, workers: int, address: str | None, progress: bool,
                 on_row: Callable[[dict[str, Any]], None] | None, threads: int | None) -> pd.DataFrame:
     (folder / "sweep.yaml").write_text(yaml.safe_dump(
-        {"name": sweep.name, "base": str(sweep.base) if sweep.base else None, "set": sweep.fixed,
+        {"name": sweep.name, "base": _base_label(sweep.base), "set": sweep.fixed,
          "grid": sweep.grid, "seeds": sweep.seeds}, sort_keys=False))
     path = folder / "results.parquet"
     previous = read_results(path)
@@ -454,6 +471,12 @@ def _run_locked(sweep: Sweep, folder: Path, backend: str, workers: int, address:
         if bar is not None:
             bar.close()
     return pd.DataFrame(rows)
+
+
+def _base_label(base: Any) -> str | None:
+    if isinstance(base, scenario.Scenario):
+        return base.source
+    return str(base) if base else None
 
 
 def _recover_finished(sweep: Sweep, folder: Path, points: list[Point], rows: list[dict[str, Any]]) -> set[str]:
