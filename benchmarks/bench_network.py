@@ -77,7 +77,8 @@ def main() -> None:
     ap.add_argument("--rate-hz", type=float, default=10.0, help="messages per second per device")
     ap.add_argument("--size-bytes", type=int, default=1500)
     args = ap.parse_args()
-    print(f"{args.devices} devices x {args.rate_hz} msg/s x {args.duration_s:.0f} s of {args.size_bytes}-byte messages; "
+    print(f"{args.devices} devices x {args.rate_hz} msg/s x {args.duration_s:.0f} s of "
+          f"{args.size_bytes}-byte messages; "
           f"trace {TRACE.name} (100 ms bins); host {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     print(f"{'links':<14}{'host s':>9}{'events':>11}{'events/s':>11}{'mean delay s':>14}{'x constant':>12}")
     base = None

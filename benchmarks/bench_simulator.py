@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cemasim import runner, scenario  # noqa: E402
-from cemasim.methods.cloud import CloudConfig, distill_step, foundation_step  # noqa: E402
+from cemasim.methods.cema_cloud import CloudConfig, distill_step, foundation_step  # noqa: E402
 from cemasim.methods.optim import Learner  # noqa: E402
 from cemasim.models import norm, zoo  # noqa: E402
 

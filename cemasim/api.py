@@ -88,7 +88,7 @@ def sweep(base: Scenario | str | Path | None, grid: dict[str, list[Any]] | None 
 def paired(table: pd.DataFrame, baseline: str, metrics: list[str] | None = None) -> pd.DataFrame:
     """Per grid point, the mean of the per-seed differences against `baseline` ('KEY=VALUE', a grid value)
     with a paired 95 % t interval: columns <metric>_diff, _diff_ci95, _diff_lo, _diff_hi, pairs."""
-    from cemasim.results.stats import parse_baseline, paired_differences
+    from cemasim.results.stats import paired_differences, parse_baseline
 
     key, _ = parse_baseline(baseline)
     keys = [c for c in table.columns if c == key or c in _grid_columns(table)]

@@ -47,7 +47,7 @@ def build_model(sc: Scenario, which: str, device: torch.device, workload: Worklo
     weights = sc.models[f"{which}_weights"]
     classes = workload.source.num_classes if weights == "random" else None  # a random head fits the data
     model, spec = resolve_model(sc.models[which], weights, classes, device, mask)
-    return model, replace(spec, input_shape=tuple(workload.source.image_shape))
+    return model, replace(spec, input_shape=workload.source.image_shape)
 
 
 def check_outputs(spec, workload: Workload, mask: np.ndarray | None, which: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from cemasim import __version__
 from cemasim.errors import CemasimError, ConfigError
 
-SUMMARY_COLUMNS = [
+SUMMARY_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("accuracy", "acc %", lambda v: f"{100 * v:.2f}"),
     ("samples", "samples", str),
     ("upload_ratio", "upload %", lambda v: f"{100 * v:.1f}"),
@@ -267,7 +267,6 @@ def _print_paired(table, keys: list[str], text: str) -> None:
 def _sweep_from_args(args: argparse.Namespace):
     from cemasim import scenario
     from cemasim import sweeps as sw
-
     from cemasim.schema import plain_name
 
     scenario.read_yaml(args.file)  # a missing or unreadable file: its own clear error first
@@ -317,9 +316,8 @@ def _fixed(items: list[str]) -> dict[str, Any]:
 def cmd_plot(args: argparse.Namespace) -> int:
     import yaml
 
-    from cemasim.results.figures import paired_figures, run_figures
-
     from cemasim import sweeps as sw
+    from cemasim.results.figures import paired_figures, run_figures
     from cemasim.results.writer import is_complete
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())

@@ -8,7 +8,6 @@ prediction for prediction; tests/test_ideal_network.py checks that.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
@@ -68,6 +67,7 @@ def sequential_cema(sc, device_index: int = 0) -> dict[str, np.ndarray]:
             distill_step(edge, student, foundation, teacher, to_float(torch.cat([new, old]), dev), cfg)
             chunk_done = True
         if not chunk_done and c.replay_only_batch > 0 and len(replay) > c.replay_min:
-            distill_step(edge, student, foundation, teacher, to_float(replay.sample(c.replay_only_batch, gen), dev), cfg)
+            distill_step(edge, student, foundation, teacher,
+                         to_float(replay.sample(c.replay_only_batch, gen), dev), cfg)
         edge_state = norm.cast_state(student.state, torch.float32)
     return {"pred": np.concatenate(preds), "entropy": np.concatenate(ents)}

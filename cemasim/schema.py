@@ -74,7 +74,6 @@ def at_most(limit: float, why: str) -> Check:
     def check(v: Any) -> str | None:
         return None if v <= limit else f"must be at most {limit:,} ({why}), got {v:,}"
 
-    check.limit = limit  # type: ignore[attr-defined]  (docs/scenario.md shows it)
     return check
 
 
@@ -187,9 +186,9 @@ def document(section: Section, path: str = "", level: int = 2) -> list[str]:
         if sub is not None:
             kind = "each item of" if spec.items else "inline mapping for"
             lines += document(Section(f"({kind} `{name}`) {sub.doc}", sub.fields), _join(path, name), level + 1)
-    for name, spec in section.fields.items():
-        if isinstance(spec, Section):
-            lines += document(spec, _join(path, name), level + 1 if path else level)
+    for name, part in section.fields.items():
+        if isinstance(part, Section):
+            lines += document(part, _join(path, name), level + 1 if path else level)
     return lines
 
 

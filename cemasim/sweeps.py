@@ -16,17 +16,17 @@ from the run folders on the next start. One sweep folder has one writer at a tim
 from __future__ import annotations
 
 import hashlib
-import re
 import itertools
 import json
 import math
 import os
+import re
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator
 
 import pandas as pd
 import yaml
@@ -174,19 +174,19 @@ def build_sweep(name: str, base: "Path | scenario.Scenario | None", fixed: dict[
         sweep.grid = {VARIANT: list(variants), **sweep.grid}
     where: dict[str, list[str]] = {}  # problem -> the points it occurs at
     for combo in itertools.product(*dims):
-        values = dict(zip(keys, combo))
-        chosen = {k: v for k, v in values.items() if k != VARIANT}
+        point_values: dict[str, Any] = dict(zip(keys, combo))
+        chosen = {k: v for k, v in point_values.items() if k != VARIANT}
         if variants:
-            chosen.update(variants[values[VARIANT]])
+            chosen.update(variants[point_values[VARIANT]])
         for seed in seed_list:
             try:
                 sc = _point_scenario(base, {**fixed, **chosen}, seed)
             except ConfigError as exc:
-                label = ", ".join(f"{k}={v}" for k, v in values.items()) or "base"
+                label = ", ".join(f"{k}={v}" for k, v in point_values.items()) or "base"
                 for p in exc.problems:
                     where.setdefault(p, []).append(f"{label} seed {seed}")
                 continue
-            point = Point(values, seed, digest(sc.to_dict()))
+            point = Point(point_values, seed, digest(sc.to_dict()))
             sweep.points.append(point)
             sweep.scenarios[point.point_id] = sc.to_dict()
     n_points = len(seed_list) * math.prod(len(v) for v in grid.values())
@@ -250,7 +250,7 @@ Job = tuple[str, dict[str, Any], str, int]  # point_id, scenario, folder, thread
 Done = tuple[str, dict[str, Any]]
 
 
-def local_backend(jobs: list[Job], workers: int) -> Iterator[Done]:
+def local_backend(jobs: list[Job], workers: int) -> Generator[Done, None, None]:
     """A process pool (spawned processes: safe with torch's threads)."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -283,7 +283,7 @@ def _stop_pool(pool: Any) -> None:
         proc.join(timeout=10)
 
 
-def ray_backend(jobs: list[Job], workers: int, address: str | None) -> Iterator[Done]:
+def ray_backend(jobs: list[Job], workers: int, address: str | None) -> Generator[Done, None, None]:
     """Ray tasks, one per run (Ray schedules runs; it never splits one). Starts a local cluster
     unless `address` names an existing one. Run folders must be on storage every node can reach."""
     try:
@@ -357,12 +357,15 @@ def _grid_keys(folder: Path) -> list[str]:
     return list((yaml.safe_load(spec.read_text()) or {}).get("grid", {})) if spec.is_file() else []
 
 
-def _row_from_disk(name: str, run: Path, summary: dict[str, Any], sc: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+def _row_from_disk(name: str, run: Path, summary: dict[str, Any], sc: dict[str, Any],
+                   keys: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {"point_id": run.name.rsplit("_", 1)[-1], "sweep": name, "seed": sc.get("seed")}
     for key in keys:
         node: Any = sc
         for step in scenario.path_steps(key):
-            node = node[step] if isinstance(node, (dict, list)) else None
+            found = (isinstance(node, dict) and step in node) or \
+                (isinstance(node, list) and isinstance(step, int) and step < len(node))
+            node = node[step] if found else None
         row[key] = node
     row.update({"status": "ok", "error": "", "run_folder": str(run), "sweep_wall_s": math.nan,
                 "method": sc["method"]["name"], "devices": sc["fleet"]["devices"],

@@ -79,7 +79,8 @@ def oversized_paths(data: Any, path: str = "") -> list[str]:
     if _count_nodes(data) <= MAX_NODES:
         return []
     if isinstance(data, dict):
-        found = [p for key, value in data.items() for p in oversized_paths(value, f"{path}.{key}" if path else str(key))]
+        found = [p for key, value in data.items()
+                 for p in oversized_paths(value, f"{path}.{key}" if path else str(key))]
         if found:
             return found
     return [f"{path or '<top>'}: expands to more than {MAX_NODES:,} values (YAML aliases of aliases?); a scenario "

@@ -219,7 +219,8 @@ class CEMA:
             replace_bn_forward_with(model=self.edge_model, fn=tbr_bn_forward_impl)
             replace_bn_forward_with(model=self.foundation_model, fn=tbr_bn_forward_impl)
         prepare_model_for_tent_tta(self.edge_model, is_tbr=self.is_tbr)
-        self.tta_e_optimizer = optim.SGD(params=[p for name, p in self.edge_model.named_parameters() if p.requires_grad],
+        self.tta_e_optimizer = optim.SGD(params=[p for name, p in self.edge_model.named_parameters()
+                                                 if p.requires_grad],
                                          lr=s_tta_lr, momentum=0.9)
         prepare_model_for_tent_tta(self.foundation_model, is_tbr=self.is_tbr)
         self.tta_f_optimizer = optim.SGD(

@@ -44,7 +44,8 @@ def test_validate_takes_sweep_files_and_checks_every_point(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "scenarios/quickstart.yaml: ok" in out and "scenarios/methods.yaml: ok (sweep, 42 runs)" in out
     bad = tmp_path / "bad_sweep.yaml"
-    bad.write_text("name: b\nbase: %s\ngrid: {uplink.bandwidth_mbps: [1, -2]}\n" % Path("scenarios/quickstart.yaml").resolve())
+    bad.write_text("name: b\nbase: %s\ngrid: {uplink.bandwidth_mbps: [1, -2]}\n"
+                   % Path("scenarios/quickstart.yaml").resolve())
     assert main(["validate", str(bad)]) == 2
     assert "uplink.bandwidth_mbps: must be > 0, got -2" in capsys.readouterr().err
 
@@ -75,7 +76,8 @@ def test_run_writes_the_output_contract(tmp_path, capsys):
         assert key in summary, key
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["torch"] and manifest["compute_device"] == "cpu"
-    assert manifest["protocol"]["shift_protocol"] == "continual" and "higher is better" in manifest["protocol"]["metric"]
+    assert (manifest["protocol"]["shift_protocol"] == "continual"
+            and "higher is better" in manifest["protocol"]["metric"])
     timeline = pd.read_parquet(folder / "timeline.parquet")
     assert timeline["samples"].sum() == summary["samples"]
     assert "contract" in capsys.readouterr().out  # the summary table

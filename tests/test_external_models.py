@@ -15,8 +15,7 @@ import torch
 from cemasim.errors import ConfigError, DataError
 from cemasim.models import norm, zoo
 from cemasim.models.cost import FlopCounter
-from cemasim.models.external import (ExternalModel, build_external, external_spec, parse_model_name,
-                                     register_external)
+from cemasim.models.external import ExternalModel, build_external, external_spec, parse_model_name, register_external
 
 TV_RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's official file name for ResNet18_Weights.DEFAULT
 

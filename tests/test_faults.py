@@ -144,7 +144,8 @@ def test_truncated_table_is_kept_aside_and_rebuilt_from_the_run_folders(tmp_path
     table = pd.read_parquet(path)
     assert sorted(table["point_id"]) == sorted(good["point_id"])
     assert table.set_index("point_id")["accuracy"].to_dict() == good.set_index("point_id")["accuracy"].to_dict()
-    assert time.perf_counter() - start < 60  # nothing was run again (a run takes seconds; this is a bound, not a speed test)
+    # nothing was run again (a run takes seconds; this is a bound, not a speed test)
+    assert time.perf_counter() - start < 60
 
 
 def test_a_second_writer_refuses_while_the_first_holds_the_folder(tmp_path, capsys):

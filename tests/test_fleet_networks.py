@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cemasim.scenario.classes import class_sizes, device_classes
 from cemasim.errors import ConfigError
 from cemasim.runner import simulate
+from cemasim.scenario.classes import class_sizes, device_classes
 from tests.conftest import small
 
 
@@ -61,7 +61,8 @@ def test_constant_trace_file_reproduces_the_constant_link_in_a_whole_run(tmp_pat
     base, _, _ = simulate(small("uplink.bandwidth_mbps=2"))
     traced, _, _ = simulate(small(f"uplink.trace={trace}"))
     for name in ("samples", "uploads", "refreshes"):
-        a, b = base[name].drop(columns=["image"], errors="ignore"), traced[name].drop(columns=["image"], errors="ignore")
+        a, b = (base[name].drop(columns=["image"], errors="ignore"),
+                traced[name].drop(columns=["image"], errors="ignore"))
         assert a.equals(b), name
 
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from cemasim import scenario
+from cemasim.assembly import cloud_config
 from cemasim.methods import presets
 from cemasim.runner import simulate
-from cemasim.assembly import cloud_config
 from tests.conftest import small
 
 SELECTED = Path(__file__).resolve().parent.parent / "analysis" / "hparams" / "selected.csv"
@@ -54,7 +54,8 @@ def test_paper_scenarios_keep_the_imagenet_values():
 
 @pytest.fixture(scope="module")
 def bn_predictions():
-    return simulate(small("method.name=bn_adapt", seed=1))[0]["samples"].sort_values(["device", "arrival_s"])["pred"].to_numpy()
+    return (simulate(small("method.name=bn_adapt", seed=1))[0]["samples"]
+            .sort_values(["device", "arrival_s"])["pred"].to_numpy())
 
 
 @pytest.mark.parametrize("method", ["tent", "pl", "eta", "eata", "sar", "cotta"])

@@ -16,8 +16,8 @@ from cemasim.cli import main
 from cemasim.errors import ConfigError
 from cemasim.models import norm, resolve
 from cemasim.models.cost import FlopCounter
-from cemasim.models.profiles import is_profile_file, load_profile_file, profile_from
 from cemasim.models.measure import fit_linear, parse_batch_sizes
+from cemasim.models.profiles import is_profile_file, load_profile_file, profile_from
 
 # one thread: on a shared 2-core VM two OpenMP threads stall whenever another process takes a core
 FAST = ["--model", "fmnist_edge_cnn", "--weights", "random", "--batch-sizes", "1,16,64", "--repeats", "7",

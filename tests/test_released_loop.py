@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from cemasim.assembly import build_workload
 from cemasim.data.encoding import to_uint8
 from cemasim.methods.presets import cloud_lrs
-from cemasim.oracle import sequential_cema
 from cemasim.models import zoo
+from cemasim.oracle import sequential_cema
 from cemasim.rng import torch_generator
 from cemasim.scenario import load
-from cemasim.assembly import build_workload
 from cemasim.sim.fleet import Fleet
 from cemasim.workload import domain_table, plan_device
 from tests.released_cema import CEMA

@@ -188,8 +188,8 @@ def test_cross_device_batching_gives_the_same_results(method):
 def test_selection_thresholds_do_not_touch_the_clouds_weighting():
     """cloud.e0 is its own key: CEMA selecting everything (E_max huge, no E_min) is upload_all, bit for bit,
     and sweeping selection.e_max leaves the cloud's loss weights alone."""
-    from cemasim.runner import simulate
     from cemasim.assembly import cloud_config
+    from cemasim.runner import simulate
 
     everything = ["selection.e_max=1000", "selection.e_min=null", "selection.dynamic_e_max=false"]
     cema = simulate(small("method.name=cema", *everything, seed=2))[0]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cemasim.assembly import build_workload
 from cemasim.data.arrivals import batch_bounds, constant, poisson
 from cemasim.data.shifts import device_schedule
 from cemasim.rng import numpy_rng
-from cemasim.assembly import build_workload
 from cemasim.workload import domain_table, plan_device
 from tests.conftest import small
 

@@ -12,7 +12,7 @@ from cemasim.data.shifts import GRADUAL, device_schedule, image_order
 from cemasim.errors import ConfigError, DataError
 from cemasim.sim.fleet import Fleet
 from tests.conftest import small
-from tests.test_datasets import PER_SEV, imagenet_r_root, cifar10_c_root  # noqa: F401  (fixtures)
+from tests.test_datasets import PER_SEV, cifar10_c_root, imagenet_r_root  # noqa: F401  (fixtures)
 from tests.test_simulation import _planned_samples, check_invariants
 
 SEGS = [{"corruption": "fog", "severity": 2, "duration_s": 9.0},

@@ -135,7 +135,8 @@ def test_training_is_reproducible(tmp_path):
     write_split(tmp_path / "data", "train", n=200)
     runs = []
     for run in ("a", "b"):
-        entry = train_model("fmnist_edge_cnn", tmp_path / "data", epochs=1, seed=3, out_dir=tmp_path / run, progress=False)
+        entry = train_model("fmnist_edge_cnn", tmp_path / "data", epochs=1, seed=3, out_dir=tmp_path / run,
+                            progress=False)
         assert entry["epochs"] == 1 and entry["params"] <= 500_000
         runs.append(torch.load(tmp_path / run / "fmnist_edge_cnn.pt", weights_only=True))
         assert zoo.zoo_card(tmp_path / run)["models"]["fmnist_edge_cnn"]["seed"] == 3

@@ -43,7 +43,8 @@ VARIANTS = {
        for p in ("staleness", "fifo", "round_robin", "backlog")},
 }
 ORDER = {name: i for i, name in enumerate(VARIANTS)}
-KEYS = ["accuracy", "cloud_utilization", "samples", "missed_samples", "upload_ratio", "uplink_bytes", "downlink_bytes", "dropped_samples",
+KEYS = ["accuracy", "cloud_utilization", "samples", "missed_samples", "upload_ratio",
+        "uplink_bytes", "downlink_bytes", "dropped_samples",
         "retransmissions", "upload_delay_mean_s", "upload_delay_p95_s", "refreshes", "param_age_mean_s",
         "energy_j", "energy_tx_j", "energy_compute_j", "energy_mj_per_sample", "wall_time_s"]
 
@@ -72,7 +73,8 @@ def main() -> None:
     df.to_csv(HERE / args.csv, index=False)
     mean = df.drop(columns="seed").groupby("variant", sort=False).mean()
     mean["accuracy"] *= 100
-    cols = ["accuracy", "cloud_utilization", "missed_samples", "upload_ratio", "uplink_bytes", "retransmissions", "dropped_samples",
+    cols = ["accuracy", "cloud_utilization", "missed_samples", "upload_ratio",
+            "uplink_bytes", "retransmissions", "dropped_samples",
             "upload_delay_mean_s", "upload_delay_p95_s", "param_age_mean_s", "refreshes", "energy_j"]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(f"mean over {args.seeds} seeds (accuracy in %)")

@@ -17,7 +17,8 @@ for every method, where the steps barely move the models. selected.csv keeps tha
 
     python analysis/hparams/select_hparams.py [--workers 2]
 
-Writes runs.csv (one row per run), by_candidate.csv (mean over seeds) and selected.csv (the choice per method, with the ImageNet
+Writes runs.csv (one row per run), by_candidate.csv (mean over seeds) and selected.csv (the choice per method, \
+with the ImageNet
 value's accuracy beside it). cemasim/methods/presets.py's FMNIST_ZOO must equal selected.csv
 (tests/test_presets.py checks it).
 """

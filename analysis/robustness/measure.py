@@ -3,10 +3,10 @@
     python analysis/robustness/measure.py [--timeout 60] [--out analysis/robustness]
 
 Each case runs in a forked child of one process that has imported cemasim and validated the
-defaults once (fast, and a case that hangs or exhausts memory cannot take the others down): under a wall-clock limit and an 8 GiB
-address-space limit. Outcomes (see tests/bad_inputs.py): clear, vague, internal, accepted, hang,
-crash (killed by a signal or out of memory). Writes cases.csv (one row per case) and counts.csv
-(outcome x group).
+defaults once (fast, and a case that hangs or exhausts memory cannot take the others down),
+under a wall-clock limit and an 8 GiB address-space limit. Outcomes (see tests/bad_inputs.py):
+clear, vague, internal, accepted, hang, crash (killed by a signal or out of memory). Writes
+cases_<label>.csv (one row per case) and counts.csv (outcome x group, one block per label).
 """
 
 from __future__ import annotations

@@ -32,8 +32,15 @@ import torch
 
 from cemasim.data.corruptions import VALIDATION_CORRUPTIONS
 from cemasim.data.imagenet_classes import IMAGENET_R_WNIDS, IMAGENET_WNIDS, imagenet_index, imagenet_r_mask
-from cemasim.data.sources import (IMAGENET_CROP, IMAGENET_RESIZE_RATIO, FileSource, ImageSource, NpySource,
-                                  TensorSource, load_npy)
+from cemasim.data.sources import (
+    IMAGENET_CROP,
+    IMAGENET_RESIZE_RATIO,
+    FileSource,
+    ImageSource,
+    NpySource,
+    TensorSource,
+    load_npy,
+)
 from cemasim.errors import ConfigError, DataError
 from cemasim.registry import Registry
 
@@ -283,7 +290,11 @@ def _open_cifar_c(req: Request) -> ImageSource:
     _check_labels(labels_all, n_classes, folder / "labels.npy")
     per_sev = len(labels_all) // 5
     take = _first_n(req.subset, per_sev, f"{title} severity block")
-    arrays, files, rows, domains, names = [], [], [], [], []
+    arrays: list[np.ndarray] = []
+    files: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    domains: list[np.ndarray] = []
+    names: list[tuple[str, int]] = []
     for f, c in enumerate(corruptions):
         arrays.append(_open_corruption_npy(folder / f"{c}.npy", len(labels_all)))
         for s in severities:
@@ -357,7 +368,8 @@ def _open_imagenet_c(req: Request) -> ImageSource:
     severities = req.severities or SEVERITIES
     listed, rule = _imagenet_c_list(folder, req.subset)
     paths: list[str] = []
-    domains, names = [], []
+    domains: list[np.ndarray] = []
+    names: list[tuple[str, int]] = []
     for c in corruptions:
         for s in severities:
             domain_dir = folder / c / str(s)

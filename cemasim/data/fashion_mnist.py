@@ -71,7 +71,8 @@ def _load_embedded() -> tuple[torch.Tensor, torch.Tensor]:
     img_name, lbl_name = (n + ".gz" for n in expected_files("test"))
     img, lbl = assets / img_name, assets / lbl_name
     if not (img.is_file() and lbl.is_file()):
-        raise DataError(f"the embedded Fashion-MNIST test split is missing from {assets}: expected {img_name}, {lbl_name}")
+        raise DataError(f"the embedded Fashion-MNIST test split is missing from {assets}: "
+                        f"expected {img_name}, {lbl_name}")
     return _load_pair(img.read_bytes(), lbl.read_bytes(), img_name, lbl_name, "test")
 
 
@@ -99,7 +100,8 @@ def _first_existing(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _load_pair(img_bytes: bytes, lbl_bytes: bytes, img_src: object, lbl_src: object, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_pair(img_bytes: bytes, lbl_bytes: bytes, img_src: object, lbl_src: object,
+               split: str) -> tuple[torch.Tensor, torch.Tensor]:
     images = _parse_idx(img_bytes, IMAGES_MAGIC, img_src)
     labels = _parse_idx(lbl_bytes, LABELS_MAGIC, lbl_src)
     if images.shape[1:] != (28, 28):

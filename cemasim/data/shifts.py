@@ -35,6 +35,7 @@ class Schedule:
     def domain_index(self, times: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Index into `domains` for each time (random per sample when mixed)."""
         if self.mixed:
+            assert rng is not None, "a mixed schedule draws each sample's domain"
             return rng.integers(0, len(self.domains), size=len(times))
         return self.segment_index(times) % len(self.domains)
 

@@ -236,8 +236,8 @@ def decode_image(path: Path, crop: int, resize: int) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as opened:
+            im = opened.convert("RGB")
             if im.size != (crop, crop):
                 im = _center_crop(_resize_shorter(im, resize), crop)
             arr = np.array(im, dtype=np.uint8)
@@ -257,7 +257,7 @@ def _resize_shorter(im: Any, size: int) -> Any:
         return im
     new_long = int(size * long / short)
     new_w, new_h = (size, new_long) if w <= h else (new_long, size)
-    return im.resize((new_w, new_h), Image.BILINEAR)
+    return im.resize((new_w, new_h), Image.Resampling.BILINEAR)
 
 
 def _center_crop(im: Any, size: int) -> Any:

@@ -18,10 +18,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cemasim.methods.method import (ADAPTERS, TTA, BNAdapt, Cema, CloudInference, FilteredTTA, Lame, Method, Onda,
-                                    RandomUpload, UploadAll)
+from cemasim.methods.method import (
+    ADAPTERS,
+    TTA,
+    BNAdapt,
+    Cema,
+    CloudInference,
+    FilteredTTA,
+    Lame,
+    Method,
+    Onda,
+    RandomUpload,
+    UploadAll,
+)
 from cemasim.methods.selection import SelectionConfig
-from cemasim.methods.tta import ETA, EATA, SAR, Adapter, CoTTA, PseudoLabel, cotta_anchor
+from cemasim.methods.tta import EATA, ETA, SAR, Adapter, CoTTA, PseudoLabel, cotta_anchor
 from cemasim.registry import Registry
 
 __all__ = ["ADAPTERS", "METHODS", "Method", "build_method"]
@@ -71,7 +82,8 @@ def _eta_kwargs(sc: Any, num_classes: int) -> dict[str, Any]:
 METHODS.add("source", lambda sc, c: Method(name="source"), "frozen source model, source BN statistics, uploads nothing")
 METHODS.add("bn_adapt", lambda sc, c: BNAdapt(name="bn_adapt", prior=sc.method.bn_prior),
             "test-batch BN statistics on the edge (method.bn_prior mixes in the source's), uploads nothing")
-METHODS.add("onda", lambda sc, c: Onda(name="onda"), "EMA of BN statistics from the source (momentum 0.1), uploads nothing")
+METHODS.add("onda", lambda sc, c: Onda(name="onda"),
+            "EMA of BN statistics from the source (momentum 0.1), uploads nothing")
 METHODS.add("lame", lambda sc, c: Lame(name="lame", knn=sc.method.lame_knn),
             "frozen model + kNN Laplacian output correction over each batch, uploads nothing")
 METHODS.add("tent", _tta(lambda sc, c: Adapter(lr=_lr(sc, "tent"))),

@@ -59,6 +59,7 @@ def foundation_step(model: nn.Module, learner: Learner, x: Tensor, cfg: CloudCon
     """Adapt f_theta on a chunk by confidence-weighted entropy minimisation."""
     _, loss = gradient_step(model, learner, x, cfg.foundation_mode, lambda z: foundation_loss(z, cfg.e0),
                             cfg.foundation_lr, cfg.momentum)
+    assert loss is not None  # the weighted entropy is defined on any chunk
     return float(loss)
 
 
@@ -76,4 +77,5 @@ def distill_step(edge_model: nn.Module, student: Learner, foundation: nn.Module,
         return distillation_loss(z_e, z_f, cfg.e0, cfg.alpha, cfg.beta, cfg.gamma, cfg.temperature)
 
     _, value = gradient_step(edge_model, student, x, cfg.student_mode, loss, cfg.distill_lr, cfg.momentum)
+    assert value is not None
     return float(value)

@@ -18,8 +18,8 @@ def foundation_answers(model: nn.Module, state: norm.NormState, x: Tensor) -> tu
     return logits.argmax(1).tolist(), entropy(logits).tolist()
 
 
-def grouped_edge_logits(model: nn.Module, states: list[norm.NormState], x: Tensor, mode: str) -> list[Tensor]:
-    """Logits of several devices' batches (stacked in `x`, one per state) in one grouped forward:
-    shared layers once, norm state per device; equal to one forward per device."""
+def grouped_edge_logits(model: nn.Module, states: list[norm.NormState], x: Tensor, mode: str) -> Tensor:
+    """Logits [devices, n, classes] of several devices' batches (stacked in `x`, one per state) in one
+    grouped forward: shared layers once, norm state per device; equal to one forward per device."""
     with torch.no_grad():
         return norm.grouped_forward(model, states, x, mode)

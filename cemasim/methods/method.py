@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cemasim.methods.losses import entropy
 from cemasim.methods.optim import Learner
 from cemasim.methods.selection import SelectionConfig, SelectionState, redundancy_mask, select
-from cemasim.methods.tta import ETA, EATA, SAR, Adapter, CoTTA, classifier_features, fisher_information, lame_predict
-from cemasim.methods.losses import entropy
+from cemasim.methods.tta import EATA, ETA, SAR, Adapter, CoTTA, classifier_features, fisher_information, lame_predict
 from cemasim.models import norm
 from cemasim.rng import numpy_rng
 
@@ -189,6 +189,7 @@ class Cema(Method):
         return SelectionState()
 
     def select(self, logits: Tensor, state: SelectionState) -> Tensor:
+        assert self.selection is not None
         return select(logits, state, self.selection)
 
 

@@ -23,14 +23,15 @@ class ReplayBuffer:
     def add(self, images: Tensor) -> None:
         """Append uint8 images [N, C, H, W]; the oldest are evicted beyond capacity."""
         for img in images:
-            self._ensure_room(img)
-            self._data[self._next] = img
+            data = self._ensure_room(img)
+            data[self._next] = img
             self._next = (self._next + 1) % self.capacity
             self._size = min(self._size + 1, self.capacity)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """n images drawn uniformly without replacement (all of them if fewer are held)."""
         idx = torch.randperm(self._size, generator=generator)[: min(n, self._size)]
+        assert self._data is not None, "sample() needs images in the buffer"
         return self._data[self._order()[idx]]
 
     def _order(self) -> Tensor:
@@ -39,7 +40,8 @@ class ReplayBuffer:
             return torch.arange(self._size)
         return (torch.arange(self.capacity) + self._next) % self.capacity
 
-    def _ensure_room(self, img: Tensor) -> None:
+    def _ensure_room(self, img: Tensor) -> Tensor:
+        """The storage, grown (doubling up to capacity) when full; allocated at the first image."""
         if self._data is None:
             self._data = torch.empty((min(64, self.capacity), *img.shape), dtype=img.dtype)
         held = self._data.shape[0]
@@ -48,3 +50,4 @@ class ReplayBuffer:
             grown[:held] = self._data
             self._data = grown
             self._next = held
+        return self._data

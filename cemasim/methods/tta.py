@@ -87,7 +87,7 @@ class EATA(ETA):
 
     def regulariser(self, learner: Learner) -> Tensor | float:
         fisher, anchor = learner.extra.get("fisher"), learner.extra.get("anchor")
-        if fisher is None:
+        if fisher is None or anchor is None:
             return 0.0
         return self.fisher_alpha * sum((fisher[n] * (learner.extra["live"][n] - anchor[n]) ** 2).sum() for n in fisher)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from cemasim.errors import ConfigError, DataError
 from cemasim.models.zoo import MODELS, ModelSpec
@@ -67,6 +67,9 @@ def is_external(name: str) -> bool:
 
 class ChannelNormalize(nn.Module):
     """(x - mean[c]) / std[c] on [N, C, H, W], constants kept out of the state dict."""
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
@@ -351,7 +354,8 @@ class _TimmAdapter(_Adapter):
             raise DataError(f"timm model {self.arch} has no pretrained weights; pass a checkpoint path or 'random'")
         fetch = f"huggingface-cli download {hub_id}" if hub_id else f"download {url}"
         raise DataError(f"timm weights for {self.arch} not found in the local cache: looked for "
-                        f"{' and '.join(looked)}. On a machine with network access run `{fetch}` and copy the cache folder here (set "
+                        f"{' and '.join(looked)}. On a machine with network access run `{fetch}` "
+                        "and copy the cache folder here (set "
                         "HF_HOME/HF_HUB_CACHE to point at it), or pass a checkpoint path as weights")
 
     def _size(self, input_size: int | None) -> dict[str, Any]:
@@ -369,7 +373,7 @@ class _TimmAdapter(_Adapter):
 
     def input_shape(self) -> tuple[int, int, int]:
         size = getattr(self.cfg, "input_size", None) if self.cfg else None
-        return tuple(size) if size else (3, 224, 224)  # type: ignore[return-value]
+        return (int(size[0]), int(size[1]), int(size[2])) if size else (3, 224, 224)
 
     def mean(self) -> tuple[float, ...]:
         return tuple(self.cfg.mean) if self.cfg and self.cfg.mean else IMAGENET_MEAN

@@ -39,8 +39,14 @@ _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 class StatBatchNorm(nn.Module):
     """Drop-in for nn.BatchNorm1d/2d whose statistics source is chosen per call (see module doc)."""
 
+    running_mean: Tensor
+    running_var: Tensor
+    weight: Tensor
+    bias: Tensor
+
     def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
         super().__init__()
+        assert bn.running_mean is not None and bn.running_var is not None, "needs track_running_stats"
         self.num_features, self.eps = bn.num_features, bn.eps
         self.momentum = 0.1 if bn.momentum is None else bn.momentum
         self.weight, self.bias = bn.weight, bn.bias
@@ -67,7 +73,8 @@ class StatBatchNorm(nn.Module):
             with torch.no_grad():
                 n = x.numel() / x.shape[1]
                 self.running_mean.mul_(1 - self.momentum).add_(self.momentum * x.mean(dims))
-                self.running_var.mul_(1 - self.momentum).add_(self.momentum * x.var(dims, unbiased=False) * n / max(n - 1, 1))
+                self.running_var.mul_(1 - self.momentum).add_(
+                    self.momentum * x.var(dims, unbiased=False) * n / max(n - 1, 1))
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         mean = self.prior * self.running_mean + (1 - self.prior) * x.mean(dims)
         var = self.prior * self.running_var + (1 - self.prior) * x.var(dims, unbiased=True)
@@ -91,7 +98,6 @@ class StatBatchNorm(nn.Module):
                 self.running_mean.add_(self.momentum * (batch_mean.detach().view(-1) - self.running_mean))
                 self.running_var.add_(self.momentum * (batch_var.detach().view(-1) - self.running_var))
         return self.weight.view(shape) * y + self.bias.view(shape)
-
 
     def _grouped(self, x: Tensor, mode: str) -> Tensor:
         """Per-device normalisation of a merged batch: devices become channel groups, so one fused

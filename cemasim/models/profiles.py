@@ -96,14 +96,14 @@ def load_profile_file(path: str) -> DeviceProfile:
     from cemasim.schema import resolve
     from cemasim.yamlfile import read_yaml
 
-    path = Path(path)
-    data = read_yaml(path, "profile")
+    file = Path(path)
+    data = read_yaml(file, "profile")
     if isinstance(data, dict) and "peak_flops_per_s" not in data:
-        raise ConfigError("peak_flops_per_s: required", source=str(path))
+        raise ConfigError("peak_flops_per_s: required", source=str(file))
     problems: list[str] = []
     values = resolve(PROFILE, data, "", problems)
     if problems:
-        raise ConfigError(problems, source=str(path))
-    return DeviceProfile(path.stem, float(values["peak_flops_per_s"]), float(values["utilization"]),
-                         float(values["overhead_s"]), bool(values["can_train"]), f"file {path}",
+        raise ConfigError(problems, source=str(file))
+    return DeviceProfile(file.stem, float(values["peak_flops_per_s"]), float(values["utilization"]),
+                         float(values["overhead_s"]), bool(values["can_train"]), f"file {file}",
                          float(values["active_w"]))

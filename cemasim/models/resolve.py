@@ -41,6 +41,7 @@ def known(name: str) -> bool:
 def build(name: str, weights: str | None, num_classes: int | None, device: torch.device,
           class_mask: np.ndarray | None = None) -> tuple[nn.Module, zoo.ModelSpec]:
     """The model (eval mode, on `device`) and its spec (input shape, number of outputs)."""
+    model: nn.Module
     if is_external(name):
         model, info = build_external(name, "cache" if weights is None else weights, num_classes, device)
         spec = zoo.ModelSpec(name=name, builder=lambda: model, input_shape=info.input_shape,

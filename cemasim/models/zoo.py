@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from cemasim.errors import DataError
 from cemasim.registry import Registry
@@ -51,6 +51,9 @@ MODELS: Registry[ModelSpec] = Registry("model")
 
 class Normalize(nn.Module):
     """(x - mean) / std with fixed dataset statistics, kept out of the state dict."""
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(self, mean: float = FMNIST_MEAN, std: float = FMNIST_STD):
         super().__init__()
@@ -164,7 +167,8 @@ def load_weights(name: str, weights_dir: str | Path | None = None) -> dict[str, 
     """The fp16 state dict on disk, cast back to fp32."""
     path = Path(weights_dir or WEIGHTS_DIR) / spec(name).weights_file
     if not path.is_file():
-        raise DataError(f"weights for model '{name}' not found at {path}; create them with: {TRAIN_COMMAND} --model {name}")
+        raise DataError(f"weights for model '{name}' not found at {path}; "
+                        f"create them with: {TRAIN_COMMAND} --model {name}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged install: name the file, never torch's advice to unpickle code
@@ -177,7 +181,8 @@ def load_weights(name: str, weights_dir: str | Path | None = None) -> dict[str, 
 
 def save_weights(model: nn.Module, path: Path) -> None:
     """Store floating tensors as fp16: halves the package size, accuracy is unaffected."""
-    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
 

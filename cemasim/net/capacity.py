@@ -178,7 +178,8 @@ def merge(intervals: list[DownIntervals]) -> tuple[np.ndarray, np.ndarray]:
     s = np.concatenate([iv.starts for iv in intervals])
     e = np.concatenate([iv.ends for iv in intervals])
     order = np.argsort(s, kind="stable")
-    starts, ends = [], []
+    starts: list[float] = []
+    ends: list[float] = []
     for a, b in zip(s[order], e[order]):
         if starts and a <= ends[-1]:
             ends[-1] = max(ends[-1], b)

@@ -7,6 +7,7 @@ reports and refreshes tables are read straight off the message objects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -71,7 +72,8 @@ class Recorder:
         df["latency_s"] = df["predicted_s"] - df["arrival_s"]
         return df.sort_values(["device", "sample_id"], kind="stable").reset_index(drop=True)
 
-    def message_table(self, messages: list[Message], cls: type, skip: tuple[str, ...] = ("image", "state", "stats", "droppable")
+    def message_table(self, messages: Sequence[Message], cls: type,
+                      skip: tuple[str, ...] = ("image", "state", "stats", "droppable")
                       ) -> pd.DataFrame:
         cols = [f.name for f in fields(cls) if f.name not in skip]
         if not messages:

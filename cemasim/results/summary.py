@@ -136,8 +136,8 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
     summary["retransmissions"] = _retransmissions(tables)
     missed = tables.get("missed")
     has_missed = missed is not None and len(missed) > 0
-    summary["missed_samples"] = len(missed) if has_missed else 0
-    summary["missed"] = _counts(missed["cause"]) if has_missed else {}
+    summary["missed_samples"] = len(missed) if missed is not None and has_missed else 0
+    summary["missed"] = _counts(missed["cause"]) if missed is not None and has_missed else {}
     if tables.get("devices") is not None:
         summary.update(energy_summary(device_energy(tables), n, cloud_busy_s, cloud_active_w))
     return summary

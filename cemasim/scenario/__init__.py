@@ -12,17 +12,18 @@ from cemasim.scenario.checks import profile_problems
 from cemasim.scenario.keys import MAX_DEVICES, MAX_PIECES, MAX_SAMPLES, SCHEMA, schema_markdown
 from cemasim.scenario.loader import (
     FILE_KEYS,
-    path_steps,
     Scenario,
     anchor_paths,
     apply_overrides,
     default_scenario,
     load,
+    path_steps,
     set_values,
     validate,
 )
 from cemasim.yamlfile import oversized_paths, read_yaml
 
 __all__ = ["FILE_KEYS", "MAX_DEVICES", "MAX_PIECES", "MAX_SAMPLES", "SCHEMA", "Scenario", "anchor_paths",
-           "apply_overrides", "default_scenario", "load", "oversized_paths", "path_steps", "profile_problems", "read_yaml",
+           "apply_overrides", "default_scenario", "load", "oversized_paths",
+           "path_steps", "profile_problems", "read_yaml",
            "schema_markdown", "set_values", "validate"]

@@ -11,7 +11,7 @@ from typing import Any
 from cemasim.errors import ConfigError
 from cemasim.scenario.classes import DEFAULT_CLASS, OVERRIDABLE, class_sizes, class_view, deep_merge
 from cemasim.scenario.keys import MAX_PIECES, MAX_SAMPLES, SCHEMA
-from cemasim.schema import resolve
+from cemasim.schema import Section, resolve
 
 
 def check(resolved: dict[str, Any], problems: list[str]) -> None:
@@ -37,7 +37,9 @@ def _resolve_classes(sc: dict[str, Any], problems: list[str]) -> None:
             problems.append(f"{path}: give exactly one of count or fraction")
         for key in OVERRIDABLE:
             if isinstance(cls[key], dict) and isinstance(sc[key], dict):
-                cls[key] = resolve(SCHEMA.fields[key], deep_merge(sc[key], cls[key]), f"{path}.{key}", problems)
+                section = SCHEMA.fields[key]
+                assert isinstance(section, Section)
+                cls[key] = resolve(section, deep_merge(sc[key], cls[key]), f"{path}.{key}", problems)
     devices = sc["fleet"]["devices"]
     sizes_ok = all(c.get(k) is None or (isinstance(c.get(k), (int, float)) and math.isfinite(c[k]))
                    for c in classes for k in ("count", "fraction"))  # bad values are already reported
@@ -95,8 +97,8 @@ def _number(value: Any) -> float | None:
 
 
 def _size_problems(sc: dict[str, Any], views: list[dict[str, Any]]) -> list[str]:
-    """What a run would allocate, bounded before it runs (the bounds are MAX_* above)."""
-    problems = []
+    """What a run would allocate, bounded before it runs (the bounds are MAX_* in keys.py)."""
+    problems: list[str] = []
     duration, drain = _number(sc["duration_s"]), _number(sc["drain_s"]) or 0.0
     devices = _number(sc["fleet"]["devices"])
     if duration is None:
@@ -133,8 +135,9 @@ def _pieces_problems(sc: dict[str, Any], duration: float, horizon: float) -> lis
     segments = sc["shift"]["segments"]
     if isinstance(segments, list) and segments and sc["shift"]["loop"] is True:
         lengths = [_number(g.get("duration_s")) for g in segments if isinstance(g, dict)]
-        if lengths and all(x is not None for x in lengths):
-            bound("shift.segments", "the shortest segment", min(lengths), horizon)
+        known = [x for x in lengths if x is not None]
+        if known and len(known) == len(lengths):
+            bound("shift.segments", "the shortest segment", min(known), horizon)
     for key in ("uplink", "downlink"):
         outages = sc[key]["outages"]
         if outages["process"] == "exponential":

@@ -71,7 +71,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            problems.append(f"--set {key.strip()}: value {show(text)} is not valid YAML ({getattr(exc, 'problem', exc)}); "
+            problems.append(f"--set {key.strip()}: value {show(text)} "
+                            f"is not valid YAML ({getattr(exc, 'problem', exc)}); "
                             "quote a string that starts with a YAML symbol: --set 'name=\"[x\"'")
             continue
         big = oversized_paths(value, f"--set {key.strip()}")

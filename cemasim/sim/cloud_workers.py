@@ -8,9 +8,10 @@ CEMA (CemaWorker):
 Offloaded TTA (OffloadWorker): batch report -> GPU job: the method's step on the batch's uploads -> refresh
 Cloud inference (InferenceWorker): batch report -> GPU job: foundation forward -> answers -> downlink
 
-GPUs are a pool shared by all workers, granted by the scheduling policy (sim/scheduler.py); a job's duration comes from the cost model and
-its learning step runs (real torch) when the job completes. The foundation model is shared
-(its norm state too, unless cloud.foundation_scope is device).
+GPUs are a pool shared by all workers, granted by the scheduling policy (sim/scheduler.py);
+a job's duration comes from the cost model and its learning step runs (real torch) when the job
+completes. The foundation model is shared (its norm state too, unless cloud.foundation_scope is
+device).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import torch
 from torch import nn
 
 from cemasim.methods.cema_cloud import CloudConfig, distill_step, foundation_step, to_float
-from cemasim.methods.optim import Learner
 from cemasim.methods.inference import foundation_answers
+from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.methods.tta import Adapter
 from cemasim.models import norm
@@ -34,6 +35,12 @@ from cemasim.results.records import CloudJob, Recorder
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
 from cemasim.sim.scheduler import GpuPool
+
+
+def image_of(upload: Upload) -> torch.Tensor:
+    """An upload's encoded-and-decoded image (uint8); every upload the cloud receives carries one."""
+    assert upload.image is not None
+    return upload.image
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class Cloud:
         if self.env.peek() <= self.env.now:  # more is due now: look again behind it
             self.env.timeout(0).callbacks.append(self._check_settled)
         else:
+            assert self._settle is not None
             self._settle.succeed()
 
     def chunk_s(self, n_new: int, n_distill: int) -> float:
@@ -214,7 +222,7 @@ class CemaWorker(DeviceWorker):
         if id(upload) in self.in_replay:
             self.in_replay.discard(id(upload))
         else:
-            self.replay.add(upload.image.unsqueeze(0))
+            self.replay.add(image_of(upload).unsqueeze(0))
         self.pending.append(upload)
         if len(self.pending) >= self.cloud.plan.chunk_size:
             yield from self.chunk_step()
@@ -228,13 +236,13 @@ class CemaWorker(DeviceWorker):
             if msg.segment != self.segment:
                 break  # a newer segment resets the buffer first
             if isinstance(msg, Upload) and id(msg) not in self.in_replay:
-                self.replay.add(msg.image.unsqueeze(0))
+                self.replay.add(image_of(msg).unsqueeze(0))
                 self.in_replay.add(id(msg))
 
     def chunk_step(self):
         plan, cloud = self.cloud.plan, self.cloud
         chunk, self.pending = self.pending[: plan.chunk_size], self.pending[plan.chunk_size:]
-        new = torch.stack([u.image for u in chunk])
+        new = torch.stack([image_of(u) for u in chunk])
         drawn: list[torch.Tensor] = []
 
         def at_start() -> tuple[int, float]:
@@ -291,7 +299,7 @@ class OffloadWorker(DeviceWorker):
             uploads, self.batch = self.batch, []
             yield from self.planned_gpu_job("adapt", lambda: (len(uploads), self.step_s(len(uploads))),
                                             queued=len(uploads))
-            x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
+            x = to_float(torch.stack([image_of(u) for u in uploads]), self.cloud.compute_device)
             self.adapter.step(self.cloud.edge_model, self.student, x)
             self.consumed(uploads)
         self.maybe_refresh()
@@ -317,7 +325,7 @@ class InferenceWorker(DeviceWorker):
         yield from self.planned_gpu_job("infer", lambda: (len(uploads), self.infer_s(len(uploads))),
                                         queued=len(uploads))
         self.consumed(uploads)
-        x = to_float(torch.stack([u.image for u in uploads]), self.cloud.compute_device)
+        x = to_float(torch.stack([image_of(u) for u in uploads]), self.cloud.compute_device)
         preds, entropies = foundation_answers(self.cloud.foundation, self.cloud.foundation_learner.state, x)
         answer = Answer(self.device, REPORT_BYTES + self.answer_bytes * len(uploads),
                         sample_ids=[u.sample_id for u in uploads], preds=preds, entropies=entropies)

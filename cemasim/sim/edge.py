@@ -136,12 +136,16 @@ class EdgeDevice:
                         segment=self.segment)
             self.recorder.uploads.append(up)
             if self.within_budget(size):
-                self.uplink.send(up)
+                self.send(up)
             else:
                 up.enqueued_s, up.dropped = self.env.now, "budget"
         report = BatchReport(self.index, REPORT_BYTES, batch_seq=batch.seq, n_selected=len(rows), segment=self.segment)
         self.recorder.reports.append(report)
-        self.uplink.send(report)
+        self.send(report)
+
+    def send(self, message: Upload | BatchReport) -> None:
+        assert self.uplink is not None, "only devices of methods with a cloud worker send"
+        self.uplink.send(message)
 
     def send_stats(self, batch: TestBatch) -> None:
         """One control message with the running statistics this device's first batch set (tbr), ahead of
@@ -151,7 +155,7 @@ class EdgeDevice:
         report = BatchReport(self.index, REPORT_BYTES + norm.state_bytes(stats), batch_seq=batch.seq,
                              segment=self.segment, kind="stats", stats=stats)
         self.recorder.reports.append(report)
-        self.uplink.send(report)
+        self.send(report)
         self.stats_unsent = False
 
     def within_budget(self, size: int) -> bool:
@@ -174,6 +178,7 @@ class EdgeDevice:
         if refresh.version <= self.version or refresh.segment < self.segment:
             refresh.dropped = "stale"
             return
+        assert refresh.state is not None, "a refresh is applied once"
         for name, tensor in refresh.state.items():
             self.learner.state[name] = tensor.to(self.compute_device, torch.float32)
         self.version, self.version_created_s = refresh.version, refresh.created_s
@@ -196,7 +201,7 @@ class CloudInferenceDevice(EdgeDevice):
         if self.uplink is not None:
             self.upload(batch, x, torch.ones(len(batch), dtype=torch.bool))
 
-    def apply(self, answer: Answer) -> None:
+    def apply(self, answer: Answer) -> None:  # type: ignore[override]  # its downlink carries answers
         for sample_id, pred, ent in zip(answer.sample_ids, answer.preds, answer.entropies):
             batch, row = self.waiting.pop(sample_id)
             self.recorder.predictions(batch, self.env.now, np.array([pred]), np.array([ent]), np.array([True]),
@@ -252,7 +257,8 @@ class CrossDeviceBatcher:
         xs = [device.prepare(batch) for device, batch, _ in items]
         if len(items) == 1:
             device, batch, done = items[0]
-            logits = [device.method.predict(self.model, device.learner, device.state, xs[0].to(self.compute_device))]
+            logits: list[torch.Tensor] | torch.Tensor = [
+                device.method.predict(self.model, device.learner, device.state, xs[0].to(self.compute_device))]
         else:
             logits = grouped_edge_logits(self.model, [d.state for d, _, _ in items],
                                          torch.stack(xs).to(self.compute_device), mode)

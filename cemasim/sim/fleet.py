@@ -15,22 +15,22 @@ from typing import Callable
 import simpy
 import torch
 
+from cemasim.assembly import build_model, build_workload, check_outputs, cloud_config, pick_device, profile_of
 from cemasim.methods import build_method
 from cemasim.methods.optim import Learner
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm
 from cemasim.models.cost import FlopCounter
 from cemasim.models.profiles import DeviceProfile
+from cemasim.net.capacity import DownIntervals
 from cemasim.net.radio import RADIOS
 from cemasim.results.records import Recorder
-from cemasim.assembly import build_model, build_workload, check_outputs, cloud_config, pick_device, profile_of
 from cemasim.scenario import Scenario
-from cemasim.sim.cloud_workers import Cloud, CloudPlan
 from cemasim.scenario.classes import DeviceClass, device_classes
-from cemasim.net.capacity import DownIntervals
+from cemasim.sim.cloud_workers import Cloud, CloudPlan
 from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice, UploadPolicy
-from cemasim.sim.wiring import wiring
 from cemasim.sim.link_factory import DEVICE_OFF, LinkFactory, off_intervals
+from cemasim.sim.wiring import wiring
 from cemasim.workload import domain_table, plan_available
 
 
@@ -96,10 +96,16 @@ class Fleet:
             for position, d in enumerate(cls.devices):
                 self.devices.append(self._device(cls, position, d, ids, links, policy, horizon))
         self.n_samples = sum(len(b) for dev in self.devices for b in dev.batches)
-        self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.torch_device) if sc.fleet.batch_across_devices \
+        self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.torch_device) \
+            if sc.fleet.batch_across_devices \
             else None
         for dev in self.devices:
             dev.batcher = self.batcher
+
+    def cloud_side(self) -> Cloud:
+        """The cloud, for the wiring of a method that has a cloud worker."""
+        assert self.cloud is not None, "this method has no cloud worker"
+        return self.cloud
 
     def learner(self, on_edge: bool) -> Learner:
         """A fresh copy of the source norm state, initialised by the method when it adapts."""
@@ -131,7 +137,8 @@ class Fleet:
         device_cls = wiring(self.method).device
         learner = self.learner(on_edge=self.method.adapts_on_edge)
         return device_cls(self.env, d, batches, self.workload, self.edge_model, learner, self.method, cost, uplink,
-                          inbox, policy, self.recorder, self.torch_device, reset_on_segment=view.shift.protocol == "reset",
+                          inbox, policy, self.recorder, self.torch_device,
+                          reset_on_segment=view.shift.protocol == "reset",
                           source_state=self.source_state, off=off if len(off.starts) else None)
 
     def _edge_cost(self, view) -> EdgeCost:
@@ -156,7 +163,8 @@ class Fleet:
         return Cloud(self.env, sc.cloud.gpus, self.cloud_profile, foundation, self.edge_model,
                      f_flops, self.edge_flops, cfg, plan, self.recorder, self.torch_device, sc.cloud.scheduler)
 
-    def run(self, progress: Callable[[float, int], None] | None = None, report_every_s: float | None = None) -> SimResult:
+    def run(self, progress: Callable[[float, int], None] | None = None,
+            report_every_s: float | None = None) -> SimResult:
         """Run to quiescence, at most duration_s + drain_s; `progress(sim_time, predicted)` now and then."""
         start = time.perf_counter()
         horizon = self.sc.duration_s + self.sc.drain_s
@@ -175,7 +183,8 @@ class Fleet:
             progress(env.now, self.predicted())
         wall = time.perf_counter() - start
         return SimResult(self.recorder, float(env.now), wall, events,
-                         self.cloud.busy_s if self.cloud else 0.0, self.sc.cloud.gpus, str(self.torch_device), self.protocol(),
+                         self.cloud.busy_s if self.cloud else 0.0, self.sc.cloud.gpus,
+                         str(self.torch_device), self.protocol(),
                          self.cloud_profile.active_w)
 
     def protocol(self) -> dict:

@@ -130,6 +130,7 @@ class Link:
         """(ok, cause, bits put on the wire) of one attempt."""
         now = self.env.now
         if self._own is not None:  # shared resources: a fluid flow through the network
+            assert self.network is not None, "a link with shared resources is built with their network"
             flow = self.network.transfer([self._own, *self.shared], bits)
             yield flow.done
             return flow.ok, flow.cause, flow.sent_bits

@@ -93,10 +93,12 @@ class LinkFactory:
             group = position // spec.group_size if spec.group_size else 0
             key = (device_class, direction, group)
             if key not in self.segments:
-                self.segments[key] = Resource(f"{device_class}/{direction}/{group}", ConstantRate(spec.shared_mbps * 1e6))
+                self.segments[key] = Resource(f"{device_class}/{direction}/{group}",
+                                              ConstantRate(spec.shared_mbps * 1e6))
             shared.append(self.segments[key])
-        if self.cloud_side[direction] is not None:
-            shared.append(self.cloud_side[direction])
+        cloud_side = self.cloud_side[direction]
+        if cloud_side is not None:
+            shared.append(cloud_side)
         return shared
 
     @staticmethod

@@ -125,6 +125,7 @@ class GpuPool:
         # staleness/backlog: scores change over time, so scan the devices with waiting jobs,
         # O(waiting devices) per grant; the key's second part breaks ties by request order
         score = self._score
+        assert score is not None  # staleness and backlog policies are built with a score
         return min(self._queues.items(), key=lambda item: (-score(item[0]), item[1][0][0]))[0]
 
     def _drop_device(self, device: int) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable
 import simpy
 
 from cemasim.methods import Method
+from cemasim.methods.method import TTA
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.rng import torch_generator
 from cemasim.sim.cloud_workers import CemaWorker, InferenceWorker, OffloadWorker
@@ -55,7 +56,7 @@ def wiring(method: Method) -> Wiring:
 @wire("cema")
 def _cema(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
     """Foundation step + distillation into the device's student, replay buffer per device or shared."""
-    sc, cloud = fleet.sc, fleet.cloud
+    sc, cloud = fleet.sc, fleet.cloud_side()
     teacher = cloud.foundation_learner if sc.cloud.foundation_scope == "shared" else cloud.foundation_learner.copy()
     CemaWorker(cloud, d, inbox, fleet.learner(on_edge=False), downlink,
                fleet.shared_replay or ReplayBuffer(sc.cloud.replay_capacity), teacher,
@@ -66,7 +67,8 @@ def _cema(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
 @wire("offload")
 def _offload(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
     """The device's own TTA step, run by the cloud on its uploads."""
-    cloud, method = fleet.cloud, fleet.method
+    cloud, method = fleet.cloud_side(), fleet.method
+    assert isinstance(method, TTA) and method.adapter is not None
     per_sample = method.adapter_passes() * fleet.edge_flops.per_sample("backward", "batch")
     OffloadWorker(cloud, d, inbox, fleet.learner(on_edge=False), downlink, method.adapter,
                   lambda n: cloud.profile.seconds(n * per_sample), source_state=fleet.source_state)
@@ -75,7 +77,7 @@ def _offload(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None
 @wire("inference", device=CloudInferenceDevice)
 def _inference(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
     """The frozen foundation model answers every upload; the device computes nothing."""
-    cloud = fleet.cloud
+    cloud = fleet.cloud_side()
     per_sample = cloud.foundation_flops.per_sample("forward", "eval")
     InferenceWorker(cloud, d, inbox, downlink, fleet.sc.method.answer_bytes,
                     lambda n: cloud.profile.seconds(n * per_sample))
