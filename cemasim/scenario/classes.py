@@ -57,15 +57,14 @@ class DeviceClass:
 
 
 def device_classes(sc: Any) -> list[DeviceClass]:
-    """The fleet split into classes (a resolved Scenario in, Scenario views out)."""
-    from cemasim.scenario.loader import Scenario
-
+    """The fleet split into classes (a resolved Scenario in, views of the same type out: no import of
+    the loader, which imports this module through the schema)."""
     data = sc.to_dict()
     classes = data["fleet"]["classes"]
     start, out = 0, []
     for cls, size in zip(classes, class_sizes(classes, data["fleet"]["devices"])):
         if size:
-            out.append(DeviceClass(cls["name"], Scenario(class_view(data, cls), sc.source), range(start, start + size)))
+            out.append(DeviceClass(cls["name"], type(sc)(class_view(data, cls), sc.source), range(start, start + size)))
         start += size
     if start < data["fleet"]["devices"]:
         out.append(DeviceClass(DEFAULT_CLASS, sc, range(start, data["fleet"]["devices"])))
