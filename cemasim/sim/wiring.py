@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Callable
 import simpy
 
 from cemasim.methods import Method
-from cemasim.methods.method import TTA
 from cemasim.methods.replay import ReplayBuffer
+from cemasim.methods.tta_methods import TTA
 from cemasim.rng import torch_generator
 from cemasim.sim.cloud_workers import CemaWorker, InferenceWorker, OffloadWorker
 from cemasim.sim.edge import CloudInferenceDevice, EdgeDevice
