@@ -290,27 +290,12 @@ def _sweep_from_args(args: argparse.Namespace):
 
 def _fixed(items: list[str]) -> dict[str, Any]:
     """--set KEY=VALUE strings of a sweep as a mapping (values parsed as YAML, checked as `run --set` does)."""
-    import yaml
+    from cemasim.scenario import parse_assignments
 
-    from cemasim import scenario
-    from cemasim.schema import show
-
-    fixed, problems = {}, []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            problems.append(f"--set {show(item)}: expected KEY=VALUE")
-            continue
-        try:
-            fixed[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            problems.append(f"--set {key.strip()}: value {show(value)} is not valid YAML "
-                            f"({getattr(exc, 'problem', exc)})")
-            continue
-        problems += scenario.oversized_paths(fixed[key.strip()], f"--set {key.strip()}")
+    pairs, problems = parse_assignments(items)
     if problems:
         raise ConfigError(problems, source="sweep")
-    return fixed
+    return dict(pairs)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

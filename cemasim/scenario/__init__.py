@@ -17,6 +17,7 @@ from cemasim.scenario.loader import (
     apply_overrides,
     default_scenario,
     load,
+    parse_assignments,
     path_steps,
     set_values,
     validate,
@@ -24,6 +25,5 @@ from cemasim.scenario.loader import (
 from cemasim.yamlfile import oversized_paths, read_yaml
 
 __all__ = ["FILE_KEYS", "MAX_DEVICES", "MAX_PIECES", "MAX_SAMPLES", "SCHEMA", "Scenario", "anchor_paths",
-           "apply_overrides", "default_scenario", "load", "oversized_paths",
-           "path_steps", "profile_problems", "read_yaml",
-           "schema_markdown", "set_values", "validate"]
+           "apply_overrides", "default_scenario", "load", "oversized_paths", "parse_assignments", "path_steps",
+           "profile_problems", "read_yaml", "schema_markdown", "set_values", "validate"]

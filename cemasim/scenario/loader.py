@@ -59,29 +59,38 @@ class Scenario:
         return validate(data, self.source)
 
 
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
-    """Apply `a.b=value` / `a.list[0].c=value` strings in place (value parsed as YAML); return problems."""
-    problems = []
-    for item in overrides:
+def parse_assignments(items: list[str], flag: str = "--set") -> tuple[list[tuple[str, Any]], list[str]]:
+    """'KEY=VALUE' strings (VALUE parsed as YAML) as (key, value) pairs in order, and the problems of
+    those that are not: no '=', not YAML, or a value that YAML aliases blow up."""
+    pairs: list[tuple[str, Any]] = []
+    problems: list[str] = []
+    for item in items:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. uplink.bandwidth_mbps=2")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(f"{flag} {show(item)}: expected KEY=VALUE, e.g. uplink.bandwidth_mbps=2")
             continue
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            problems.append(f"--set {key.strip()}: value {show(text)} "
-                            f"is not valid YAML ({getattr(exc, 'problem', exc)}); "
-                            "quote a string that starts with a YAML symbol: --set 'name=\"[x\"'")
+            problems.append(f"{flag} {key}: value {show(text)} is not valid YAML ({getattr(exc, 'problem', exc)}); "
+                            f"quote a string that starts with a YAML symbol: {flag} 'name=\"[x\"'")
             continue
-        big = oversized_paths(value, f"--set {key.strip()}")
+        big = oversized_paths(value, f"{flag} {key}")
         if big:
             problems += big
             continue
-        problem = _set_path(data, path_steps(key.strip()), value)
+        pairs.append((key, value))
+    return pairs, problems
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> list[str]:
+    """Apply `a.b=value` / `a.list[0].c=value` strings in place, in order; return problems."""
+    pairs, problems = parse_assignments(overrides)
+    for key, value in pairs:
+        problem = _set_path(data, path_steps(key), value)
         if problem:
-            problems.append(f"--set {key.strip()}: {problem}")
+            problems.append(f"--set {key}: {problem}")
     return problems
 
 
