@@ -90,11 +90,9 @@ def paired(table: pd.DataFrame, baseline: str, metrics: list[str] | None = None)
     with a paired 95 % t interval: columns <metric>_diff, _diff_ci95, _diff_lo, _diff_hi, pairs."""
     from cemasim.results.stats import paired_differences, parse_baseline
 
-    key, _ = parse_baseline(baseline)
-    keys = [c for c in table.columns if c == key or c in _grid_columns(table)]
     ok = table[table["status"] == "ok"] if "status" in table else table
     metrics = metrics or [m for m in ("accuracy", "uplink_bytes", "upload_delay_p95_s") if m in ok]
-    return paired_differences(ok, keys, metrics, parse_baseline(baseline))
+    return paired_differences(ok, _grid_columns(table), metrics, parse_baseline(baseline))
 
 
 def _grid_columns(table: pd.DataFrame) -> list[str]:

@@ -359,19 +359,17 @@ def _grid_keys(folder: Path) -> list[str]:
 
 def _row_from_disk(name: str, run: Path, summary: dict[str, Any], sc: dict[str, Any],
                    keys: list[str]) -> dict[str, Any]:
-    row: dict[str, Any] = {"point_id": run.name.rsplit("_", 1)[-1], "sweep": name, "seed": sc.get("seed")}
+    """A complete run folder's row, its grid values read back from its resolved scenario."""
+    values = {}
     for key in keys:
         node: Any = sc
         for step in scenario.path_steps(key):
             found = (isinstance(node, dict) and step in node) or \
                 (isinstance(node, list) and isinstance(step, int) and step < len(node))
             node = node[step] if found else None
-        row[key] = node
-    row.update({"status": "ok", "error": "", "run_folder": str(run), "sweep_wall_s": math.nan,
-                "method": sc["method"]["name"], "devices": sc["fleet"]["devices"],
-                "uplink_mbps": sc["uplink"]["bandwidth_mbps"]})
-    row.update({k: (math.nan if v is None else v) for k, v in summary.items() if k not in SUMMARY_SKIP})
-    return row
+        values[key] = node
+    return _row(name, run.name.rsplit("_", 1)[-1], values, sc.get("seed"), sc,
+                {"ok": True, "summary": summary, "folder": str(run)}, math.nan)
 
 
 def _aside(path: Path, why: str) -> Path:
@@ -383,16 +381,17 @@ def _aside(path: Path, why: str) -> Path:
 
 
 def row_for(sweep: Sweep, point: Point, result: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    row: dict[str, Any] = {"point_id": point.point_id, "sweep": sweep.name, "seed": point.seed}
-    row.update(point.values)
-    row["status"] = "ok" if result["ok"] else "failed"
-    row["error"] = result.get("error", "")
-    row["run_folder"] = result.get("folder", "")
-    row["sweep_wall_s"] = wall_s
-    sc = sweep.scenarios[point.point_id]
-    row["method"] = sc["method"]["name"]
-    row["devices"] = sc["fleet"]["devices"]
-    row["uplink_mbps"] = sc["uplink"]["bandwidth_mbps"]
+    return _row(sweep.name, point.point_id, point.values, point.seed, sweep.scenarios[point.point_id], result, wall_s)
+
+
+def _row(name: str, point_id: str, values: dict[str, Any], seed: Any, sc: dict[str, Any], result: dict[str, Any],
+         wall_s: float) -> dict[str, Any]:
+    """One table row: the point, its status, a few scenario keys every figure needs, the summary."""
+    row: dict[str, Any] = {"point_id": point_id, "sweep": name, "seed": seed, **values,
+                           "status": "ok" if result["ok"] else "failed", "error": result.get("error", ""),
+                           "run_folder": result.get("folder", ""), "sweep_wall_s": wall_s,
+                           "method": sc["method"]["name"], "devices": sc["fleet"]["devices"],
+                           "uplink_mbps": sc["uplink"]["bandwidth_mbps"]}
     for key, value in result.get("summary", {}).items():
         if key not in SUMMARY_SKIP:
             row[key] = math.nan if value is None else value  # a summary read back from disk has null for NaN
