@@ -24,7 +24,7 @@ class RunOutput:
 
 
 def simulate(sc: Scenario, progress: bool = False) -> tuple[dict[str, pd.DataFrame], dict[str, Any], Any]:
-    """Run the simulation in memory: (tables, summary, SimResult)."""
+    """Run the simulation in memory: (tables, summary, SimResult); RunError when nothing was predicted."""
     fleet = Fleet(sc)
     bar = _progress_bar(sc, fleet.n_samples) if progress else None
     try:
@@ -33,6 +33,8 @@ def simulate(sc: Scenario, progress: bool = False) -> tuple[dict[str, pd.DataFra
         if bar is not None:
             bar.close()
     tables = result.recorder.tables()
+    if not len(tables["samples"]):
+        raise RunError(no_predictions_message(sc))
     summary = summarize(tables, result.sim_time_s, result.wall_time_s, result.events, result.cloud_busy_s,
                         result.gpus, cloud_active_w=result.cloud_active_w, arrival_period_s=sc.duration_s)
     summary["compute_device"] = result.compute_device
@@ -48,17 +50,16 @@ def run(sc: Scenario, out_parent: Path | None = None, progress: bool = True, fol
     """
     parent = Path(out_parent if out_parent is not None else sc.output.dir)
     created = folder is None
-    folder = writer.next_run_folder(parent, sc.name) if folder is None else writer.ensure_folder(folder)
+    if folder is None:
+        folder = writer.next_run_folder(parent, sc.name)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
     try:
         tables, summary, result = simulate(sc, progress)
-    except BaseException:
+    except BaseException:  # a failed, empty or interrupted run leaves no empty folder behind
         if created and not any(folder.iterdir()):
-            folder.rmdir()  # nothing was written: leave no empty run folder behind
-        raise
-    if summary["samples"] == 0:
-        if created:
             folder.rmdir()
-        raise RunError(no_predictions_message(sc))
+        raise
     try:
         _write(sc, folder, tables, summary, result)
     except OSError as exc:

@@ -84,11 +84,6 @@ def is_complete(folder: Path) -> bool:
     return (folder / COMPLETE).is_file()
 
 
-def ensure_folder(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def check_writable(parent: Path, flag: str = "--out") -> None:
     """Fail before simulating when run folders cannot be created under `parent` (read-only, a file, no
     permission): raise ConfigError naming it."""
