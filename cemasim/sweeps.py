@@ -461,7 +461,8 @@ def _run_locked(sweep: Sweep, folder: Path, backend: str, workers: int, address:
                 bar.set_postfix(failed=failed)
             if on_row is not None:
                 on_row(row)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers are stopped; keep every run that finished
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the workers, then keep every run that finished
+        iterator.close()
         done = {r["point_id"] for r in rows}
         if _recover_finished(sweep, folder, [p for p in todo if p.point_id not in done], rows):
             _record(path, rows)
