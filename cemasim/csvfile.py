@@ -41,28 +41,36 @@ def read_text(path: Path, what: str) -> str:
                         "file as UTF-8") from None
 
 
-def read_rows(path: str | Path, what: str, required: tuple[str, ...],
-              optional: tuple[str, ...] = ()) -> list[tuple[int, dict[str, str]]]:
-    """(line number, {column: field}) for each data row; the header must name every required column."""
-    path = Path(path)
+def read_table(path: Path, what: str, columns: str) -> tuple[int, str, list[str], list[tuple[int, list[str]]]]:
+    """(header line number, header text, lower-cased column names, [(line number, fields)]) of a CSV
+    file; every data row has as many fields as the header. `columns` describes the expected header
+    for the empty-file message."""
     lines = [(n, line.strip()) for n, line in enumerate(read_text(path, what).splitlines(), 1)]
     lines = [(n, line) for n, line in lines if line and not line.startswith("#")]
-    columns = ", ".join(required + tuple(f"[{c}]" for c in optional))
     if not lines:
         raise DataError(f"{path}: empty {what} file; expected a header row ({columns}) and data rows")
     header_no, header = lines[0]
     names = [name.strip().lower() for name in header.split(",")]
-    missing = [c for c in required if c not in names]
-    if missing or len(set(names)) != len(names):
-        raise DataError(f"{path}, line {header_no}: the header must name {columns}, each once; got {quote(header)}")
-    keep = [c for c in required + optional if c in names]
     rows = []
     for line_no, line in lines[1:]:
         fields = line.split(",")
         if len(fields) != len(names):
             raise DataError(f"{path}, line {line_no}: expected {len(names)} fields like the header, got {len(fields)}")
-        rows.append((line_no, {c: fields[names.index(c)].strip() for c in keep}))
-    return rows
+        rows.append((line_no, fields))
+    return header_no, header, names, rows
+
+
+def read_rows(path: str | Path, what: str, required: tuple[str, ...],
+              optional: tuple[str, ...] = ()) -> list[tuple[int, dict[str, str]]]:
+    """(line number, {column: field}) for each data row; the header must name every required column."""
+    path = Path(path)
+    columns = ", ".join(required + tuple(f"[{c}]" for c in optional))
+    header_no, header, names, rows = read_table(path, what, columns)
+    missing = [c for c in required if c not in names]
+    if missing or len(set(names)) != len(names):
+        raise DataError(f"{path}, line {header_no}: the header must name {columns}, each once; got {quote(header)}")
+    keep = [c for c in required + optional if c in names]
+    return [(line_no, {c: fields[names.index(c)].strip() for c in keep}) for line_no, fields in rows]
 
 
 def time_value(field: str, name: str, path: str | Path, line_no: int) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cemasim.csvfile import MAX_TIME_S, quote, read_text
+from cemasim.csvfile import MAX_TIME_S, quote, read_table
 from cemasim.errors import DataError
 
 PACKET_BITS = 1500 * 8  # one Mahimahi delivery opportunity
@@ -101,12 +101,7 @@ def detect_format(path: str | Path) -> str:
 
 def read_csv_trace(path: str | Path) -> Trace:
     path = _existing(path)
-    rows = [(n, line.strip()) for n, line in enumerate(_text(path).splitlines(), 1)]
-    rows = [(n, line) for n, line in rows if line and not line.startswith("#")]
-    if not rows:
-        raise DataError(f"{path}: empty trace file; expected a header row time_s,mbps[,latency_ms] and data rows")
-    header_no, header = rows[0]
-    names = [name.strip().lower() for name in header.split(",")]
+    header_no, header, names, rows = read_table(path, "trace", "time_s,mbps[,latency_ms]")
     rate_names = [n for n in ("mbps", "bandwidth_mbps") if n in names]
     if "time_s" not in names or len(rate_names) != 1 or len(set(names)) != len(names):
         raise DataError(f"{path}, line {header_no}: the header must name time_s and one of mbps / bandwidth_mbps "
@@ -115,10 +110,7 @@ def read_csv_trace(path: str | Path) -> Trace:
     if "latency_ms" in names:
         columns["latency_ms"] = names.index("latency_ms")
     values: dict[str, list[float]] = {name: [] for name in columns}
-    for line_no, line in rows[1:]:
-        fields = line.split(",")
-        if len(fields) != len(names):
-            raise DataError(f"{path}, line {line_no}: expected {len(names)} fields like the header, got {len(fields)}")
+    for line_no, fields in rows:
         row = {name: _number(fields[i], name, path, line_no) for name, i in columns.items()}
         _check_row(row, values["time_s"], path, line_no)
         for name, value in row.items():
@@ -192,10 +184,6 @@ def _existing(path: str | Path) -> Path:
     if not path.is_file():
         raise DataError(f"{path}: no such trace file")
     return path
-
-
-def _text(path: Path) -> str:
-    return read_text(path, "trace")
 
 
 def _number(field: str, name: str, path: Path, line_no: int) -> float:
