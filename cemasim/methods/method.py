@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cemasim.methods.losses import entropy
 from cemasim.methods.optim import Learner
 from cemasim.methods.tta import Adapter, CoTTA
 from cemasim.models import norm
@@ -112,6 +113,14 @@ class Method:
 
     def new_selection_state(self, device: int = 0) -> Any:
         return None
+
+    def new_gate(self) -> Any:
+        """A device's selection-policy gate (methods/policies.py); None: every selected sample travels."""
+        return None
+
+    def upload_scores(self, logits: Tensor, state: Any) -> Tensor:
+        """How informative each selected sample is, for a gate that keeps the best: its entropy."""
+        return entropy(logits)
 
     def select(self, logits: Tensor, state: Any) -> Tensor:
         """Mask of samples to upload from this batch."""

@@ -130,7 +130,7 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
         "wall_time_s": wall_time_s,
         "events": events,
     }
-    for cause in ("queue_full", "budget", "loss", "link_outage", "device_off"):
+    for cause in ("queue_full", "budget", "expired", "loss", "link_outage", "device_off"):
         summary[f"drops_{cause}"] = summary["drops"].get(cause, 0)
     summary["refresh_drops"] = _counts(refreshes.loc[refreshes["dropped"] != "", "dropped"]) if len(refreshes) else {}
     summary["retransmissions"] = _retransmissions(tables)

@@ -87,6 +87,10 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     numbers = all(isinstance(sel[k], (int, float)) and not isinstance(sel[k], bool) for k in ("e_min", "e_max"))
     if numbers and sel["e_min"] >= sel["e_max"]:
         problems.append(f"selection.e_min: must be below selection.e_max ({sel['e_max']}), got {sel['e_min']}")
+    gated = ("cema", "upload_all", "random_upload")  # methods whose uploads feed CEMA's cloud
+    if sel["policy"] in ("budget", "staleness", "backpressure") and sc["method"]["name"] not in gated:
+        problems.append(f"selection.policy: {sel['policy']} gates the uploads of {', '.join(gated)}; "
+                        f"method.name is {sc['method']['name']}")
     return problems
 
 

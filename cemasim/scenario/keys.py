@@ -23,6 +23,8 @@ F = Field
 
 # Bounds on what sizes memory or work, named in the messages: a typo (1e12 for 1e2) must be an error
 # at validation, not a 37 GiB allocation or a run that never ends.
+SELECTION_POLICIES = ("static", "dynamic", "budget", "staleness", "backpressure")  # = methods.policies.POLICIES
+
 MAX_DEVICES = 10**6
 MAX_SAMPLES = 10**8  # samples planned per run (devices x rate_hz x duration_s)
 MAX_PIECES = 10**7  # timeline bins, shift segments, outage/on-off periods per device
@@ -276,6 +278,24 @@ SCHEMA = Section(
             "redundancy_eps": F((float,), 0.05, "redundancy filter margin", "", (between(0, 1),)),
             "random_rate": F((float,), 0.5, "random_upload: probability that a sample is uploaded (match it "
                              "to cema's upload_ratio)", "", (between(0, 1),)),
+            "policy": F((str,), "dynamic", "which selected samples travel (methods/policies.py): static (E_max "
+                        "fixed, same as dynamic_e_max: false), dynamic (the paper's), budget (bytes per second at "
+                        "a target), staleness (not sent if the predicted queueing delay exceeds max_delay_s), "
+                        "backpressure (refreshes carry the cloud's backlog; the device sends less above "
+                        "backlog_target); the last three gate cema, upload_all and random_upload", "",
+                        (one_of(*SELECTION_POLICIES),)),
+            "budget_bytes_per_s": F((float,), None, "budget policy: target upload rate per device; null = "
+                                    "link_fraction of the uplink rate the device measures", "bytes/s",
+                                    (positive,), nullable=True),
+            "link_fraction": F((float,), 0.8, "budget policy: share of the measured uplink rate to use", "",
+                               (between(0, 1), positive)),
+            "window_s": F((float,), 60.0, "budget policy: token-bucket depth (one window of the target rate) and "
+                          "the horizon over which saved credit is spent", "s", (positive,)),
+            "max_delay_s": F((float,), 10.0, "staleness policy: longest predicted queueing delay worth sending; "
+                             "uploads that waited longer are discarded at the head of the queue (expired)", "s",
+                             (positive,)),
+            "backlog_target": F((int,), 8, "backpressure policy: uploads waiting at the cloud for a device above "
+                                "which it halves its share of uploads", "uploads", (positive,)),
         }),
         "upload": Section("How selected samples are encoded and queued on the device.", {
             "encoding": F((str,), "png", "payload encoder: raw (uint8 pixels), png or jpeg", "",

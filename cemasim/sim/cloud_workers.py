@@ -26,6 +26,7 @@ from torch import nn
 from cemasim.methods.cema_cloud import CloudConfig, distill_step, foundation_step, to_float
 from cemasim.methods.inference import foundation_answers
 from cemasim.methods.optim import Learner
+from cemasim.methods.policies import HINT_BYTES
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.methods.tta import Adapter
 from cemasim.models import norm
@@ -51,6 +52,7 @@ class CloudPlan:
     replay_only_batch: int = 128
     refresh_every: int = 1
     refresh_dtype: torch.dtype = torch.float32
+    backlog_hint: bool = False  # refreshes carry the device's backlog (the backpressure policy)
 
 
 class Cloud:
@@ -186,9 +188,11 @@ class DeviceWorker:
 
     def send_refresh(self) -> None:
         snapshot = norm.cast_state(self.student.state, self.cloud.plan.refresh_dtype)
-        refresh = Refresh(self.device, norm.state_bytes(snapshot), version=self.student.steps,
-                          created_s=self.env.now, uploads_sent_max_s=self.uploads_sent_max_s, state=snapshot,
-                          segment=self.segment)
+        hint = self.cloud.plan.backlog_hint
+        refresh = Refresh(self.device, norm.state_bytes(snapshot) + (HINT_BYTES if hint else 0),
+                          version=self.student.steps, created_s=self.env.now,
+                          uploads_sent_max_s=self.uploads_sent_max_s, state=snapshot, segment=self.segment,
+                          backlog=self.backlog() - len(self.pending_uploads()) if hint else -1)
         self.refreshed_steps, self.last_refresh_s = self.student.steps, self.env.now
         self.cloud.recorder.refreshes.append(refresh)
         self.downlink.send(refresh)

@@ -1,12 +1,14 @@
 """Edge device actor: predict each test batch with the parameters held at that moment, select
 samples, encode and enqueue them on the uplink; apply refreshes as they arrive (never older).
 
-    stream -> [infer: cost-model seconds] -> predict (real torch) -> select -> encode -> uplink
-    downlink -> inbox -> apply refresh (version must increase)
+    stream -> [infer: cost-model seconds] -> predict (real torch) -> select -> encode
+           -> [gate: selection policy on what the device observes of its uplink] -> uplink
+    downlink -> inbox -> apply refresh (version must increase; a backlog hint goes to the gate)
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from cemasim.methods import Method
 from cemasim.methods.inference import grouped_edge_logits
 from cemasim.methods.losses import entropy
 from cemasim.methods.optim import Learner
+from cemasim.methods.policies import Gate, LinkView, RateMeter
 from cemasim.models import norm
 from cemasim.models.profiles import DeviceProfile
 from cemasim.net.capacity import DownIntervals
@@ -71,6 +74,9 @@ class EdgeDevice:
         self.selection_state: Any = method.new_selection_state(index)
         self.stats_unsent = method.sends_stats  # tbr: the first batch sets the statistics; the cloud needs them
         self._budget_window, self._budget_used = -1, 0
+        # selection policy (methods/policies.py): kept across segment resets (it follows the network)
+        self.gate: Gate | None = method.new_gate() if uplink is not None else None
+        self.meter, self._in_flight = RateMeter(), deque[Upload]()
         env.process(self.run())
         env.process(self.receive())
 
@@ -109,6 +115,9 @@ class EdgeDevice:
     def finish(self, batch: TestBatch, x: torch.Tensor, logits: torch.Tensor) -> None:
         """Select, record and upload, given this batch's logits."""
         keep = self.method.upload_mask(logits, self.selection_state)
+        encoded = None
+        if self.gate is not None and bool(keep.any()):
+            keep, encoded = self.gate_uploads(x, logits, keep)
         e_max = getattr(self.selection_state, "e_max", None)
         self.recorder.predictions(batch, self.env.now, logits.argmax(1).cpu().numpy(), entropy(logits).cpu().numpy(),
                                   keep.cpu().numpy(), self.version, self.version_created_s,
@@ -116,7 +125,29 @@ class EdgeDevice:
         if self.method.adapts_on_edge:
             self.version, self.version_created_s = self.learner.steps, self.env.now
         if self.method.uses_cloud and self.uplink is not None:
-            self.upload(batch, x, keep.cpu())
+            self.upload(batch, x, keep.cpu(), encoded)
+
+    def gate_uploads(self, x: torch.Tensor, logits: torch.Tensor, keep: torch.Tensor):
+        """The selected samples the policy's gate lets travel, and their encodings (sizes are what the
+        gate budgets, so the selected samples are encoded first)."""
+        assert self.gate is not None
+        rows = keep.nonzero().squeeze(1)
+        sizes, images = encode(to_uint8(x[rows.to(x.device)]), self.policy.encoding, self.policy.jpeg_quality)
+        scores = self.method.upload_scores(logits[rows], self.selection_state)
+        chosen = self.gate.choose(self.link_view(), scores.detach().cpu().numpy(), np.asarray(sizes))
+        gated = torch.zeros_like(keep)
+        gated[rows[torch.from_numpy(chosen).to(rows.device)]] = True
+        return gated, ([sizes[i] for i in chosen], [images[i] for i in chosen])
+
+    def link_view(self) -> LinkView:
+        """What the device observes of its uplink now: bytes ahead of a new message and the goodput of
+        its own finished uploads."""
+        assert self.uplink is not None
+        while self._in_flight and (self._in_flight[0].dropped or not np.isnan(self._in_flight[0].tx_end_s)):
+            up = self._in_flight.popleft()
+            if not up.dropped:
+                self.meter.observe(up.size_bytes, up.tx_start_s, up.tx_end_s)
+        return LinkView(self.env.now, self.uplink.backlog_bytes, self.meter.rate_bps())
 
     def reset(self, segment: int) -> None:
         """Reset protocol: a new segment starts from the source model (the version never decreases)."""
@@ -126,17 +157,20 @@ class EdgeDevice:
         self.stats_unsent = self.method.sends_stats
         self.version_created_s = self.env.now
 
-    def upload(self, batch: TestBatch, x: torch.Tensor, keep: torch.Tensor) -> None:
+    def upload(self, batch: TestBatch, x: torch.Tensor, keep: torch.Tensor, encoded=None) -> None:
+        """Encode (unless the gate did) and enqueue the kept samples, then the batch report."""
         if self.stats_unsent:
             self.send_stats(batch)
         rows = keep.nonzero().squeeze(1)
-        sizes, images = encode(to_uint8(x[rows]), self.policy.encoding, self.policy.jpeg_quality)
+        sizes, images = encoded or encode(to_uint8(x[rows]), self.policy.encoding, self.policy.jpeg_quality)
         for row, size, image in zip(rows.tolist(), sizes, images):
             up = Upload(self.index, size, sample_id=batch.first_sample_id + row, batch_seq=batch.seq, image=image,
                         segment=self.segment)
             self.recorder.uploads.append(up)
             if self.within_budget(size):
                 self.send(up)
+                if self.gate is not None:
+                    self._in_flight.append(up)
             else:
                 up.enqueued_s, up.dropped = self.env.now, "budget"
         report = BatchReport(self.index, REPORT_BYTES, batch_seq=batch.seq, n_selected=len(rows), segment=self.segment)
@@ -175,6 +209,8 @@ class EdgeDevice:
             self.apply(msg)
 
     def apply(self, refresh: Refresh) -> None:
+        if self.gate is not None and refresh.backlog >= 0:
+            self.gate.hint(self.env.now, refresh.backlog)  # the hint counts even when the state is stale
         if refresh.version <= self.version or refresh.segment < self.segment:
             refresh.dropped = "stale"
             return

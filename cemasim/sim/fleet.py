@@ -129,7 +129,7 @@ class Fleet:
         if self.cloud is not None:
             cloud_inbox = simpy.Store(self.env)
             uplink = links.build("uplink", view, d, position, cls.name, off, cloud_inbox, sc.upload.queue_capacity,
-                                 sc.upload.drop_policy)
+                                 sc.upload.drop_policy, expire_s=self._expire_s())
             downlink = links.build("downlink", view, d, position, cls.name, off, inbox)
             wiring(self.method).build_worker(self, d, cloud_inbox, downlink)
         cost = self._edge_cost(view)
@@ -140,6 +140,11 @@ class Fleet:
                           inbox, policy, self.recorder, self.torch_device,
                           reset_on_segment=view.shift.protocol == "reset",
                           source_state=self.source_state, off=off if len(off.starts) else None)
+
+    def _expire_s(self) -> float | None:
+        """The staleness policy's bound, for the uplink queue of the methods it gates."""
+        gated = self.method.new_gate() is not None
+        return self.sc.selection.max_delay_s if gated and self.sc.selection.policy == "staleness" else None
 
     def _edge_cost(self, view) -> EdgeCost:
         """FLOPs and simulated seconds of one edge call under the class's profile (cached per profile)."""
@@ -158,7 +163,8 @@ class Fleet:
         foundation = norm.convert(foundation)
         cfg = cloud_config(sc, self.edge_spec.num_classes)
         plan = CloudPlan(sc.cloud.chunk_size, sc.cloud.replay_min, sc.cloud.replay_batch, sc.cloud.replay_only_batch,
-                         sc.cloud.refresh_every, getattr(torch, sc.cloud.refresh_dtype))
+                         sc.cloud.refresh_every, getattr(torch, sc.cloud.refresh_dtype),
+                         backlog_hint=self.method.new_gate() is not None and sc.selection.policy == "backpressure")
         f_flops = FlopCounter(foundation, f_spec.input_shape)
         return Cloud(self.env, sc.cloud.gpus, self.cloud_profile, foundation, self.edge_model,
                      f_flops, self.edge_flops, cfg, plan, self.recorder, self.torch_device, sc.cloud.scheduler)

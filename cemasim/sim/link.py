@@ -6,7 +6,8 @@ then one-way propagation latency (pipelined).
 
 Capacities may follow traces and be down (link outages, device off): a transfer in flight then
 pauses and resumes, or is lost, as each down interval says. Every drop is recorded with its cause:
-queue_full, budget (device), loss (retries exhausted), link_outage, device_off.
+queue_full, budget (device), loss (retries exhausted), link_outage, device_off, expired (an upload
+that waited in the queue longer than `expire_s`, the staleness policy's bound).
 Times: seconds. Rates: Mbit/s (10^6 bit/s). bandwidth None = infinite.
 """
 
@@ -40,7 +41,7 @@ class Link:
                  on_drop: Callable[[Message], None] | None = None, *, access: Capacity | None = None,
                  latency_s: Callable[[float], float] | None = None, shared: list[Resource] | None = None,
                  network: FluidNetwork | None = None, retransmission: Retransmission | None = None,
-                 receiver: DownIntervals | None = None):
+                 receiver: DownIntervals | None = None, expire_s: float | None = None):
         """`access`: the link's own capacity (default: constant `bandwidth_mbps`); `latency_s(t)`: one-way
         latency of a message leaving the wire at t (default: constant `latency_ms`); `shared`: resources
         of `network` crossed after the own link; `receiver`: when the receiving device is off."""
@@ -52,11 +53,12 @@ class Link:
         self.shared, self.network = shared or [], network
         self._own = Resource("access", self.access) if self.shared else None
         self.retransmission, self.receiver = retransmission, receiver
-        self.capacity, self.drop_policy = capacity, drop_policy
+        self.capacity, self.drop_policy, self.expire_s = capacity, drop_policy, expire_s
         self.on_drop = on_drop
         self.queue: deque[Message] = deque()
         self.queued_droppable = 0
         self.bytes_sent = 0  # bytes of messages that made it across (one per message)
+        self.backlog_bytes = 0  # bytes waiting or on the wire: what a new message queues behind
         self._idle = True  # nothing on the wire: send() puts a message there at once
         self._starting: Message | None = None
         self._wake: simpy.Event = env.event()
@@ -72,6 +74,7 @@ class Link:
         msg.enqueued_s = self.env.now
         if self._idle:
             self._idle, self._starting = False, msg
+            self.backlog_bytes += msg.size_bytes
             self._wake.succeed()
             return True
         if msg.droppable and self.capacity is not None and self.queued_droppable >= self.capacity:
@@ -81,6 +84,7 @@ class Link:
             self._drop_oldest()
         self.queued_droppable += msg.droppable
         self.queue.append(msg)
+        self.backlog_bytes += msg.size_bytes
         return True
 
     def run(self):
@@ -90,11 +94,16 @@ class Link:
             elif self.queue:
                 msg = self.queue.popleft()
                 self.queued_droppable -= msg.droppable
+                if msg.droppable and self.expire_s is not None and self.env.now - msg.enqueued_s > self.expire_s:
+                    self.backlog_bytes -= msg.size_bytes
+                    self._drop(msg, "expired")
+                    continue
             else:
                 self._idle, self._wake = True, self.env.event()
                 yield self._wake
                 continue
             yield from self._carry(msg)
+            self.backlog_bytes -= msg.size_bytes
 
     def _carry(self, msg: Message):
         """Attempts until the message is across, lost for good, or cut by a down interval."""
@@ -168,6 +177,7 @@ class Link:
             if queued.droppable:
                 del self.queue[i]
                 self.queued_droppable -= 1
+                self.backlog_bytes -= queued.size_bytes
                 self._drop(queued, "queue_full")
                 return
 

@@ -48,8 +48,10 @@ class LinkFactory:
         return None if mbps is None else Resource(name, ConstantRate(mbps * 1e6))
 
     def build(self, direction: str, sc, device: int, position: int, device_class: str, off: DownIntervals,
-              deliver: simpy.Store, queue_capacity: int | None = None, drop_policy: str = "tail") -> Link:
-        """`position`: the device's index within its class (shared-segment grouping)."""
+              deliver: simpy.Store, queue_capacity: int | None = None, drop_policy: str = "tail",
+              expire_s: float | None = None) -> Link:
+        """`position`: the device's index within its class (shared-segment grouping); `expire_s`: uploads
+        that waited longer are discarded (the staleness policy)."""
         spec = sc[direction]
         rng = numpy_rng(self.seed, "link", direction, device)
         access, latency_s = self._capacity(spec, rng)
@@ -61,7 +63,7 @@ class LinkFactory:
         return Link(self.env, None, spec.latency_ms, deliver, queue_capacity, drop_policy, access=access,
                     latency_s=latency_s, shared=shared, network=self.network if shared else None,
                     retransmission=self._retransmission(spec, rng),
-                    receiver=off if direction == "downlink" and len(off.starts) else None)
+                    receiver=off if direction == "downlink" and len(off.starts) else None, expire_s=expire_s)
 
     def _capacity(self, spec, rng):
         if spec.trace is None:

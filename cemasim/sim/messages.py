@@ -57,6 +57,7 @@ class Refresh(Message):
     version: int = 0
     created_s: float = NAN
     uploads_sent_max_s: float = NAN  # latest wire-exit time of the uploads it was trained on
+    backlog: int = -1  # the device's uploads waiting at the cloud when it was sent (backpressure); -1: none
     applied_s: float = NAN
     state: NormState | None = field(default=None, repr=False)
 
