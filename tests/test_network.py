@@ -256,3 +256,24 @@ def test_allocation_is_max_min_fair_on_random_topologies(seed):
         assert any(saturated(r) and f.rate >= max(g.rate for g in r.flows) * (1 - 1e-9) for r in f.path)
     for r in shared:
         assert sum(g.rate for g in r.flows) <= r.capacity.rate_at(0.0) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_unshared_fast_path_gives_progressive_fillings_rates_to_the_bit(seed):
+    """When no shared resource is full, FluidNetwork skips progressive filling; its rates must be the
+    very floats the filling computes (results stay identical), and it must decline otherwise."""
+    rng = np.random.default_rng(seed)
+    env = simpy.Environment()
+    net = FluidNetwork(env)
+    shared = [Resource(f"s{i}", ConstantRate(float(rng.uniform(5e6, 60e6)))) for i in range(3)]
+    for i in range(int(rng.integers(1, 25))):
+        own = Resource(f"own{i}", ConstantRate(float(rng.choice([0.0, rng.uniform(0.1e6, 8e6)]))))
+        net.transfer([own] + [r for r in shared if rng.random() < 0.5], 1e9)
+    fast = net._allocate_unshared(0.0)
+    rates = [f.rate for f in net.flows]
+    net._fill(0.0)
+    if fast:
+        assert rates == [f.rate for f in net.flows]
+    else:  # declined: some shared resource is full at the flows' own rates
+        load = {r: sum(f.path[0].capacity.rate_at(0.0) for f in r.flows) for r in shared if r.flows}
+        assert any(total >= r.capacity.rate_at(0.0) * (1 - 1e-9) for r, total in load.items())
