@@ -270,7 +270,43 @@ def batching(quick: bool) -> None:
         print(f"| {n} | {walls[0]:.2f} | {walls[1]:.2f} | {walls[0] / walls[1]:.2f} |")
 
 
-SECTIONS = {"overhead": overhead, "kernel": kernel, "scaling": scaling, "batching": batching}
+# ---- 5. a very large fleet in one process ------------------------------------------------------
+LARGE_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+import torch; torch.set_num_threads({threads})
+from cemasim import scenario
+from cemasim.sim.fleet import Fleet
+
+n = int(sys.argv[1])
+sc = scenario.load({qs!r}, [f"fleet.devices={{n}}", "duration_s=4", "drain_s=30", "arrivals.process=constant",
+                            "arrivals.rate_hz=2", "arrivals.batch_size=8", "method.name=cema",
+                            "output.plots=false", "compute_device=cpu"])
+t0 = time.perf_counter()
+fleet = Fleet(sc)
+built = time.perf_counter()
+fleet.run()
+done = time.perf_counter()
+print(json.dumps({{"n": n, "samples": fleet.n_samples, "build_s": built - t0, "run_s": done - built,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def large(quick: bool) -> None:
+    """Peak resident memory of one process simulating a CEMA fleet of 100,000 devices (8 samples each,
+    one 8-sample batch a device), records included; appended to large_fleet.csv."""
+    n = 10_000 if quick else 100_000
+    print(f"\n## 5. {n:,} CEMA devices in one process (8 samples each)")
+    code = LARGE_CHILD.format(root=str(ROOT), qs=str(QUICKSTART), threads=torch.get_num_threads())
+    out = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"| devices | samples | build s | run s | peak RSS MB (target < 4,096 at 100,000) |\n"
+          f"| {r['n']:,} | {r['samples']:,} | {r['build_s']:.1f} | {r['run_s']:.1f} | {r['peak_rss_mb']:,.0f} |")
+    _append_csv("large_fleet.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), **{k: round(v, 2) if
+                                    isinstance(v, float) else v for k, v in r.items()}})
+
+
+SECTIONS = {"overhead": overhead, "kernel": kernel, "scaling": scaling, "batching": batching, "large": large}
 
 
 def main() -> None:
