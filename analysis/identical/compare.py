@@ -2,6 +2,9 @@
 
     git worktree add /tmp/old <commit>                     # the checkout to compare against
     python analysis/identical/compare.py --old /tmp/old    # about 5 min on 2 cores
+    python analysis/identical/compare.py --old /tmp/old --scenario scenarios/commuter.yaml \
+        --methods cema upload_all --set fleet.devices=24 --csv identical_commuter.csv
+                                           # 12 devices on traced links behind one shared Wi-Fi AP
 
 Runs `cemasim run scenarios/quickstart.yaml` shortened (3 devices, 60 s of arrivals + 60 s of drain,
 one torch thread, CPU) once per method with each checkout's code (`python -m cemasim` from its
@@ -29,9 +32,10 @@ METHODS = ["source", "bn_adapt", "onda", "lame", "tent", "pl", "eta", "eata", "s
 SHORT = ["duration_s=60", "drain_s=60", "fleet.devices=3", "output.plots=false", "compute_device=cpu"]
 
 
-def run(tree: Path, method: str, out: Path) -> Path:
-    sets = [a for s in SHORT + [f"method.name={method}", f"name={method}"] for a in ("--set", s)]
-    subprocess.run([sys.executable, "-m", "cemasim", "run", "scenarios/quickstart.yaml", "--quiet", "--threads", "1",
+def run(tree: Path, method: str, out: Path, scenario: str = "scenarios/quickstart.yaml",
+        extra: tuple[str, ...] = ()) -> Path:
+    sets = [a for s in [*SHORT, *extra, f"method.name={method}", f"name={method}"] for a in ("--set", s)]
+    subprocess.run([sys.executable, "-m", "cemasim", "run", scenario, "--quiet", "--threads", "1",
                     "--out", str(out), *sets], cwd=tree, check=True, capture_output=True)
     return out / method
 
@@ -51,18 +55,21 @@ def main() -> int:
     p.add_argument("--old", required=True, help="folder of the other checkout (e.g. a git worktree)")
     p.add_argument("--new", default=str(REPO), help="folder of this checkout (default: this repository)")
     p.add_argument("--methods", nargs="*", default=METHODS)
+    p.add_argument("--scenario", default="scenarios/quickstart.yaml", help="shortened as above (path in each checkout)")
+    p.add_argument("--csv", default="identical.csv", help="file name of the table, beside this script")
+    p.add_argument("--set", action="append", default=[], help="more KEY=VALUE after the shortening ones")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.methods:
-            old = run(Path(args.old), method, Path(tmp) / "old")
-            new = run(Path(args.new), method, Path(tmp) / "new")
+            old = run(Path(args.old), method, Path(tmp) / "old", args.scenario, tuple(args.set))
+            new = run(Path(args.new), method, Path(tmp) / "new", args.scenario, tuple(args.set))
             diff = differences(old, new)
             acc = [json.loads((d / "summary.json").read_text())["accuracy"] for d in (old, new)]
             rows.append({"method": method, "tables": len(list(old.glob("*.parquet"))), "differences": len(diff),
                          "what": " ".join(diff), "accuracy_old": acc[0], "accuracy_new": acc[1]})
             print(f"{method:16s} tables {rows[-1]['tables']:2d}  differences {len(diff)}  {' '.join(diff)}")
-    with open(HERE / "identical.csv", "w", newline="") as f:
+    with open(HERE / args.csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
