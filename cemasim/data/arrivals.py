@@ -7,6 +7,7 @@ the device index.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from functools import lru_cache
 from typing import Any
 
@@ -85,10 +86,11 @@ def read_arrival_file(path: str) -> tuple[np.ndarray, np.ndarray]:
 def batch_bounds(times: np.ndarray, batch_size: int, max_wait_s: float) -> list[tuple[int, int, float]]:
     """(start, stop, ready_s) per test batch over sorted arrival `times`."""
     bounds, i, n = [], 0, len(times)
+    at = times.tolist()  # bisect on a list: the indices of np.searchsorted, without its per-call cost
     while i < n:
-        deadline = times[i] + max_wait_s
-        stop = min(i + batch_size, int(np.searchsorted(times, deadline, side="right")), n)
-        ready = times[stop - 1] if stop - i == batch_size else deadline
+        deadline = at[i] + max_wait_s
+        stop = min(i + batch_size, bisect_right(at, deadline), n)
+        ready = at[stop - 1] if stop - i == batch_size else deadline
         bounds.append((i, stop, float(ready)))
         i = stop
     return bounds

@@ -53,7 +53,11 @@ class LinkFactory:
         """`position`: the device's index within its class (shared-segment grouping); `expire_s`: uploads
         that waited longer are discarded (the staleness policy)."""
         spec = sc[direction]
-        rng = numpy_rng(self.seed, "link", direction, device)
+        # the link's random parts draw from one stream; a link without any needs none (building one
+        # per link costs a hash and a seeding, the largest share of building a big fleet)
+        random = (spec.trace is not None and spec.trace_phase == "random") or spec.outages.process == "exponential" \
+            or spec.loss.model != "none"
+        rng = numpy_rng(self.seed, "link", direction, device) if random else None
         access, latency_s = self._capacity(spec, rng)
         # an off device's radio is off too: its transfers pause or are lost like in an outage
         down = [d for d in (self._outages(spec, device, rng), off) if len(d.starts)]
