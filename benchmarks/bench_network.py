@@ -8,14 +8,16 @@
                     every trace step while they are on the wire)
 
 No ML: a Poisson stream of fixed-size messages per device through `Link`s. Prints host seconds,
-SimPy events and the ratio to `constant` measured in the same run.
+SimPy events and the ratio to `constant` measured in the same run, and appends them to
+network.csv (with `--label`, e.g. the commit measured).
 
-    python benchmarks/bench_network.py [--devices 100] [--duration-s 300] [--rate-hz 10]
+    python benchmarks/bench_network.py [--devices 100] [--duration-s 300] [--rate-hz 10] [--label L]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import time
 from pathlib import Path
@@ -76,16 +78,27 @@ def main() -> None:
     ap.add_argument("--duration-s", type=float, default=300.0)
     ap.add_argument("--rate-hz", type=float, default=10.0, help="messages per second per device")
     ap.add_argument("--size-bytes", type=int, default=1500)
+    ap.add_argument("--label", default="", help="written to network.csv with each row")
     args = ap.parse_args()
     print(f"{args.devices} devices x {args.rate_hz} msg/s x {args.duration_s:.0f} s of "
           f"{args.size_bytes}-byte messages; "
           f"trace {TRACE.name} (100 ms bins); host {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     print(f"{'links':<14}{'host s':>9}{'events':>11}{'events/s':>11}{'mean delay s':>14}{'x constant':>12}")
-    base = None
+    base, rows = None, []
     for kind in ("constant", "trace", "shared", "shared+trace"):
         wall, events, delay = run(kind, args.devices, args.duration_s, args.rate_hz, args.size_bytes)
         base = base or wall
         print(f"{kind:<14}{wall:>9.2f}{events:>11,}{events / wall:>11,.0f}{delay:>14.4f}{wall / base:>12.2f}")
+        rows.append({"date": time.strftime("%Y-%m-%d %H:%M"), "label": args.label, "devices": args.devices,
+                     "duration_s": args.duration_s, "links": kind, "host_s": round(wall, 2), "events": events,
+                     "mean_delay_s": delay, "x_constant": round(wall / base, 2)})
+    path = Path(__file__).with_name("network.csv")
+    new_file = not path.is_file()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new_file:
+            writer.writeheader()
+        writer.writerows(rows)
 
 
 if __name__ == "__main__":
