@@ -9,7 +9,8 @@
 Runs `cemasim run scenarios/quickstart.yaml` shortened (3 devices, 60 s of arrivals + 60 s of drain,
 one torch thread, CPU) once per method with each checkout's code (`python -m cemasim` from its
 folder), then compares every parquet table of the two run folders with DataFrame.equals and every
-summary value except wall time. Writes identical.csv beside this file (one row per method) and
+summary value except wall time. Columns and summary keys only the new checkout has are listed as
+additions (a new output), not counted as differences. Writes identical.csv beside this file (one row per method) and
 exits 1 if anything differs. A refactor that claims "results unchanged" must leave 0 here.
 """
 
@@ -40,14 +41,19 @@ def run(tree: Path, method: str, out: Path, scenario: str = "scenarios/quickstar
     return out / method
 
 
-def differences(old: Path, new: Path) -> list[str]:
-    found = []
+def differences(old: Path, new: Path) -> tuple[list[str], list[str]]:
+    """(what differs, what the new checkout adds): tables compared on the columns both have, summary
+    values on the old keys; a column or key only the new one has is an addition, not a difference."""
+    found, added = [], []
     for table in sorted(old.glob("*.parquet")):
-        if not pd.read_parquet(table).equals(pd.read_parquet(new / table.name)):
+        a, b = pd.read_parquet(table), pd.read_parquet(new / table.name)
+        added += [f"{table.stem}.{c}" for c in b.columns if c not in a.columns]
+        if list(a.columns) != [c for c in b.columns if c in a.columns] or not a.equals(b[list(a.columns)]):
             found.append(table.name)
     a, b = (json.loads((d / "summary.json").read_text()) for d in (old, new))
     found += [f"summary.{k}" for k in a if k != "wall_time_s" and a[k] != b.get(k)]
-    return found
+    added += [f"summary.{k}" for k in b if k not in a]
+    return found, added
 
 
 def main() -> int:
@@ -64,11 +70,13 @@ def main() -> int:
         for method in args.methods:
             old = run(Path(args.old), method, Path(tmp) / "old", args.scenario, tuple(args.set))
             new = run(Path(args.new), method, Path(tmp) / "new", args.scenario, tuple(args.set))
-            diff = differences(old, new)
+            diff, added = differences(old, new)
             acc = [json.loads((d / "summary.json").read_text())["accuracy"] for d in (old, new)]
             rows.append({"method": method, "tables": len(list(old.glob("*.parquet"))), "differences": len(diff),
-                         "what": " ".join(diff), "accuracy_old": acc[0], "accuracy_new": acc[1]})
-            print(f"{method:16s} tables {rows[-1]['tables']:2d}  differences {len(diff)}  {' '.join(diff)}")
+                         "what": " ".join(diff), "added": " ".join(added), "accuracy_old": acc[0],
+                         "accuracy_new": acc[1]})
+            print(f"{method:16s} tables {rows[-1]['tables']:2d}  differences {len(diff)}  {' '.join(diff)}"
+                  f"{'  added: ' + ' '.join(added) if added else ''}")
     with open(HERE / args.csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
