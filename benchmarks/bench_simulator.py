@@ -306,14 +306,51 @@ def large(quick: bool) -> None:
                                     isinstance(v, float) else v for k, v in r.items()}})
 
 
-SECTIONS = {"overhead": overhead, "kernel": kernel, "scaling": scaling, "batching": batching, "large": large}
+# ---- 6. building a fleet -----------------------------------------------------------------------
+BUILD_CHILD = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+import torch; torch.set_num_threads({threads})
+from cemasim import scenario
+from cemasim.sim.fleet import Fleet
+
+n = int(sys.argv[1])
+sets = [f"fleet.devices={{n}}", "duration_s=60", "arrivals.batch_size=1", "method.name=cema", "compute_device=cpu"]
+Fleet(scenario.load({qs!r}, ["fleet.devices=1", *sets[1:]]))  # warm imports, models, data
+sc = scenario.load({qs!r}, sets)
+t0 = time.perf_counter()
+fleet = Fleet(sc)
+print(json.dumps({{"n": n, "samples": fleet.n_samples, "build_s": time.perf_counter() - t0}}))
+"""
+
+
+def build(quick: bool) -> None:
+    """Host time of `Fleet(scenario)` per device: plans (arrivals, shift, images, batch bounds), links,
+    cloud workers and learners of a CEMA fleet of batch-1 devices (4 samples/s for 60 s); build.csv."""
+    n = 5_000 if quick else 50_000
+    print(f"\n## 6. building a fleet of {n:,} CEMA devices (batch 1, 240 samples each)")
+    code = BUILD_CHILD.format(root=str(ROOT), qs=str(QUICKSTART), threads=torch.get_num_threads())
+    out = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"| devices | samples | build s | ms / device (target < 0.2 at 50,000) |\n"
+          f"| {r['n']:,} | {r['samples']:,} | {r['build_s']:.1f} | {1e3 * r['build_s'] / r['n']:.2f} |")
+    _append_csv("build.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), "root": str(ROOT), **r,
+                              "ms_per_device": round(1e3 * r["build_s"] / r["n"], 3)})
+
+
+SECTIONS = {"overhead": overhead, "kernel": kernel, "scaling": scaling, "batching": batching, "large": large,
+            "build": build}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads (about 2 minutes)")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1],
+                        help="checkout whose cemasim the child processes (scaling, large, build) import")
     args = parser.parse_args()
+    global ROOT, QUICKSTART
+    ROOT, QUICKSTART = args.root.resolve(), args.root.resolve() / "scenarios" / "quickstart.yaml"
     print(f"# cemasim simulator benchmarks ({platform.platform()}, python {platform.python_version()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores)")
     for name in args.only.split(","):
