@@ -205,12 +205,9 @@ def scaling(quick: bool, method: str = "cema") -> None:
     print("| devices | samples | wall s | wall ms / sample | KB / device built (actors + state) | "
           "of which batch plans (data) | KB / device after the run (with records) |")
     sizes = [10, 100, 1000] if quick else [10, 100, 1000, 10000]
-    code = SCALING_CHILD.format(root=str(ROOT), qs=str(QUICKSTART), threads=torch.get_num_threads(),
-                                method=method)
     rows = []
     for n in sizes:
-        out = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = _run_child(SCALING_CHILD, n, method=method)
         rows.append(r)
         print(f"| {n} | {r['samples']} | {r['wall']:.2f} | {1e3 * r['wall'] / r['samples']:.3f} | "
               f"{r['built_kb'] / n:.1f} | {r['plans_kb'] / n:.1f} | {r['after_kb'] / n:.1f} |")
@@ -292,14 +289,20 @@ print(json.dumps({{"n": n, "samples": fleet.n_samples, "build_s": built - t0, "r
 """
 
 
+def _run_child(template: str, n: int, **fields: str) -> dict:
+    """Run a child script in a fresh process (its own imports and memory, the --root checkout's code)
+    and return the JSON of its last line."""
+    code = template.format(root=str(ROOT), qs=str(QUICKSTART), threads=torch.get_num_threads(), **fields)
+    out = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def large(quick: bool) -> None:
     """Peak resident memory of one process simulating a CEMA fleet of 100,000 devices (8 samples each,
     one 8-sample batch a device), records included; appended to large_fleet.csv."""
     n = 10_000 if quick else 100_000
     print(f"\n## 5. {n:,} CEMA devices in one process (8 samples each)")
-    code = LARGE_CHILD.format(root=str(ROOT), qs=str(QUICKSTART), threads=torch.get_num_threads())
-    out = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True, check=True)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = _run_child(LARGE_CHILD, n)
     print(f"| devices | samples | build s | run s | peak RSS MB (target < 4,096 at 100,000) |\n"
           f"| {r['n']:,} | {r['samples']:,} | {r['build_s']:.1f} | {r['run_s']:.1f} | {r['peak_rss_mb']:,.0f} |")
     _append_csv("large_fleet.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), **{k: round(v, 2) if
@@ -329,9 +332,7 @@ def build(quick: bool) -> None:
     cloud workers and learners of a CEMA fleet of batch-1 devices (4 samples/s for 60 s); build.csv."""
     n = 5_000 if quick else 50_000
     print(f"\n## 6. building a fleet of {n:,} CEMA devices (batch 1, 240 samples each)")
-    code = BUILD_CHILD.format(root=str(ROOT), qs=str(QUICKSTART), threads=torch.get_num_threads())
-    out = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True, check=True)
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = _run_child(BUILD_CHILD, n)
     print(f"| devices | samples | build s | ms / device (target < 0.2 at 50,000) |\n"
           f"| {r['n']:,} | {r['samples']:,} | {r['build_s']:.1f} | {1e3 * r['build_s'] / r['n']:.2f} |")
     _append_csv("build.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), "root": str(ROOT), **r,
