@@ -113,8 +113,11 @@ def test_kill_9_stops_the_workers_and_resume_loses_and_repeats_nothing(tmp_path)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_records_every_finished_run_and_stops_the_workers(tmp_path, sig):
     base, out = _base(tmp_path), tmp_path / "out"
+    # SIGINT's default disposition in the sweep: a shell starts background jobs (a CI script run with `&`)
+    # with SIGINT ignored, and Python then installs no Ctrl-C handler at all
     proc = subprocess.Popen(_sweep_cmd(base, out, "1,2,3,4,5,6,7,8"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_rows(out / "f" / "results.parquet", proc)
     workers = [c for c in _children(proc.pid) if _alive(c)]
     proc.send_signal(sig)
