@@ -83,6 +83,8 @@ class Fleet:
         self.edge_flops = FlopCounter(self.edge_model, self.edge_spec.input_shape)  # one count, edge and cloud
         self._costs: dict[str, EdgeCost] = {}
         self.cloud_profile = profile_of(sc.cloud.profile, "cloud")
+        # the selection policy that gates this method's uploads (None: the paper's selection, nothing gated)
+        self.gate_policy = sc.selection.policy if self.method.new_gate() is not None else None
         self.cloud = self._build_cloud() if self.method.uses_cloud else None
         self.source_state = self.method.source_state(self.edge_model)
         self.devices: list[EdgeDevice] = []
@@ -129,7 +131,8 @@ class Fleet:
         if self.cloud is not None:
             cloud_inbox = simpy.Store(self.env)
             uplink = links.build("uplink", view, d, position, cls.name, off, cloud_inbox, sc.upload.queue_capacity,
-                                 sc.upload.drop_policy, expire_s=self._expire_s())
+                                 sc.upload.drop_policy,
+                                 expire_s=sc.selection.max_delay_s if self.gate_policy == "staleness" else None)
             downlink = links.build("downlink", view, d, position, cls.name, off, inbox)
             wiring(self.method).build_worker(self, d, cloud_inbox, downlink)
         cost = self._edge_cost(view)
@@ -140,11 +143,6 @@ class Fleet:
                           inbox, policy, self.recorder, self.torch_device,
                           reset_on_segment=view.shift.protocol == "reset",
                           source_state=self.source_state, off=off if len(off.starts) else None)
-
-    def _expire_s(self) -> float | None:
-        """The staleness policy's bound, for the uplink queue of the methods it gates."""
-        gated = self.method.new_gate() is not None
-        return self.sc.selection.max_delay_s if gated and self.sc.selection.policy == "staleness" else None
 
     def _edge_cost(self, view) -> EdgeCost:
         """FLOPs and simulated seconds of one edge call under the class's profile (cached per profile)."""
@@ -164,7 +162,7 @@ class Fleet:
         cfg = cloud_config(sc, self.edge_spec.num_classes)
         plan = CloudPlan(sc.cloud.chunk_size, sc.cloud.replay_min, sc.cloud.replay_batch, sc.cloud.replay_only_batch,
                          sc.cloud.refresh_every, getattr(torch, sc.cloud.refresh_dtype),
-                         backlog_hint=self.method.new_gate() is not None and sc.selection.policy == "backpressure")
+                         backlog_hint=self.gate_policy == "backpressure")
         f_flops = FlopCounter(foundation, f_spec.input_shape)
         return Cloud(self.env, sc.cloud.gpus, self.cloud_profile, foundation, self.edge_model,
                      f_flops, self.edge_flops, cfg, plan, self.recorder, self.torch_device, sc.cloud.scheduler)
