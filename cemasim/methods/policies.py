@@ -81,11 +81,10 @@ class Gate:
 
     def __init__(self, cfg: PolicyConfig):
         self.cfg = cfg
-        self.recent: deque[float] = deque(maxlen=cfg.history)
+        self.recent: deque[float] = deque(maxlen=cfg.history)  # candidate scores, for `threshold`
 
     def choose(self, view: LinkView, scores: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """Indices (ascending) of the candidates to send, given their scores and encoded sizes."""
-        self.recent.extend(scores.tolist())
         return np.arange(len(scores))
 
     def hint(self, now_s: float, backlog: int) -> None:
@@ -149,7 +148,6 @@ class BudgetGate(Gate):
 
 class StalenessGate(Gate):
     def choose(self, view: LinkView, scores: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-        self.recent.extend(scores.tolist())
         if view.rate_bps is None or math.isinf(view.rate_bps):
             return np.arange(len(scores))
         queued, chosen = float(view.queued_bytes), []

@@ -289,8 +289,8 @@ SCHEMA = Section(
                                     (positive,), nullable=True),
             "link_fraction": F((float,), 0.8, "budget policy: share of the measured uplink rate to use", "",
                                (between(0, 1), positive)),
-            "window_s": F((float,), 60.0, "budget policy: token-bucket depth (one window of the target rate) and "
-                          "the horizon over which saved credit is spent", "s", (positive,)),
+            "window_s": F((float,), 60.0, "budget policy: the window whose bytes may not exceed the target rate x "
+                          "window_s (windows start at multiples of it)", "s", (positive,)),
             "max_delay_s": F((float,), 10.0, "staleness policy: longest predicted queueing delay worth sending; "
                              "uploads that waited longer are discarded at the head of the queue (expired)", "s",
                              (positive,)),

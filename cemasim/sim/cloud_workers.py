@@ -142,9 +142,14 @@ class DeviceWorker:
         yield from ()
 
     def backlog(self) -> int:
-        """Uploads of this device waiting at the cloud (scheduling by backlog): in its inbox, pending,
-        and those of its job waiting for the GPU."""
-        return sum(isinstance(m, Upload) for m in self.inbox.items) + len(self.pending_uploads()) + self.queued
+        """Uploads of this device waiting at the cloud (scheduling by backlog): pending, and those
+        waiting for the GPU."""
+        return self.waiting_for_gpu() + len(self.pending_uploads())
+
+    def waiting_for_gpu(self) -> int:
+        """Uploads that arrived and wait for the GPU: in the inbox (the worker is in a job) and in its job
+        waiting for a grant; not the partial chunk that waits for more uploads (backpressure's hint)."""
+        return sum(isinstance(m, Upload) for m in self.inbox.items) + self.queued
 
     def pending_uploads(self) -> list[Upload]:
         return []
@@ -192,7 +197,7 @@ class DeviceWorker:
         refresh = Refresh(self.device, norm.state_bytes(snapshot) + (HINT_BYTES if hint else 0),
                           version=self.student.steps, created_s=self.env.now,
                           uploads_sent_max_s=self.uploads_sent_max_s, state=snapshot, segment=self.segment,
-                          backlog=self.backlog() - len(self.pending_uploads()) if hint else -1)
+                          backlog=self.waiting_for_gpu() if hint else -1)
         self.refreshed_steps, self.last_refresh_s = self.student.steps, self.env.now
         self.cloud.recorder.refreshes.append(refresh)
         self.downlink.send(refresh)
