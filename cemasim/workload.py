@@ -8,13 +8,15 @@ pixels do not depend on event order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from cemasim.data.arrivals import ARRIVALS, batch_bounds
+from cemasim.data.arrivals import ARRIVALS, batch_arrays
 from cemasim.data.datasets import ImageSource, open_dataset
 from cemasim.data.shifts import Domain, all_domains, device_schedule, image_order
 from cemasim.net.capacity import DownIntervals
@@ -35,6 +37,47 @@ class TestBatch:
 
     def __len__(self) -> int:
         return len(self.arrival_s)
+
+
+class DevicePlan(Sequence[TestBatch]):
+    """One device's test batches, kept as per-sample arrays and batch bounds; a TestBatch is built when
+    it is asked for (a fleet of 50,000 batch-1 devices would otherwise hold 12 million of them)."""
+
+    def __init__(self, device: int, times: np.ndarray, image_idx: np.ndarray, labels: np.ndarray,
+                 domain: np.ndarray, segment: np.ndarray, bounds: tuple[np.ndarray, np.ndarray, np.ndarray]):
+        self.device, self.times, self.image_idx, self.labels, self.domain = device, times, image_idx, labels, domain
+        self.segment = segment
+        self.starts, self.stops, self.ready_s = bounds
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.times)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.times, self.image_idx, self.labels, self.domain, self.segment,
+                                      self.starts, self.stops, self.ready_s))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @overload
+    def __getitem__(self, seq: int) -> TestBatch: ...
+
+    @overload
+    def __getitem__(self, seq: slice) -> list[TestBatch]: ...
+
+    def __getitem__(self, seq: int | slice) -> TestBatch | list[TestBatch]:
+        if isinstance(seq, slice):
+            return [self[i] for i in range(*seq.indices(len(self)))]
+        if seq < 0:
+            seq += len(self)
+        if not 0 <= seq < len(self):
+            raise IndexError(f"batch {seq} of {len(self)}")
+        start, stop = int(self.starts[seq]), int(self.stops[seq])
+        return TestBatch(self.device, seq, float(self.ready_s[seq]), start, self.times[start:stop],
+                         self.image_idx[start:stop], self.labels[start:stop], self.domain[start:stop],
+                         int(self.segment[start]))
 
 
 def open_source(sc) -> ImageSource:
@@ -90,13 +133,13 @@ def domain_table(sc) -> dict[Domain, int]:
     return table
 
 
-def plan_device(device: int, sc, workload: Workload, domain_ids: dict[Domain, int]) -> list[TestBatch]:
+def plan_device(device: int, sc, workload: Workload, domain_ids: dict[Domain, int]) -> DevicePlan:
     """All test batches of one device over the scenario's duration."""
     return plan_available(device, sc, workload, domain_ids)[0]
 
 
 def plan_available(device: int, sc, workload: Workload, domain_ids: dict[Domain, int],
-                   off: DownIntervals | None = None) -> tuple[list[TestBatch], np.ndarray]:
+                   off: DownIntervals | None = None) -> tuple[DevicePlan, np.ndarray]:
     """(test batches, arrival times of missed samples): samples arriving while the device is off are
     missed. Domains and images are drawn for every arrival first, so availability does not change
     what the other samples are."""
@@ -113,11 +156,8 @@ def plan_available(device: int, sc, workload: Workload, domain_ids: dict[Domain,
     on = np.ones(len(times), bool) if off is None else ~off.covers(times)
     missed = times[~on]
     times, image_idx, labels, domain, segment = times[on], image_idx[on], labels[on], domain[on], segment[on]
-    return [
-        TestBatch(device, seq, ready, start, times[start:stop], image_idx[start:stop], labels[start:stop],
-                  domain[start:stop], int(segment[start]))
-        for seq, (start, stop, ready) in enumerate(batch_bounds(times, arr.batch_size, arr.max_wait_s))
-    ], missed
+    return DevicePlan(device, times, image_idx, labels, domain, segment,
+                      batch_arrays(times, arr.batch_size, arr.max_wait_s)), missed
 
 
 def _images(device: int, sc, workload: Workload, domain: np.ndarray) -> np.ndarray:

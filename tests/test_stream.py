@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 import numpy as np
 import pytest
 
 from cemasim.assembly import build_workload
-from cemasim.data.arrivals import batch_bounds, constant, poisson
+from cemasim.data.arrivals import batch_arrays, batch_bounds, constant, poisson
 from cemasim.data.shifts import device_schedule
 from cemasim.rng import numpy_rng
-from cemasim.workload import domain_table, plan_device
+from cemasim.workload import DevicePlan, domain_table, plan_device
 from tests.conftest import small
 
 
@@ -35,6 +37,45 @@ def test_batches_close_when_full_or_after_max_wait():
     # full at 0.2; 0.3 waits alone until 4.3; 5.0 and 9.0 (= its deadline) share one; 20.0 alone
     assert batch_bounds(times, batch_size=3, max_wait_s=4.0) == [(0, 3, 0.2), (3, 4, 4.3), (4, 6, 9.0),
                                                                   (6, 7, 24.0)]
+
+
+def sequential_bounds(times: np.ndarray, batch_size: int, max_wait_s: float) -> list[tuple[int, int, float]]:
+    """The rule, one sample at a time: a batch closes when full or max_wait_s after its first sample."""
+    bounds, i, at = [], 0, times.tolist()
+    while i < len(at):
+        deadline = at[i] + max_wait_s
+        stop = min(i + batch_size, bisect_right(at, deadline), len(at))
+        bounds.append((i, stop, at[stop - 1] if stop - i == batch_size else deadline))
+        i = stop
+    return bounds
+
+
+def test_batch_bounds_equal_the_sequential_rule():
+    """The vectorised bounds (every sample's stop at once, then a walk over batches) are the rule's,
+    float for float: ties at a deadline, zero and infinite waits, batch size 1, empty streams."""
+    rng = np.random.default_rng(0)
+    for _ in range(600):
+        n = int(rng.integers(0, 50))
+        times = np.sort(rng.exponential(1.0, n).cumsum() if rng.random() < 0.5 else rng.integers(0, 20, n) * 0.1)
+        batch_size, wait = int(rng.integers(1, 9)), float(rng.choice([0.0, 0.1, 0.3, 1.0, 30.0, np.inf]))
+        assert batch_bounds(times, batch_size, wait) == sequential_bounds(times, batch_size, wait)
+    starts, stops, ready = batch_arrays(np.zeros(0), 4, 1.0)
+    assert len(starts) == len(stops) == len(ready) == 0
+
+
+def test_device_plan_builds_the_batches_it_is_asked_for():
+    times = np.array([0.0, 0.1, 0.2, 0.3, 5.0, 9.0, 20.0])
+    n = len(times)
+    plan = DevicePlan(7, times, np.arange(n) + 100, np.arange(n) % 3, np.zeros(n, np.int64), np.arange(n) // 4,
+                      batch_arrays(times, 3, 4.0))
+    assert len(plan) == 4 and plan.n_samples == n and plan.nbytes > 0
+    batches = list(plan)
+    assert [(b.seq, b.first_sample_id, len(b), b.ready_s, b.segment) for b in batches] == \
+        [(0, 0, 3, 0.2, 0), (1, 3, 1, 4.3, 0), (2, 4, 2, 9.0, 1), (3, 6, 1, 24.0, 1)]
+    assert batches[2].image_idx.tolist() == [104, 105] and batches[2].labels.tolist() == [1, 2]
+    assert plan[-1].seq == 3 and [b.seq for b in plan[1:3]] == [1, 2]
+    with pytest.raises(IndexError):
+        plan[4]
 
 
 def test_schedule_same_order_loops():

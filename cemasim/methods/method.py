@@ -101,11 +101,17 @@ class Method:
             return self.select(logits, state)
 
     @property
+    def edge_writes_state(self) -> bool:
+        """Whether predicting writes the device's norm tensors in place (an edge adapter's step, or
+        statistics updated by the forward: tbr, ema). If not, a device may start from the fleet's
+        source tensors instead of its own copy (a refresh replaces them, a reset copies)."""
+        return self.adapts_on_edge or self.edge_stat_mode()[0] not in ("eval", "batch")
+
+    @property
     def merges_forward(self) -> bool:
         """Whether devices' forward passes may be merged into one grouped call (same results):
         forward-only, the base edge_logits, eval or test-batch statistics."""
-        return (not self.adapts_on_edge and type(self).edge_logits is Method.edge_logits
-                and self.edge_stat_mode()[0] in ("eval", "batch"))
+        return not self.edge_writes_state and type(self).edge_logits is Method.edge_logits
 
     def init_learner(self, learner: Learner, model: nn.Module, clean: Any) -> Learner:
         """Method-specific learner state (e.g. EATA's Fisher, SAR's reset point)."""

@@ -129,7 +129,7 @@ class DeviceWorker:
                 yield from self.on_upload(msg)
             elif msg.kind == "stats":
                 self.on_stats(msg.stats)
-                msg.stats = None  # the student holds them now; keep the records light
+                msg.release()  # the student holds them now
             else:
                 yield from self.on_report(msg)
 
@@ -180,9 +180,11 @@ class DeviceWorker:
         self.cloud.recorder.jobs.append(CloudJob(self.device, kind, requested, start, self.env.now, samples))
 
     def consumed(self, uploads: list[Upload]) -> None:
-        """`uploads` were trained on (or answered) by the job that ends now."""
+        """`uploads` were trained on (or answered) by the job that ends now; their images are not read
+        again (the replay buffer holds its own copy)."""
         for u in uploads:
             u.trained_s = self.env.now
+            u.release()
         self.uploads_sent_max_s = max([self.uploads_sent_max_s] + [u.tx_end_s for u in uploads])
 
     def maybe_refresh(self) -> None:
@@ -207,15 +209,24 @@ class CemaWorker(DeviceWorker):
     """CEMA's cloud: chunks of uploads drive foundation + distillation steps, with replay."""
 
     def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
-                 replay: ReplayBuffer, teacher: Learner, generator: torch.Generator, shared_replay: bool = False,
-                 own_teacher: bool = False, source_state: dict | None = None):
-        self.replay, self.teacher, self.generator = replay, teacher, generator
+                 replay: ReplayBuffer, teacher: Learner, generator: Callable[[], torch.Generator],
+                 shared_replay: bool = False, own_teacher: bool = False, source_state: dict | None = None):
+        """`generator` makes the replay draws' stream, on the first draw: a torch generator holds 2.7 KB,
+        which a device that never reaches `replay_min` uploads need not pay."""
+        self.replay, self.teacher, self._make_generator = replay, teacher, generator
+        self._generator: torch.Generator | None = None
         self.shared_replay = shared_replay
         self.teacher_source = {n: t.clone() for n, t in teacher.state.items()} if own_teacher else None
         self.pending: list[Upload] = []
         self.chunk_done = False
         self.in_replay: set[int] = set()  # ids of inbox uploads already in the replay buffer (causal rule)
         super().__init__(cloud, device, inbox, student, downlink, source_state)
+
+    @property
+    def generator(self) -> torch.Generator:
+        if self._generator is None:
+            self._generator = self._make_generator()
+        return self._generator
 
     def pending_uploads(self) -> list[Upload]:
         return self.pending
@@ -333,8 +344,8 @@ class InferenceWorker(DeviceWorker):
         uploads, self.batch = self.batch, []
         yield from self.planned_gpu_job("infer", lambda: (len(uploads), self.infer_s(len(uploads))),
                                         queued=len(uploads))
-        self.consumed(uploads)
         x = to_float(torch.stack([image_of(u) for u in uploads]), self.cloud.compute_device)
+        self.consumed(uploads)
         preds, entropies = foundation_answers(self.cloud.foundation, self.cloud.foundation_learner.state, x)
         answer = Answer(self.device, REPORT_BYTES + self.answer_bytes * len(uploads),
                         sample_ids=[u.sample_id for u in uploads], preds=preds, entropies=entropies)

@@ -29,7 +29,7 @@ from cemasim.net.capacity import DownIntervals
 from cemasim.results.records import Recorder
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
-from cemasim.workload import TestBatch, Workload
+from cemasim.workload import DevicePlan, TestBatch, Workload
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class UploadPolicy:
 
 
 class EdgeDevice:
-    def __init__(self, env: simpy.Environment, index: int, batches: list[TestBatch], workload: Workload,
+    def __init__(self, env: simpy.Environment, index: int, batches: DevicePlan, workload: Workload,
                  model: nn.Module, learner: Learner, method: Method, cost: EdgeCost,
                  uplink: Link | None, inbox: simpy.Store, policy: UploadPolicy, recorder: Recorder,
                  compute_device: torch.device, reset_on_segment: bool = False,
@@ -173,6 +173,7 @@ class EdgeDevice:
                     self._in_flight.append(up)
             else:
                 up.enqueued_s, up.dropped = self.env.now, "budget"
+                up.release()
         report = BatchReport(self.index, REPORT_BYTES, batch_seq=batch.seq, n_selected=len(rows), segment=self.segment)
         self.recorder.reports.append(report)
         self.send(report)
@@ -213,13 +214,14 @@ class EdgeDevice:
             self.gate.hint(self.env.now, refresh.backlog)  # the hint counts even when the state is stale
         if refresh.version <= self.version or refresh.segment < self.segment:
             refresh.dropped = "stale"
+            refresh.release()
             return
         assert refresh.state is not None, "a refresh is applied once"
         for name, tensor in refresh.state.items():
             self.learner.state[name] = tensor.to(self.compute_device, torch.float32)
         self.version, self.version_created_s = refresh.version, refresh.created_s
         refresh.applied_s = self.env.now
-        refresh.state = None  # the device holds it now; keep the records light
+        refresh.release()  # the device holds it now
 
 
 class CloudInferenceDevice(EdgeDevice):

@@ -183,5 +183,6 @@ class Link:
 
     def _drop(self, msg: Message, cause: str) -> None:
         msg.dropped = cause
+        msg.release()
         if self.on_drop is not None:
             self.on_drop(msg)

@@ -13,7 +13,7 @@ REPORT_BYTES = 16  # device id, batch seq, count: the end-of-batch control messa
 NAN = float("nan")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Message:
     device: int
     size_bytes: int
@@ -27,8 +27,12 @@ class Message:
     attempts: int = 0  # transmissions started (retransmissions after loss included)
     wire_bytes: int = 0  # bytes put on the wire over all attempts (radio energy)
 
+    def release(self) -> None:
+        """Nothing will read the payload again (used, applied or dropped): let it go, keep the journey
+        for the records. A long run or a large fleet would otherwise hold every image and state sent."""
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, slots=True)
 class Upload(Message):
     """One selected sample, as the cloud will decode it (uint8 [C, H, W])."""
 
@@ -37,8 +41,11 @@ class Upload(Message):
     trained_s: float = NAN  # when the cloud job that used it as a new sample ended (NaN: never used)
     image: Tensor | None = field(default=None, repr=False)
 
+    def release(self) -> None:
+        self.image = None
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, slots=True)
 class BatchReport(Message):
     """Sent after a test batch's uploads: the cloud's cue for its per-batch work (replay, refresh)."""
 
@@ -48,8 +55,11 @@ class BatchReport(Message):
     kind: str = "batch"  # "stats": norm_mode tbr's one-off running statistics, sent before the first uploads
     stats: NormState | None = field(default=None, repr=False)
 
+    def release(self) -> None:
+        self.stats = None
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, slots=True)
 class Refresh(Message):
     """Refreshed edge norm state for one device."""
 
@@ -61,8 +71,11 @@ class Refresh(Message):
     applied_s: float = NAN
     state: NormState | None = field(default=None, repr=False)
 
+    def release(self) -> None:
+        self.state = None
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, slots=True)
 class Answer(Message):
     """Cloud inference results for one batch's uploads (prediction and entropy per sample)."""
 

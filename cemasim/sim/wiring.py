@@ -6,6 +6,7 @@ there and registers its pair here with `@wire(name, device=...)`; Fleet has no p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Callable
 
 import simpy
@@ -60,7 +61,7 @@ def _cema(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
     teacher = cloud.foundation_learner if sc.cloud.foundation_scope == "shared" else cloud.foundation_learner.copy()
     CemaWorker(cloud, d, inbox, fleet.learner(on_edge=False), downlink,
                fleet.shared_replay or ReplayBuffer(sc.cloud.replay_capacity), teacher,
-               torch_generator(sc.seed, "replay", d), shared_replay=fleet.shared_replay is not None,
+               partial(torch_generator, sc.seed, "replay", d), shared_replay=fleet.shared_replay is not None,
                own_teacher=sc.cloud.foundation_scope == "device", source_state=fleet.source_state)
 
 
