@@ -277,3 +277,26 @@ def test_unshared_fast_path_gives_progressive_fillings_rates_to_the_bit(seed):
     else:  # declined: some shared resource is full at the flows' own rates
         load = {r: sum(f.path[0].capacity.rate_at(0.0) for f in r.flows) for r in shared if r.flows}
         assert any(total >= r.capacity.rate_at(0.0) * (1 - 1e-9) for r, total in load.items())
+
+
+@pytest.mark.parametrize("end", ["loop", "hold", "stop"])
+def test_remembered_piece_answers_the_very_floats_of_the_lookup(end):
+    """TraceRate keeps the piece around the last time asked; its rate and next change must equal a
+    fresh lookup's (the uncached computation) at every time, edges and their float neighbours included."""
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        n = int(rng.integers(1, 12))
+        starts = np.concatenate([[0.0], np.sort(rng.uniform(0, 5, n - 1))])
+        rates = rng.choice([0.0, 1e5, 2.5e6, 7e6], n)
+        period = float(starts[-1] + rng.uniform(0.05, 2))
+        trace = TraceRate(starts, rates, period, end, offset_s=float(rng.uniform(0, period)))
+        edges = [k * trace.period_s + e - trace.offset_s for k in range(4) for e in trace.edges]
+        times = sorted({t for e in edges for t in (e, math.nextafter(e, -math.inf), math.nextafter(e, math.inf))
+                        if t >= 0} | set(rng.uniform(0, 4 * period, 300).tolist()))
+        for t in times:  # forward in time, as a simulation asks, then a few jumps back
+            got = (trace.rate_at(t), trace.next_change(t))
+            fresh = ((trace._rates[i] if (i := trace._rate_index(t)) >= 0 else 0.0), trace._next_change(t))
+            assert got == fresh, (trial, t)
+        for t in rng.choice(times, 50):
+            assert trace.next_change(t) == trace._next_change(t) and trace.rate_at(t) == \
+                (trace._rates[i] if (i := trace._rate_index(t)) >= 0 else 0.0)

@@ -60,6 +60,8 @@ class TraceRate:
         # same indices, and float arithmetic on them gives the same doubles (shared links look up a
         # rate for every flow at every change)
         self._edges, self._rates, self._cum = self.edges.tolist(), self.rates.tolist(), self.cum.tolist()
+        # the current piece: rate_at and next_change answer from it for any t in [lo, hi) (see _remember)
+        self._lo, self._hi, self._rate, self._change = math.inf, -math.inf, 0.0, math.inf
 
     # -- trace time tau = t + offset -----------------------------------------------------------
     def _piece(self, p: float) -> int:
@@ -84,14 +86,45 @@ class TraceRate:
         return self._edges[j - 1] + (y - self._cum[j - 1]) / self._rates[j - 1]
 
     def rate_at(self, t: float) -> float:
-        tau = t + self.offset_s
-        if self.end == "loop":
-            return self._rates[self._piece(tau % self.period_s)]
-        if tau >= self.period_s:
-            return self._rates[-1] if self.end == "hold" else 0.0
-        return self._rates[self._piece(tau)]
+        if not self._lo <= t < self._hi and not self._remember(t):
+            return self._rates[i] if (i := self._rate_index(t)) >= 0 else 0.0
+        return self._rate
 
     def next_change(self, t: float) -> float:
+        if not self._lo <= t < self._hi and not self._remember(t):
+            return self._next_change(t)
+        return self._change
+
+    def _remember(self, t: float) -> bool:
+        """Keep the piece around t: a shared link asks every flow's rate and next change at every
+        event, hundreds of times per trace step. Both answers are step functions of t that never
+        decrease within a lap (float rounding is monotone), so where they agree at t and at a time
+        shortly before the change, they hold everywhere between: the cache gives the very floats the
+        lookup would. The last nanoseconds before a change are looked up afresh (there round-off can
+        move the rate's step a few ulps away from the computed change). False if nothing was kept."""
+        change = self._next_change(t)
+        index = self._rate_index(t)
+        if math.isfinite(change):
+            last = change - 1e-9 * max(1.0, abs(change) + abs(self.offset_s))
+            if last < t or self._rate_index(last) != index or self._next_change(last) != change:
+                return False
+            hi = math.nextafter(last, math.inf)
+        else:
+            hi = math.inf  # past the end of a held or stopped trace: one rate forever
+        self._lo, self._hi, self._change = t, hi, change
+        self._rate = self._rates[index] if index >= 0 else 0.0
+        return True
+
+    def _rate_index(self, t: float) -> int:
+        """Index of the rate in force at t; -1 for the zero rate after a stopped trace."""
+        tau = t + self.offset_s
+        if self.end == "loop":
+            return self._piece(tau % self.period_s)
+        if tau >= self.period_s:
+            return len(self._rates) - 1 if self.end == "hold" else -1
+        return self._piece(tau)
+
+    def _next_change(self, t: float) -> float:
         tau = t + self.offset_s
         if self.end != "loop" and tau >= self.period_s:
             return math.inf

@@ -16,7 +16,7 @@ import math
 
 import simpy
 
-from cemasim.net.capacity import Capacity, Gated
+from cemasim.net.capacity import Capacity, ConstantRate, Gated
 
 _EPS_BITS = 1e-6  # a flow within this many bits of done is done (float residue of rate x time)
 
@@ -25,13 +25,16 @@ class Resource:
     def __init__(self, name: str, capacity: Capacity):
         self.name, self.capacity = name, capacity
         self.flows: set[Flow] = set()
+        self.varies = not isinstance(capacity, ConstantRate)  # may change rate: its next change is an event
 
 
 class Flow:
-    __slots__ = ("path", "bits", "remaining", "rate", "done", "ok", "cause", "abort_at", "abort_cause")
+    __slots__ = ("path", "own", "shared", "bits", "remaining", "rate", "done", "ok", "cause", "abort_at",
+                 "abort_cause")
 
     def __init__(self, env: simpy.Environment, path: list[Resource], bits: float):
         self.path, self.bits, self.remaining, self.rate = path, bits, bits, 0.0
+        self.own, self.shared = path[0], tuple(path[1:])  # its access link, and what it shares beyond
         self.done, self.ok, self.cause = env.event(), True, ""
         self.abort_at, self.abort_cause = math.inf, ""
 
@@ -44,6 +47,7 @@ class FluidNetwork:
     def __init__(self, env: simpy.Environment):
         self.env = env
         self.flows: list[Flow] = []
+        self._varying: dict[Resource, None] = {}  # resources carrying a flow whose rate may change
         self._last = 0.0
         self._generation = 0  # wake-ups scheduled before the latest change are stale
 
@@ -57,6 +61,8 @@ class FluidNetwork:
                 if loss is not None and loss[0] < flow.abort_at:
                     flow.abort_at, flow.abort_cause = loss
             r.flows.add(flow)
+            if r.varies:
+                self._varying[r] = None
         self.flows.append(flow)
         self._update()
         return flow
@@ -70,26 +76,34 @@ class FluidNetwork:
         self._last = self.env.now
 
     def _update(self) -> None:
-        """Settle finished and aborted flows, reallocate, and schedule the next change."""
+        """Settle finished and aborted flows, reallocate, and schedule the next change. One pass over
+        the flows finds the ended ones and the earliest finish or abort. A flow is finished when done,
+        or so close that its finish time rounds to now (float time cannot advance by it)."""
         now = self.env.now
         while True:
             self._allocate(now)
-            ended = [f for f in self.flows if self._finished(f, now) or f.abort_at <= now]
+            ended, nxt = [], math.inf
+            for f in self.flows:
+                rate, remaining = f.rate, f.remaining
+                finish = now + remaining / rate if rate > 0 else math.inf
+                if remaining <= _EPS_BITS or math.isinf(rate) or finish <= now:
+                    ended.append((f, True))
+                elif f.abort_at <= now:
+                    ended.append((f, False))
+                elif finish < nxt or f.abort_at < nxt:  # nxt = min(nxt, finish, abort) without the call
+                    nxt = min(finish, f.abort_at)
             if not ended:
                 break
-            for f in ended:
-                self._end(f, ok=self._finished(f, now))
-        self._schedule(now)
-
-    @staticmethod
-    def _finished(f: Flow, now: float) -> bool:
-        """Done, or so close that its finish time rounds to now (float time cannot advance by it)."""
-        return f.remaining <= _EPS_BITS or math.isinf(f.rate) or (f.rate > 0 and now + f.remaining / f.rate <= now)
+            for f, ok in ended:
+                self._end(f, ok)
+        self._schedule(now, nxt)
 
     def _end(self, flow: Flow, ok: bool) -> None:
         self.flows.remove(flow)
         for r in flow.path:
             r.flows.discard(flow)
+            if not r.flows:
+                self._varying.pop(r, None)
         if ok:
             flow.remaining = 0.0
         flow.ok, flow.cause = ok, "" if ok else flow.abort_cause
@@ -103,23 +117,21 @@ class FluidNetwork:
         """The common case, in O(flows x path): every flow alone on its first resource (its own access
         link) and every other resource below capacity at those rates. Progressive filling then gives
         each flow its own link's rate (a shared resource's fair share stays above every remaining
-        flow's own rate, so it never bottlenecks), and this returns those same rates without the
-        heap. False, changing nothing, when it does not apply."""
+        flow's own rate, so it never bottlenecks), and this sets those same rates without the heap.
+        False when it does not apply; the filling then sets every flow's rate anew."""
         load: dict[Resource, float] = {}
-        rates = []
+        isfinite = math.isfinite
         for f in self.flows:
-            own = f.path[0]
+            own = f.own
             rate = own.capacity.rate_at(now)
-            if len(own.flows) != 1 or not math.isfinite(rate):
+            if len(own.flows) != 1 or not isfinite(rate):
                 return False
-            rates.append(rate)
-            for r in f.path[1:]:
+            f.rate = rate
+            for r in f.shared:
                 load[r] = load.get(r, 0.0) + rate
         for r, total in load.items():
             if not total < r.capacity.rate_at(now) * (1 - 1e-9):  # full, or too close to call: fill
                 return False
-        for f, rate in zip(self.flows, rates):
-            f.rate = rate
         return True
 
     def _fill(self, now: float) -> None:
@@ -154,16 +166,12 @@ class FluidNetwork:
                 if count[r] > 0:
                     heapq.heappush(heap, (left[r] / count[r], next(order), version[r], r))
 
-    def _schedule(self, now: float) -> None:
+    def _schedule(self, now: float, nxt: float) -> None:
+        """Wake up at `nxt` (the earliest finish or abort) or at the next capacity change on a path."""
         self._generation += 1
         if not self.flows:
             return
-        nxt = math.inf
-        for f in self.flows:
-            if f.rate > 0:
-                nxt = min(nxt, now + f.remaining / f.rate)
-            nxt = min(nxt, f.abort_at)
-        for r in {r for f in self.flows for r in f.path}:
+        for r in self._varying:
             nxt = min(nxt, r.capacity.next_change(now))
         if math.isinf(nxt):
             return  # stalled for good (a trace that stopped): flows stay in flight
