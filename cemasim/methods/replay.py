@@ -1,8 +1,8 @@
 """The cloud's replay buffer: FIFO, fixed capacity, uniform sampling without replacement.
 
 Images are kept as uint8 (as decoded from the uploads) to keep 10,000 samples per device small;
-storage grows on demand (from 8 rows, doubling) so idle devices cost nothing and a device with a
-few uploads costs a few images, which is what lets one process hold 100,000 devices.
+storage grows on demand (a row at a time up to 8, then doubling) so idle devices cost nothing and a
+device with a few uploads costs a few images, which is what lets one process hold 100,000 devices.
 """
 
 from __future__ import annotations
@@ -42,12 +42,13 @@ class ReplayBuffer:
         return (torch.arange(self.capacity) + self._next) % self.capacity
 
     def _ensure_room(self, img: Tensor) -> Tensor:
-        """The storage, grown (doubling up to capacity) when full; allocated at the first image."""
+        """The storage, grown when full (see the module doc) up to capacity; allocated at the first image."""
         if self._data is None:
-            self._data = torch.empty((min(8, self.capacity), *img.shape), dtype=img.dtype)
+            self._data = torch.empty((1, *img.shape), dtype=img.dtype)
         held = self._data.shape[0]
         if self._size == held and held < self.capacity:
-            grown = torch.empty((min(2 * held, self.capacity), *img.shape), dtype=img.dtype)
+            # one row at a time up to 8 (most devices of a large, short run upload a few), then doubling
+            grown = torch.empty((min(held + 1 if held < 8 else 2 * held, self.capacity), *img.shape), dtype=img.dtype)
             grown[:held] = self._data
             self._data = grown
             self._next = held

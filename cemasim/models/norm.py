@@ -2,8 +2,8 @@
 
 One backbone per model lives in memory; each device (and the cloud's copy of it) holds a small
 `NormState` (norm-layer affine weights, optionally BatchNorm running statistics). Forward passes
-swap that state in with torch.func.functional_call, and a statistics mode says how BatchNorm
-normalizes:
+swap that state in (`swapped`: what torch.func.functional_call does), and a statistics mode says
+how BatchNorm normalizes:
 
     eval   running statistics carried in the state (source statistics unless refreshed)
     batch  statistics of the current batch, nothing updated (Tent-style test-time BN)
@@ -186,8 +186,48 @@ def forward(model: nn.Module, state: NormState, x: Tensor, mode: str, prior: flo
 
     In "train" mode the running statistics tensors of `state` are updated in place.
     """
-    with stat_mode(model, mode, prior):
-        return torch.func.functional_call(model, state, (x,), strict=False)
+    with stat_mode(model, mode, prior), swapped(model, state):
+        return model(x)
+
+
+@contextmanager
+def swapped(model: nn.Module, state: NormState) -> Iterator[None]:
+    """The tensors of `state` stand in for the model's parameters and buffers of the same names during
+    the block, as in torch.func.functional_call(model, state, strict=False): the module dictionaries
+    hold them, so the very same tensors enter the very same operations (autograd and in-place
+    statistics updates included). Without functional_call's per-call bookkeeping (untying, accessor
+    objects), which for one sample costs about as much as the forward itself. Every name must be
+    one of the model's parameters or buffers."""
+    slots = _slots(model, tuple(state))
+    saved = [table[key] for table, key in slots]
+    for (table, key), tensor in zip(slots, state.values()):
+        table[key] = tensor
+    try:
+        yield
+    finally:
+        for (table, key), tensor in zip(slots, saved):
+            table[key] = tensor
+
+
+def _slots(model: nn.Module, names: tuple[str, ...]) -> list[tuple[dict, str]]:
+    """(the module's _parameters or _buffers, key) per dotted name, cached on the model per name list."""
+    cache = getattr(model, "_cemasim_slots", None)
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, "_cemasim_slots", cache)
+    if names not in cache:
+        slots: list[tuple[dict, str]] = []
+        for name in names:
+            owner, _, key = name.rpartition(".")
+            module = model.get_submodule(owner) if owner else model
+            if key in module._parameters:
+                slots.append((module._parameters, key))
+            elif key in module._buffers:
+                slots.append((module._buffers, key))
+            else:
+                raise KeyError(f"{name!r} is neither a parameter nor a buffer of {type(model).__name__}")
+        cache[names] = slots
+    return cache[names]
 
 
 def _stat_layers(model: nn.Module) -> list[StatBatchNorm]:
@@ -211,8 +251,8 @@ def grouped_forward(model: nn.Module, states: list[NormState], x: Tensor, mode: 
     for layer in layers:
         layer.groups = g
     try:
-        with stat_mode(model, mode):
-            out = torch.func.functional_call(model, stacked, (x.flatten(0, 1),), strict=False)
+        with stat_mode(model, mode), swapped(model, stacked):
+            out = model(x.flatten(0, 1))
     finally:
         for layer in layers:
             layer.groups = 1
