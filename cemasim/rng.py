@@ -22,5 +22,11 @@ def numpy_rng(seed: int, *names: object) -> np.random.Generator:
 def torch_generator(seed: int, *names: object, device: str | torch.device = "cpu") -> torch.Generator:
     """A torch.Generator for the stream `names` under `seed`."""
     g = torch.Generator(device=device)
-    g.manual_seed(int(np.random.SeedSequence([seed, *_key(*names)]).generate_state(1, np.uint64)[0] >> 1))
+    g.manual_seed(torch_seed(seed, *names))
     return g
+
+
+def torch_seed(seed: int, *names: object) -> int:
+    """The seed of torch_generator(seed, *names): reseeding one generator with it gives the same stream
+    as a new generator (manual_seed resets the whole state), without allocating one per use."""
+    return int(np.random.SeedSequence([seed, *_key(*names)]).generate_state(1, np.uint64)[0] >> 1)

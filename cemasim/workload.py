@@ -20,7 +20,7 @@ from cemasim.data.arrivals import ARRIVALS, batch_arrays
 from cemasim.data.datasets import ImageSource, open_dataset
 from cemasim.data.shifts import Domain, all_domains, device_schedule, image_order
 from cemasim.net.capacity import DownIntervals
-from cemasim.rng import numpy_rng, torch_generator
+from cemasim.rng import numpy_rng, torch_seed
 
 
 @dataclass(eq=False)
@@ -100,6 +100,7 @@ class Workload:
         self.source, self.domains, self.seed = source, domains, seed
         self.labels = source.labels if labels is None else labels
         self.pre_corrupted = source.domains is not None
+        self._generator = torch.Generator()  # reseeded per (device, batch, domain): torch_generator's streams
 
     def materialize(self, batch: TestBatch) -> Tensor:
         """Float [n, C, H, W] images in [0, 1] of `batch`, each in its domain."""
@@ -113,8 +114,8 @@ class Workload:
             if name == "clean":
                 continue
             rows = torch.from_numpy(np.flatnonzero(batch.domain == d))
-            gen = torch_generator(self.seed, "corrupt", batch.device, batch.seq, int(d))
-            x[rows] = corrupt(x[rows], name, severity, generator=gen)
+            self._generator.manual_seed(torch_seed(self.seed, "corrupt", batch.device, batch.seq, int(d)))
+            x[rows] = corrupt(x[rows], name, severity, generator=self._generator)
         return x
 
     def clean_images(self, n: int) -> Tensor:
