@@ -25,13 +25,19 @@ class Scenario:
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "_given", given)  # what it was validated from (None for views)
+        object.__setattr__(self, "_views", {})  # nested sections, wrapped once (a fleet build asks often)
 
     def __getattr__(self, name: str) -> Any:
         try:
             value = self._data[name]
         except KeyError:
             raise AttributeError(name) from None
-        return Scenario(value, self.source) if isinstance(value, dict) else value
+        if not isinstance(value, dict):
+            return value
+        view = self._views.get(name)
+        if view is None:
+            view = self._views[name] = Scenario(value, self.source)
+        return view
 
     def __getitem__(self, name: str) -> Any:
         return self.__getattr__(name)
