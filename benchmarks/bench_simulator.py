@@ -1,6 +1,6 @@
 """Simulator performance, measured side by side in one run (issue: performance and scale).
 
-    python benchmarks/bench_simulator.py [--quick] [--only overhead,kernel,scaling,batching]
+    python benchmarks/bench_simulator.py [--quick] [--only overhead,kernel,scaling,batching,large,build,batch1]
 
 1. overhead  wall time of a quickstart-like run / the same model work (the run's own batches
              corrupted with its generators, edge forwards, selection, encoding of the selected
@@ -11,6 +11,11 @@
              and peak memory per device (each size in a fresh subprocess, RSS high-water mark)
 4. batching  one grouped forward pass for G devices with per-device norm state versus G separate
              forward passes, at per-device batch sizes 1, 8 and 64
+5. large     peak RSS of one process simulating 100,000 CEMA devices (--quick: 10,000)
+6. build     host time of building 50,000 batch-1 CEMA devices (--quick: 5,000), and of the random
+             draws alone that identical results need
+7. batch1    CPU per prediction at batch 1 against batch 64, same fleet and samples (10,000 devices;
+             --quick: 1,000), for source (the edge alone) and cema
 
 Every ratio is measured in the same process run, on this machine, with torch's thread count shown.
 """
