@@ -382,6 +382,9 @@ print(json.dumps({{"n": n, "method": method, "batch": batch, "predictions": flee
 """
 
 
+BATCH1_METHODS = ["source", "cema"]
+
+
 def batch_one(quick: bool) -> None:
     """CPU time per prediction of a fleet whose devices predict one sample at a time, against the same
     fleet and samples (64 a device: 4 a second for 16 s) in batches of 64; one torch thread, each run in
@@ -391,7 +394,7 @@ def batch_one(quick: bool) -> None:
     n = 1_000 if quick else 10_000
     print(f"\n## 7. {n:,} devices, 64 samples each: batch 1 against batch 64 (CPU of the run, 1 thread)")
     print("| method | batch | predictions | cloud jobs | CPU s | ms / prediction | batch 1 / batch 64 |")
-    for method in ("source", "cema"):
+    for method in BATCH1_METHODS:
         rows = {b: _run_child(BATCH_CHILD, n, batch=str(b), method=method) for b in (64, 1)}
         per = {b: r["cpu_s"] / r["predictions"] for b, r in rows.items()}
         for b, r in rows.items():
@@ -413,7 +416,10 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1],
                         help="checkout whose cemasim the child processes (scaling, large, build) import")
+    parser.add_argument("--methods", default=",".join(BATCH1_METHODS),
+                        help="methods of the batch1 section, comma-separated (cema at 10,000 devices: ~40 CPU-min)")
     args = parser.parse_args()
+    BATCH1_METHODS[:] = args.methods.split(",")
     global ROOT, QUICKSTART
     ROOT, QUICKSTART = args.root.resolve(), args.root.resolve() / "scenarios" / "quickstart.yaml"
     print(f"# cemasim simulator benchmarks ({platform.platform()}, python {platform.python_version()}, "
