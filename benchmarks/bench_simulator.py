@@ -1,6 +1,6 @@
 """Simulator performance, measured side by side in one run (issue: performance and scale).
 
-    python benchmarks/bench_simulator.py [--quick] [--only overhead,kernel,scaling,batching,large,build,batch1]
+    python benchmarks/bench_simulator.py [--quick] [--only overhead,kernel,scaling,batching,large,build,batch1,forward]
 
 1. overhead  wall time of a quickstart-like run / the same model work (the run's own batches
              corrupted with its generators, edge forwards, selection, encoding of the selected
@@ -16,6 +16,7 @@
              draws alone that identical results need
 7. batch1    CPU per prediction at batch 1 against batch 64, same fleet and samples (10,000 devices;
              --quick: 1,000), for source (the edge alone) and cema
+8. forward   per sample at batch 1 and 64: the edge model's forward and a batch's corruption
 
 Every ratio is measured in the same process run, on this machine, with torch's thread count shown.
 """
@@ -406,8 +407,47 @@ def batch_one(quick: bool) -> None:
     print("target: batch 1 within 2x of batch 64 per prediction")
 
 
+# ---- 8. where a batch-1 prediction goes ----------------------------------------------------------
+def forward_cost(quick: bool) -> None:
+    """Per sample, at batch 1 and batch 64, in this process (1 torch thread): the edge model's forward
+    (norm.forward, eval statistics) and the corruption of a test batch (Workload.materialize): the
+    fixed costs a batch-1 device pays. Appended to forward.csv."""
+    from cemasim.sim.fleet import Fleet
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    print("\n## 8. per sample at batch 1 and 64: edge forward and corruption (1 thread)")
+    print("| batch | forward us / sample | corruption us / sample |")
+    per: dict[int, tuple[float, float]] = {}
+    for batch in (64, 1):
+        sc = scenario.load(QUICKSTART, ["fleet.devices=8", "duration_s=16", "arrivals.process=constant",
+                                        "arrivals.rate_hz=4", f"arrivals.batch_size={batch}", "method.name=source",
+                                        "compute_device=cpu"])
+        fleet = Fleet(sc)
+        batches = [(d, b) for d in fleet.devices for b in d.batches][: (64 if quick else 512) // batch * 8]
+        n = sum(len(b) for _, b in batches)
+        xs = [fleet.workload.materialize(b) for _, b in batches]  # warm
+        t0 = time.perf_counter()
+        xs = [fleet.workload.materialize(b) for _, b in batches]
+        corrupt_us = 1e6 * (time.perf_counter() - t0) / n
+        with torch.no_grad():
+            for (d, _), x in zip(batches, xs):
+                norm.forward(d.model, d.state, x, "eval")
+            t0 = time.perf_counter()
+            for (d, _), x in zip(batches, xs):
+                norm.forward(d.model, d.state, x, "eval")
+        forward_us = 1e6 * (time.perf_counter() - t0) / n
+        per[batch] = (forward_us, corrupt_us)
+        print(f"| {batch} | {forward_us:.0f} | {corrupt_us:.0f} |")
+        _append_csv("forward.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), "batch": batch, "samples": n,
+                                    "forward_us_per_sample": round(forward_us, 1),
+                                    "corruption_us_per_sample": round(corrupt_us, 1)})
+    print(f"batch 1 / batch 64: forward {per[1][0] / per[64][0]:.2f}, corruption {per[1][1] / per[64][1]:.2f}")
+    torch.set_num_threads(threads)
+
+
 SECTIONS = {"overhead": overhead, "kernel": kernel, "scaling": scaling, "batching": batching, "large": large,
-            "build": build, "batch1": batch_one}
+            "build": build, "batch1": batch_one, "forward": forward_cost}
 
 
 def main() -> None:
