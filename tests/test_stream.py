@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 
 from cemasim.assembly import build_workload
-from cemasim.data.arrivals import batch_arrays, batch_bounds, constant, poisson
+from cemasim.data.arrivals import batch_arrays, constant, poisson
 from cemasim.data.shifts import device_schedule
 from cemasim.rng import numpy_rng
 from cemasim.workload import DevicePlan, domain_table, plan_device
 from tests.conftest import small
+
+
+def batch_bounds(times: np.ndarray, batch_size: int, max_wait_s: float) -> list[tuple[int, int, float]]:
+    starts, stops, ready = batch_arrays(times, batch_size, max_wait_s)
+    return list(zip(starts.tolist(), stops.tolist(), ready.tolist()))
 
 
 class Cfg:

@@ -82,16 +82,11 @@ def read_arrival_file(path: str) -> tuple[np.ndarray, np.ndarray]:
     return out
 
 
-def batch_bounds(times: np.ndarray, batch_size: int, max_wait_s: float) -> list[tuple[int, int, float]]:
-    """(start, stop, ready_s) per test batch over sorted arrival `times`."""
-    starts, stops, ready = batch_arrays(times, batch_size, max_wait_s)
-    return list(zip(starts.tolist(), stops.tolist(), ready.tolist()))
-
-
 def batch_arrays(times: np.ndarray, batch_size: int, max_wait_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """batch_bounds as three arrays (starts, stops, ready_s): where a batch starting at sample i would stop
-    is computed for every i at once; the batches are the chain 0 -> stop(0) -> ... (a walk over the
-    batches, not the samples: a fleet of batch-1 devices builds in microseconds a device)."""
+    """(starts, stops, ready_s) of the test batches over sorted arrival `times`: where a batch starting at
+    sample i would stop is computed for every i at once; the batches are the chain 0 -> stop(0) -> ...
+    (a walk over the batches, not the samples: a fleet of batch-1 devices builds in microseconds a
+    device)."""
     n = len(times)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
