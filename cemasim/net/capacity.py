@@ -86,34 +86,33 @@ class TraceRate:
         return self._edges[j - 1] + (y - self._cum[j - 1]) / self._rates[j - 1]
 
     def rate_at(self, t: float) -> float:
-        if not self._lo <= t < self._hi and not self._remember(t):
-            return self._rates[i] if (i := self._rate_index(t)) >= 0 else 0.0
+        if not self._lo <= t < self._hi:
+            self._remember(t)
         return self._rate
 
     def next_change(self, t: float) -> float:
-        if not self._lo <= t < self._hi and not self._remember(t):
-            return self._next_change(t)
+        if not self._lo <= t < self._hi:
+            self._remember(t)
         return self._change
 
-    def _remember(self, t: float) -> bool:
-        """Keep the piece around t: a shared link asks every flow's rate and next change at every
-        event, hundreds of times per trace step. Both answers are step functions of t that never
-        decrease within a lap (float rounding is monotone), so where they agree at t and at a time
-        shortly before the change, they hold everywhere between: the cache gives the very floats the
-        lookup would. The last nanoseconds before a change are looked up afresh (there round-off can
-        move the rate's step a few ulps away from the computed change). False if nothing was kept."""
+    def _remember(self, t: float) -> None:
+        """Look up the rate and next change at t and keep them for the piece around t: a shared link
+        asks every flow's rate and next change at every event, hundreds of times per trace step. Both
+        answers are step functions of t that never decrease within a lap (float rounding is monotone),
+        so where they agree at t and at a time shortly before the change, they hold everywhere between:
+        the cache gives the very floats the lookup would. Where they do not (in the last nanoseconds
+        before a change round-off can move the rate's step a few ulps away from the computed change),
+        the answers are kept for t alone."""
         change = self._next_change(t)
         index = self._rate_index(t)
-        if math.isfinite(change):
-            last = change - 1e-9 * max(1.0, abs(change) + abs(self.offset_s))
-            if last < t or self._rate_index(last) != index or self._next_change(last) != change:
-                return False
-            hi = math.nextafter(last, math.inf)
-        else:
+        if not math.isfinite(change):
             hi = math.inf  # past the end of a held or stopped trace: one rate forever
+        else:
+            last = change - 1e-9 * max(1.0, abs(change) + abs(self.offset_s))
+            agree = last >= t and self._rate_index(last) == index and self._next_change(last) == change
+            hi = math.nextafter(last if agree else t, math.inf)
         self._lo, self._hi, self._change = t, hi, change
         self._rate = self._rates[index] if index >= 0 else 0.0
-        return True
 
     def _rate_index(self, t: float) -> int:
         """Index of the rate in force at t; -1 for the zero rate after a stopped trace."""
@@ -133,11 +132,11 @@ class TraceRate:
         change = base + self._edges[i] - self.offset_s
         while change <= t:  # round-off put t on the edge itself: the change after it is the next edge
             i += 1
-            if i == len(self.edges):
+            if i == len(self._edges):
                 if self.end != "loop":
                     return math.inf
                 base, i = base + self.period_s, 1
-            change = base + float(self.edges[i]) - self.offset_s
+            change = base + self._edges[i] - self.offset_s
         return change
 
     def bits_between(self, t0: float, t1: float) -> float:
