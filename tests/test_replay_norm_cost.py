@@ -121,18 +121,3 @@ def test_profiles_time_and_instant():
     inline = profile_from({"peak_flops_per_s": 1e9, "utilization": 0.5, "overhead_s": 0.01, "can_train": False})
     assert inline.seconds(1e9) == pytest.approx(2.01)
     assert math.isinf(PROFILES.get("instant").peak_flops_per_s)
-
-
-@pytest.mark.parametrize("mode, n", [("batch", 8), ("eval", 1), ("eval", 5)])
-def test_grouped_forward_equals_per_device_forwards(mode, n):
-    """Merging devices into one pass keeps each device's own norm state and batch statistics."""
-    net, _ = tiny()
-    names = norm.adaptable_names(net, with_stats=True)
-    g = torch.Generator().manual_seed(0)
-    states = [{k: v + 0.1 * torch.rand(v.shape, generator=g) for k, v in norm.initial_state(net, names).items()}
-              for _ in range(3)]
-    x = torch.randn(3, n, 1, 5, 5, generator=g)
-    with torch.no_grad():
-        merged = norm.grouped_forward(net, states, x, mode)
-        single = torch.stack([norm.forward(net, s, xi, mode) for s, xi in zip(states, x)])
-    assert torch.allclose(merged, single, atol=1e-5)

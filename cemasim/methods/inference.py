@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from cemasim.methods.losses import entropy
-from cemasim.models import norm
+from cemasim.models import grouped, norm
 
 
 def foundation_answers(model: nn.Module, state: norm.NormState, x: Tensor) -> tuple[list[int], list[float]]:
@@ -22,4 +22,4 @@ def grouped_edge_logits(model: nn.Module, states: list[norm.NormState], x: Tenso
     """Logits [devices, n, classes] of several devices' batches (stacked in `x`, one per state) in one
     grouped forward: shared layers once, norm state per device; equal to one forward per device."""
     with torch.no_grad():
-        return norm.grouped_forward(model, states, x, mode)
+        return grouped.grouped_forward(model, states, x, mode)

@@ -238,24 +238,3 @@ def _stat_layers(model: nn.Module) -> list[StatBatchNorm]:
         cached = [m for m in model.modules() if isinstance(m, StatBatchNorm)]
         object.__setattr__(model, "_cemasim_stat_layers", cached)
     return cached
-
-
-def grouped_forward(model: nn.Module, states: list[NormState], x: Tensor, mode: str) -> Tensor:
-    """Logits [G, n, classes] of G devices' batches x [G, n, C, H, W] in ONE forward pass, each
-    device normalised with its own norm state (and its own batch statistics in "batch" mode).
-
-    Shared layers see the merged batch; only BatchNorm differs per device. Equal to G calls of
-    `forward` up to float rounding (tests/test_replay_norm_cost.py checks it).
-    """
-    g, n = x.shape[:2]
-    stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]}
-    layers = _stat_layers(model)
-    for layer in layers:
-        layer.groups = g
-    try:
-        with stat_mode(model, mode), swapped(model, stacked):
-            out = model(x.flatten(0, 1))
-    finally:
-        for layer in layers:
-            layer.groups = 1
-    return out.view(g, n, -1)

@@ -52,6 +52,7 @@ MODELS: Registry[ModelSpec] = Registry("model")
 class Normalize(nn.Module):
     """(x - mean) / std with fixed dataset statistics, kept out of the state dict."""
 
+    elementwise = True  # each pixel on its own: models/grouped.py may merge devices through it
     mean: Tensor
     std: Tensor
 

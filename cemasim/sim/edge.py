@@ -23,7 +23,7 @@ from cemasim.methods.inference import grouped_edge_logits
 from cemasim.methods.losses import entropy
 from cemasim.methods.optim import Learner
 from cemasim.methods.policies import Gate, LinkView, RateMeter
-from cemasim.models import norm
+from cemasim.models import grouped, norm
 from cemasim.models.profiles import DeviceProfile
 from cemasim.net.capacity import DownIntervals
 from cemasim.results.records import Recorder
@@ -256,10 +256,12 @@ class CloudInferenceDevice(EdgeDevice):
 
 class CrossDeviceBatcher:
     """Merges the edge forward passes of devices whose inference ends at the same simulated instant
-    into one grouped call (shared layers once, norm state per device): same results, less host time.
+    into one grouped call (shared layers once, norm state per device): the same floats as one call per
+    device (models/grouped.py), less host time.
 
     Submissions at time t are flushed by a zero-delay event queued behind every event already due
-    at t. Only forward-only methods with eval or test-batch statistics are merged.
+    at t. Only forward-only methods with eval or test-batch statistics, on a model whose layers
+    `grouped.mergeable` knows, are merged.
     """
 
     def __init__(self, env: simpy.Environment, model: nn.Module, compute_device: torch.device,
@@ -271,7 +273,7 @@ class CrossDeviceBatcher:
 
     @staticmethod
     def accepts(device: EdgeDevice) -> bool:
-        return type(device) is EdgeDevice and device.method.merges_forward
+        return type(device) is EdgeDevice and device.method.merges_forward and grouped.mergeable(device.model)
 
     def submit(self, device: EdgeDevice, batch: TestBatch) -> simpy.Event:
         done = self.env.event()

@@ -1,0 +1,141 @@
+"""Several devices' edge forwards merged into one pass, bit for bit equal to one pass per device.
+
+Devices share the backbone and differ only in their norm state, so G devices' batches can go through
+the model together: BatchNorm layers normalise each device's rows with its own tensors (devices become
+channel groups, `StatBatchNorm._grouped`), and every other layer must give each sample the floats
+it gives when the device's batch goes alone. Elementwise layers and pooling do by construction; two
+kinds of layer would not if merged naively:
+
+- a convolution takes another kernel for another batch size: one image goes through torch's generic
+  im2col kernel (`Slow2d`), a batch through oneDNN, and the floats differ in the last bits. The merged
+  call asks torch which kernel a device's own batch would take and, for `Slow2d`, runs that kernel
+  on the merged batch (it loops over the images); otherwise it runs one call per device;
+- a linear layer's matrix product accumulates differently for one row than for many: one call per
+  device (a [n, features] product per device is a small share of the forward).
+
+Max pooling is exact in any order, so the merged pass takes a faster route for the common 2x2 window:
+torch's max_pool2d on a large NCHW batch cost as much as the convolutions (`_max_pool`).
+
+A model with a leaf layer of another kind (attention, LayerNorm, ...) is not merged (`mergeable`).
+Pure torch.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import partial
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+from cemasim.models import norm
+
+# leaf layers that compute each sample from that sample alone with the same floats at any batch size
+PER_SAMPLE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.SiLU, nn.Identity,
+              nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout,
+              nn.Sequential)  # an empty Sequential (a ResNet block's identity shortcut) is a leaf
+SLOW_CHUNK = 16  # images per call of the im2col kernel: its column buffer stays in cache
+
+
+def mergeable(model: nn.Module) -> bool:
+    """Whether `grouped_forward` reproduces per-device forwards of `model` exactly: every leaf layer is a
+    convolution, a linear layer, a StatBatchNorm, elementwise (`elementwise = True`) or in PER_SAMPLE."""
+    cached = getattr(model, "_cemasim_mergeable", None)
+    if cached is None:
+        leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+        cached = all(isinstance(m, (nn.Conv2d, nn.Linear, norm.StatBatchNorm) + PER_SAMPLE)
+                     or getattr(m, "elementwise", False) for m in leaves)
+        object.__setattr__(model, "_cemasim_mergeable", cached)
+    return cached
+
+
+def grouped_forward(model: nn.Module, states: list[norm.NormState], x: Tensor, mode: str) -> Tensor:
+    """Logits [G, n, classes] of G devices' batches x [G, n, C, H, W] in one merged pass, each device
+    normalised with its own norm state (and its own batch statistics in "batch" mode); equal to G calls
+    of `norm.forward` (tests/test_grouped.py compares them bit for bit)."""
+    g, n = x.shape[:2]
+    stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]}
+    with _per_device(model, g), norm.stat_mode(model, mode), norm.swapped(model, stacked):
+        out = model(x.flatten(0, 1))
+    return out.view(g, n, -1)
+
+
+@contextmanager
+def _per_device(model: nn.Module, groups: int) -> Iterator[None]:
+    """BatchNorm layers see `groups` devices; convolutions and linear layers compute per device."""
+    patched: list[nn.Module] = []
+    for layer in model.modules():
+        if isinstance(layer, norm.StatBatchNorm):
+            layer.groups = groups
+        elif isinstance(layer, nn.Conv2d):  # an instance attribute shadows the class's forward for this pass
+            layer.__dict__["forward"] = partial(_conv, layer, groups)
+        elif isinstance(layer, nn.Linear):
+            layer.__dict__["forward"] = partial(_linear, layer, groups)
+        elif isinstance(layer, nn.MaxPool2d):
+            layer.__dict__["forward"] = partial(_max_pool, layer)
+        else:
+            continue
+        patched.append(layer)
+    try:
+        yield
+    finally:
+        for layer in patched:
+            if isinstance(layer, norm.StatBatchNorm):
+                layer.groups = 1
+            else:
+                del layer.__dict__["forward"]
+
+
+def _split(x: Tensor, groups: int) -> list[Tensor]:
+    return list(x.split(x.shape[0] // groups))
+
+
+def _linear(layer: nn.Linear, groups: int, x: Tensor) -> Tensor:
+    return torch.cat([F.linear(part, layer.weight, layer.bias) for part in _split(x, groups)])
+
+
+def _conv(layer: nn.Conv2d, groups: int, x: Tensor) -> Tensor:
+    own = x[: x.shape[0] // groups]  # one device's batch: the kernel torch picks for it
+    if layer.padding_mode == "zeros" and not isinstance(layer.padding, str) and layer.groups == 1 \
+            and x.device.type == "cpu" and _backend(layer, own) == "Slow2d":
+        out: Tensor | None = None  # filled in place: a torch.cat of the parts cost as much as the first layer
+        for start in range(0, x.shape[0], SLOW_CHUNK):
+            part = _slow_conv(layer, x[start:start + SLOW_CHUNK])
+            if out is None:
+                out = part.new_empty((x.shape[0], *part.shape[1:]))
+            out[start:start + len(part)] = part
+        assert out is not None
+        return out
+    return torch.cat([layer._conv_forward(part, layer.weight, layer.bias) for part in _split(x, groups)])
+
+
+def _slow_conv(layer: nn.Conv2d, x: Tensor) -> Tensor:
+    """torch's Slow2d kernel itself: im2col and a matrix product per image."""
+    return torch._C._nn.thnn_conv2d(x, layer.weight, layer.kernel_size, layer.bias,  # type: ignore[attr-defined]
+                                    layer.stride, layer.padding)
+
+
+def _max_pool(layer: nn.MaxPool2d, x: Tensor) -> Tensor:
+    """A 2x2, stride-2 window as the maximum of its four strided views (NaN propagates, as in
+    max_pool2d; ceil_mode pads with -inf, which never wins); other windows take max_pool2d."""
+    if (_pair(layer.kernel_size), _pair(layer.stride), _pair(layer.padding), _pair(layer.dilation)) \
+            != ((2, 2), (2, 2), (0, 0), (1, 1)) or layer.return_indices or x.dim() != 4:
+        return nn.MaxPool2d.forward(layer, x)
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        if not layer.ceil_mode:
+            x = x[..., : h - h % 2, : w - w % 2]
+        else:
+            x = F.pad(x, (0, w % 2, 0, h % 2), value=float("-inf"))
+    return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
+                         torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
+
+
+def _backend(layer: nn.Conv2d, x: Tensor) -> str:
+    """The kernel torch's conv2d dispatch chooses for `x` (e.g. Slow2d, Mkldnn)."""
+    backend = torch._C._select_conv_backend(x, layer.weight, layer.bias, list(layer.stride), list(layer.padding),
+                                            list(layer.dilation), False, [0] * 2, layer.groups, None)
+    return backend.name
