@@ -13,9 +13,6 @@ kinds of layer would not if merged naively:
 - a linear layer's matrix product accumulates differently for one row than for many: one call per
   device (a [n, features] product per device is a small share of the forward).
 
-Max pooling is exact in any order, so the merged pass takes a faster route for the common 2x2 window:
-torch's max_pool2d on a large NCHW batch cost as much as the convolutions (`_max_pool`).
-
 A model with a leaf layer of another kind (attention, LayerNorm, ...) is not merged (`mergeable`).
 Pure torch.
 """
@@ -29,7 +26,6 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules.utils import _pair
 
 from cemasim.models import norm
 
@@ -74,8 +70,6 @@ def _per_device(model: nn.Module, groups: int) -> Iterator[None]:
             layer.__dict__["forward"] = partial(_conv, layer, groups)
         elif isinstance(layer, nn.Linear):
             layer.__dict__["forward"] = partial(_linear, layer, groups)
-        elif isinstance(layer, nn.MaxPool2d):
-            layer.__dict__["forward"] = partial(_max_pool, layer)
         else:
             continue
         patched.append(layer)
@@ -116,22 +110,6 @@ def _slow_conv(layer: nn.Conv2d, x: Tensor) -> Tensor:
     """torch's Slow2d kernel itself: im2col and a matrix product per image."""
     return torch._C._nn.thnn_conv2d(x, layer.weight, layer.kernel_size, layer.bias,  # type: ignore[attr-defined]
                                     layer.stride, layer.padding)
-
-
-def _max_pool(layer: nn.MaxPool2d, x: Tensor) -> Tensor:
-    """A 2x2, stride-2 window as the maximum of its four strided views (NaN propagates, as in
-    max_pool2d; ceil_mode pads with -inf, which never wins); other windows take max_pool2d."""
-    if (_pair(layer.kernel_size), _pair(layer.stride), _pair(layer.padding), _pair(layer.dilation)) \
-            != ((2, 2), (2, 2), (0, 0), (1, 1)) or layer.return_indices or x.dim() != 4:
-        return nn.MaxPool2d.forward(layer, x)
-    h, w = x.shape[-2:]
-    if h % 2 or w % 2:
-        if not layer.ceil_mode:
-            x = x[..., : h - h % 2, : w - w % 2]
-        else:
-            x = F.pad(x, (0, w % 2, 0, h % 2), value=float("-inf"))
-    return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
-                         torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
 
 
 def _backend(layer: nn.Conv2d, x: Tensor) -> str:

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cemasim.models import pooling
+
 NormState = dict[str, Tensor]
 STAT_MODES = ("eval", "batch", "train", "mixed", "ema", "tbr", "tbr_train")
 STAT_SUFFIXES = ("running_mean", "running_var")
@@ -116,10 +118,13 @@ class StatBatchNorm(nn.Module):
 
 
 def convert(model: nn.Module) -> nn.Module:
-    """Replace every BatchNorm in `model` by StatBatchNorm (in place); freeze all parameters."""
+    """Replace every BatchNorm in `model` by StatBatchNorm and every max pool by pooling.MaxPool2d (the
+    same floats, faster; in place); freeze all parameters."""
     for name, child in model.named_children():
         if isinstance(child, nn.modules.batchnorm._BatchNorm):
             setattr(model, name, StatBatchNorm(child))
+        elif type(child) is nn.MaxPool2d:
+            setattr(model, name, pooling.MaxPool2d.like(child))
         else:
             convert(child)
     for p in model.parameters():

@@ -192,7 +192,8 @@ SCHEMA = Section(
             "classes": F((list,), [], "heterogeneous fleet: device classes by count or fraction; devices in no "
                          "class use the top-level settings (class default)", items=DEVICE_CLASS),
             "batch_across_devices": F((bool,), False, "host speed-up: merge edge forward passes of devices "
-                                      "predicting at the same simulated instant into one call (the same floats as one call each)"),
+                                      "predicting at the same simulated instant into one call (the same floats "
+                                      "as one call each)"),
         }),
         "arrivals": Section("Per-device sample arrivals, grouped into test batches.", {
             "process": F((str,), "poisson", "constant, poisson, onoff (Poisson bursts) or trace (a file)", "",
