@@ -44,6 +44,7 @@ from cemasim.methods.cema_cloud import CloudConfig, distill_step, foundation_ste
 from cemasim.methods.optim import Learner  # noqa: E402
 from cemasim.models import norm, zoo  # noqa: E402
 from cemasim.models.grouped import grouped_forward  # noqa: E402
+from cemasim.sim.edge import MAX_MERGED_SAMPLES  # noqa: E402
 
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
 
@@ -233,8 +234,8 @@ def scaling(quick: bool, method: str = "cema") -> None:
 # ---- 4. batching ------------------------------------------------------------------------------
 def batching(quick: bool) -> None:
     print("\n## 4. cross-device batching: one grouped forward vs one forward per device")
-    print("| devices | per-device batch | per-device loop img/s | grouped img/s (<= 256 samples a call) | "
-          "speed-up (target >= 3 at 1) |")
+    print(f"| devices | per-device batch | per-device loop img/s | grouped img/s (<= {MAX_MERGED_SAMPLES} samples "
+          "a call) | speed-up (target >= 3 at 1) |")
     edge = norm.convert(zoo.build("fmnist_edge_cnn"))
     names = norm.adaptable_names(edge, False)
     devices = 64
@@ -252,7 +253,7 @@ def batching(quick: bool) -> None:
                 for s, x in zip(states, xs):
                     norm.forward(edge, s, x, mode)
 
-        per_call = max(1, 256 // n)  # the simulator's CrossDeviceBatcher merges at most 256 samples a call
+        per_call = max(1, MAX_MERGED_SAMPLES // n)  # as many as the simulator's CrossDeviceBatcher merges
 
         def grouped() -> None:
             with torch.no_grad():

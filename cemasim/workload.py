@@ -20,7 +20,7 @@ from cemasim.data.arrivals import ARRIVALS, batch_arrays
 from cemasim.data.datasets import ImageSource, open_dataset
 from cemasim.data.shifts import Domain, all_domains, device_schedule, image_order
 from cemasim.net.capacity import DownIntervals
-from cemasim.rng import numpy_rng, torch_seed
+from cemasim.rng import numpy_rng, torch_seed, torch_seeds
 
 
 @dataclass(eq=False)
@@ -104,19 +104,41 @@ class Workload:
 
     def materialize(self, batch: TestBatch) -> Tensor:
         """Float [n, C, H, W] images in [0, 1] of `batch`, each in its domain."""
+        return self.materialize_many([batch])
+
+    def materialize_many(self, batches: Sequence[TestBatch]) -> Tensor:
+        """The images of several batches back to back (devices predicting at the same instant): one load
+        and one pass of seed derivation for all, then each batch's domains corrupted with their own
+        generators; the same pixels as one call each."""
         from cemasim.data.corruptions import corrupt
 
-        x = self.source.load(batch.image_idx).float().div_(255.0)
+        idx = batches[0].image_idx if len(batches) == 1 else np.concatenate([b.image_idx for b in batches])
+        x = self.source.load(idx).float().div_(255.0)
         if self.pre_corrupted:
             return x
-        for d in np.unique(batch.domain):
+        jobs, start = [], 0
+        for batch in batches:
+            jobs += self._corruptions(batch, start)
+            start += len(batch)
+        keys = [("corrupt", batch.device, batch.seq, d) for batch, d, _ in jobs]
+        seeds = torch_seeds(self.seed, keys) if len(keys) > 1 else [torch_seed(self.seed, *k) for k in keys]
+        for (_, d, rows), seed in zip(jobs, seeds):
             name, severity = self.domains[d]
-            if name == "clean":
-                continue
-            rows = torch.from_numpy(np.flatnonzero(batch.domain == d))
-            self._generator.manual_seed(torch_seed(self.seed, "corrupt", batch.device, batch.seq, int(d)))
+            self._generator.manual_seed(seed)
             x[rows] = corrupt(x[rows], name, severity, generator=self._generator)
         return x
+
+    def _corruptions(self, batch: TestBatch, start: int) -> list[tuple[TestBatch, int, slice | Tensor]]:
+        """(batch, domain, rows of the merged images) for each domain of `batch` that is not clean."""
+        if not len(batch):
+            return []
+        first = batch.domain[0]
+        if (batch.domain == first).all():  # always at batch 1: a slice, no row lookups
+            parts: list[tuple[int, slice | Tensor]] = [(int(first), slice(start, start + len(batch)))]
+        else:
+            parts = [(int(d), torch.from_numpy(start + np.flatnonzero(batch.domain == d)))
+                     for d in np.unique(batch.domain)]
+        return [(batch, d, rows) for d, rows in parts if self.domains[d][0] != "clean"]
 
     def clean_images(self, n: int) -> Tensor:
         """The first n images as floats (EATA's Fisher information)."""

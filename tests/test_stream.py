@@ -113,3 +113,34 @@ def test_planned_device_stream_covers_every_arrival_once():
     idx = np.concatenate([b.image_idx for b in batches])
     assert len(np.unique(idx)) == len(idx)  # no image repeats before the dataset is exhausted
     assert [b.seq for b in batches] == list(range(len(batches)))
+
+
+def test_images_of_several_batches_at_once_are_each_batchs_own_pixels():
+    """materialize_many (devices predicting at one instant) and the one-domain shortcut give the pixels of
+    the row-by-domain rule (its transcription here) for every batch, domain changes inside a batch too."""
+    import torch
+
+    from cemasim.data.corruptions import corrupt
+    from cemasim.rng import torch_generator
+
+    sc = small("shift.segments=[{corruption: gaussian_noise, severity: 4, duration_s: 3}, "
+               "{corruption: clean, severity: 1, duration_s: 2}, {corruption: fog, severity: 3, duration_s: 3}]")
+    ids = domain_table(sc)
+    workload, _ = build_workload(sc)
+    workload.domains = list(ids)
+    batches = [b for d in range(2) for b in plan_device(d, sc, workload, ids)]
+    assert any(len(np.unique(b.domain)) > 1 for b in batches) and any(len(np.unique(b.domain)) == 1 for b in batches)
+
+    def by_rows(batch):
+        x = workload.source.load(batch.image_idx).float().div_(255.0)
+        for d in np.unique(batch.domain):
+            name, severity = workload.domains[d]
+            if name != "clean":
+                rows = torch.from_numpy(np.flatnonzero(batch.domain == d))
+                g = torch_generator(sc.seed, "corrupt", batch.device, batch.seq, int(d))
+                x[rows] = corrupt(x[rows], name, severity, generator=g)
+        return x
+
+    expected = torch.cat([by_rows(b) for b in batches])
+    assert torch.equal(workload.materialize_many(batches), expected)
+    assert torch.equal(torch.cat([workload.materialize(b) for b in batches]), expected)

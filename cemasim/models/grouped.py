@@ -95,21 +95,19 @@ def _conv(layer: nn.Conv2d, groups: int, x: Tensor) -> Tensor:
     own = x[: x.shape[0] // groups]  # one device's batch: the kernel torch picks for it
     if layer.padding_mode == "zeros" and not isinstance(layer.padding, str) and layer.groups == 1 \
             and x.device.type == "cpu" and _backend(layer, own) == "Slow2d":
-        out: Tensor | None = None  # filled in place: a torch.cat of the parts cost as much as the first layer
-        for start in range(0, x.shape[0], SLOW_CHUNK):
-            part = _slow_conv(layer, x[start:start + SLOW_CHUNK])
-            if out is None:
-                out = part.new_empty((x.shape[0], *part.shape[1:]))
-            out[start:start + len(part)] = part
-        assert out is not None
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+        height, width = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1
+        out = x.new_empty((x.shape[0], layer.out_channels, height, width))
+        for start in range(0, x.shape[0], SLOW_CHUNK):  # written in place: a torch.cat of the parts cost as
+            _slow_conv(layer, x[start:start + SLOW_CHUNK], out[start:start + SLOW_CHUNK])  # much as a layer
         return out
     return torch.cat([layer._conv_forward(part, layer.weight, layer.bias) for part in _split(x, groups)])
 
 
-def _slow_conv(layer: nn.Conv2d, x: Tensor) -> Tensor:
-    """torch's Slow2d kernel itself: im2col and a matrix product per image."""
-    return torch._C._nn.thnn_conv2d(x, layer.weight, layer.kernel_size, layer.bias,  # type: ignore[attr-defined]
-                                    layer.stride, layer.padding)
+def _slow_conv(layer: nn.Conv2d, x: Tensor, out: Tensor) -> None:
+    """torch's Slow2d kernel itself (im2col and a matrix product per image), into `out`."""
+    torch._C._nn.thnn_conv2d(x, layer.weight, layer.kernel_size, layer.bias,  # type: ignore[attr-defined]
+                             layer.stride, layer.padding, out=out)
 
 
 def _backend(layer: nn.Conv2d, x: Tensor) -> str:

@@ -103,9 +103,12 @@ class EdgeDevice:
 
     def prepare(self, batch: TestBatch) -> torch.Tensor:
         """The batch's images, after a segment reset when one is due."""
+        self.reset_if_due(batch)
+        return self.workload.materialize(batch)
+
+    def reset_if_due(self, batch: TestBatch) -> None:
         if self.reset_on_segment and batch.segment != self.segment:
             self.reset(batch.segment)
-        return self.workload.materialize(batch)
 
     def predict(self, batch: TestBatch) -> None:
         x = self.prepare(batch)
@@ -254,6 +257,11 @@ class CloudInferenceDevice(EdgeDevice):
         self.waiting.clear()
 
 
+# samples in one merged forward: larger merged tensors are mapped fresh from the OS on every call (page
+# faults in each layer); of 32 to 256, 64 and 128 were fastest for batch-1 devices on the 2-core VM
+MAX_MERGED_SAMPLES = 64
+
+
 class CrossDeviceBatcher:
     """Merges the edge forward passes of devices whose inference ends at the same simulated instant
     into one grouped call (shared layers once, norm state per device): the same floats as one call per
@@ -265,7 +273,7 @@ class CrossDeviceBatcher:
     """
 
     def __init__(self, env: simpy.Environment, model: nn.Module, compute_device: torch.device,
-                 max_merged_samples: int = 256):
+                 max_merged_samples: int = MAX_MERGED_SAMPLES):
         self.env, self.model, self.compute_device = env, model, compute_device
         self.max_merged_samples = max_merged_samples
         self.pending: list[tuple[EdgeDevice, TestBatch, simpy.Event]] = []
@@ -294,16 +302,19 @@ class CrossDeviceBatcher:
                 self._run(items[start:start + per_call], mode)
 
     def _run(self, items: list, mode: str) -> None:
-        xs = [device.prepare(batch) for device, batch, _ in items]
+        for device, batch, _ in items:
+            device.reset_if_due(batch)
+        x = items[0][0].workload.materialize_many([batch for _, batch, _ in items])  # one load for all
+        xs = x.split(len(items[0][1]))
         if len(items) == 1:
             device, batch, done = items[0]
             logits: list[torch.Tensor] | torch.Tensor = [
-                device.method.predict(self.model, device.learner, device.state, xs[0].to(self.compute_device))]
+                device.method.predict(self.model, device.learner, device.state, x.to(self.compute_device))]
         else:
             logits = grouped_edge_logits(self.model, [d.state for d, _, _ in items],
-                                         torch.stack(xs).to(self.compute_device), mode)
+                                         x.view(len(items), -1, *x.shape[1:]).to(self.compute_device), mode)
             self.calls += 1
             self.merged += len(items)
-        for (device, batch, done), x, z in zip(items, xs, logits):
-            device.finish(batch, x, z)
+        for (device, batch, done), images, z in zip(items, xs, logits):
+            device.finish(batch, images, z)
             done.succeed()
