@@ -381,39 +381,45 @@ Fleet(scenario.load({qs!r}, ["fleet.devices=2", *sets[1:]])).run()  # warm impor
 fleet = Fleet(scenario.load({qs!r}, sets))
 t0 = time.process_time()
 fleet.run()
+import resource
 print(json.dumps({{"n": n, "method": method, "batch": batch, "predictions": fleet.predicted(),
                    "cloud_jobs": len(fleet.recorder.jobs), "cpu_s": time.process_time() - t0,
-                   "merged": fleet.batcher.merged if fleet.batcher else 0}}))
+                   "merged": fleet.batcher.merged if fleet.batcher else 0,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
 
 BATCH1_METHODS = ["source", "cema"]
-# random phases: each device's arrivals at its own offset, so no two devices predict at the same instant;
-# aligned: every device at the same instants, and at batch 1 their forwards merged (fleet.batch_across_devices)
-PHASES = {"random": {64: [], 1: []},
-          "aligned": {64: ["arrivals.aligned=true"], 1: ["arrivals.aligned=true", "fleet.batch_across_devices=true"]}}
+# (label, sets at batch 64, sets at batch 1). Random phases: each device's arrivals at its own offset, so
+# no two devices predict at the same instant; "ahead": a batch-1 device predicts its next samples in one pass
+# (fleet.predict_ahead); aligned: every device at the same instants, at batch 1 merged across devices
+ALIGNED = "arrivals.aligned=true"
+VARIANTS = [("random", [], []), ("random, ahead", [], ["fleet.predict_ahead=64"]),
+            ("aligned, merged", [ALIGNED], [ALIGNED, "fleet.batch_across_devices=true"])]
 
 
 def batch_one(quick: bool) -> None:
     """CPU time per prediction of a fleet whose devices predict one sample at a time, against the same
-    fleet and samples (64 a device: 4 a second for 16 s) in batches of 64, with random phases and with
-    aligned arrivals (batch 1 merged across devices); one torch thread, each run in its own process,
-    the run only (not the build). `source` is the edge's work alone; `cema` adds the cloud's, which is
-    not the same work at batch 1 (a report, and so a replay step and a refresh, per batch). Appended
-    to batch1.csv."""
+    fleet and samples (64 a device: 4 a second for 16 s) in batches of 64, with random phases (batch 1
+    as is, and predicted ahead) and with aligned arrivals (batch 1 merged across devices); one torch
+    thread, each run in its own process, the run only (not the build). `source` is the edge's work
+    alone; `cema` adds the cloud's, which is not the same work at batch 1 (a report, and so a replay
+    step and a refresh, per batch). Appended to batch1.csv."""
     n = 1_000 if quick else 10_000
     print(f"\n## 7. {n:,} devices, 64 samples each: batch 1 against batch 64 (CPU of the run, 1 thread)")
-    print("| method | phases | batch | predictions | merged | cloud jobs | CPU s | ms / prediction | batch 1 / 64 |")
+    print("| method | variant | batch | predictions | merged | cloud jobs | CPU s | ms / prediction | batch 1 / 64 | "
+          "peak RSS MB |")
     for method in BATCH1_METHODS:
-        for phases, extra in PHASES.items():
-            rows = {b: _run_child(BATCH_CHILD, n, batch=str(b), method=method, extra=repr(extra[b])) for b in (64, 1)}
+        for label, *extra in VARIANTS:
+            rows = {b: _run_child(BATCH_CHILD, n, batch=str(b), method=method, extra=repr(sets))
+                    for b, sets in zip((64, 1), extra)}
             per = {b: r["cpu_s"] / r["predictions"] for b, r in rows.items()}
             for b, r in rows.items():
-                print(f"| {method} | {phases} | {b} | {r['predictions']:,} | {r['merged']:,} | {r['cloud_jobs']:,} | "
-                      f"{r['cpu_s']:.1f} | {1e3 * per[b]:.3f} | {per[1] / per[64]:.2f} |")
+                print(f"| {method} | {label} | {b} | {r['predictions']:,} | {r['merged']:,} | {r['cloud_jobs']:,} | "
+                      f"{r['cpu_s']:.1f} | {1e3 * per[b]:.3f} | {per[1] / per[64]:.2f} | {r['peak_rss_mb']:,.0f} |")
                 _append_csv("batch1.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), "root": str(ROOT), **r,
                                            "ms_per_prediction": round(1e3 * per[b], 4),
-                                           "batch1_over_batch64": round(per[1] / per[64], 3), "phases": phases})
+                                           "batch1_over_batch64": round(per[1] / per[64], 3), "phases": label})
     print("target: batch 1 within 2x of batch 64 per prediction")
 
 

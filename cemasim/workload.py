@@ -61,6 +61,9 @@ class DevicePlan(Sequence[TestBatch]):
     def __len__(self) -> int:
         return len(self.starts)
 
+    def max_batch_size(self) -> int:
+        return int((self.stops - self.starts).max()) if len(self) else 0
+
     @overload
     def __getitem__(self, seq: int) -> TestBatch: ...
 

@@ -186,6 +186,39 @@ def test_cross_device_batching_gives_the_same_results(method, batch):
         pd.testing.assert_frame_equal(plain[name], merged[name], check_exact=True, obj=name)
 
 
+@pytest.mark.parametrize("method, extra", [("source", []), ("bn_adapt", []), ("cema", []),
+                                           ("cema", ["shift.protocol=reset", "fleet.devices=3"])])
+def test_predicting_ahead_gives_the_same_results(method, extra):
+    """Batch-1 devices predicting their next samples in one pass (fleet.predict_ahead) record the run
+    without it, float for float: refreshes and segment resets in the middle of a window included."""
+    sets = ["arrivals.batch_size=1", "duration_s=12", f"method.name={method}", *extra]
+    plain, _, _ = runner.simulate(small(*sets))
+    from cemasim.sim.fleet import Fleet
+
+    fleet = Fleet(small(*sets, "fleet.predict_ahead=32"))
+    ahead = fleet.run().recorder.tables()
+    windows = [d.ahead for d in fleet.devices if d.ahead is not None]
+    assert len(windows) == len(fleet.devices) and sum(w.predicted for w in windows) >= len(plain["samples"])
+    # predictions really went together; a CEMA device's refreshes cut many windows short
+    assert sum(w.passes for w in windows) < len(plain["samples"]) / (1.5 if method == "cema" else 4)
+    if method == "cema":
+        assert len(plain["refreshes"]) and any(w.window < 32 for w in windows)
+    for name in plain:
+        pd.testing.assert_frame_equal(plain[name], ahead[name], check_exact=True, obj=name)
+
+
+def test_predicting_ahead_applies_only_where_it_is_exact():
+    """Edge adaptation, statistics written by the forward, logits that depend on the batch (LAME) and
+    batches of several samples keep their own path."""
+    from cemasim.sim.fleet import Fleet
+
+    for sets in (["method.name=tent", "method.deployment=edge", "fleet.profile=jetson-orin-nano"],
+                 ["method.name=onda"], ["method.name=lame"], ["method.name=source", "arrivals.batch_size=2"]):
+        fleet = Fleet(small("arrivals.batch_size=1", *sets, "fleet.predict_ahead=8"))
+        assert all(d.ahead is None for d in fleet.devices), sets
+    assert all(d.ahead is not None for d in Fleet(small("arrivals.batch_size=1", "fleet.predict_ahead=8")).devices)
+
+
 def test_selection_thresholds_do_not_touch_the_clouds_weighting():
     """cloud.e0 is its own key: CEMA selecting everything (E_max huge, no E_min) is upload_all, bit for bit,
     and sweeping selection.e_max leaves the cloud's loss weights alone."""

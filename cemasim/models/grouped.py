@@ -62,17 +62,14 @@ def grouped_forward(model: nn.Module, states: list[norm.NormState], x: Tensor, m
 @contextmanager
 def _per_device(model: nn.Module, groups: int) -> Iterator[None]:
     """BatchNorm layers see `groups` devices; convolutions and linear layers compute per device."""
-    patched: list[nn.Module] = []
-    for layer in model.modules():
+    patched = _layers(model)
+    for layer in patched:
         if isinstance(layer, norm.StatBatchNorm):
             layer.groups = groups
         elif isinstance(layer, nn.Conv2d):  # an instance attribute shadows the class's forward for this pass
             layer.__dict__["forward"] = partial(_conv, layer, groups)
         elif isinstance(layer, nn.Linear):
             layer.__dict__["forward"] = partial(_linear, layer, groups)
-        else:
-            continue
-        patched.append(layer)
     try:
         yield
     finally:
@@ -81,6 +78,15 @@ def _per_device(model: nn.Module, groups: int) -> Iterator[None]:
                 layer.groups = 1
             else:
                 del layer.__dict__["forward"]
+
+
+def _layers(model: nn.Module) -> list[nn.Module]:
+    """The model's StatBatchNorm, Conv2d and Linear layers (cached on the model)."""
+    cached = getattr(model, "_cemasim_grouped_layers", None)
+    if cached is None:
+        cached = [m for m in model.modules() if isinstance(m, (norm.StatBatchNorm, nn.Conv2d, nn.Linear))]
+        object.__setattr__(model, "_cemasim_grouped_layers", cached)
+    return cached
 
 
 def _split(x: Tensor, groups: int) -> list[Tensor]:

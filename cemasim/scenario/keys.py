@@ -194,6 +194,10 @@ SCHEMA = Section(
             "batch_across_devices": F((bool,), False, "host speed-up: merge edge forward passes of devices "
                                       "predicting at the same simulated instant into one call (the same floats "
                                       "as one call each)"),
+            "predict_ahead": F((int,), 0, "host speed-up for devices predicting one sample at a time: predict up "
+                               "to this many of a device's next samples in one pass while its norm state "
+                               "holds (the same floats; holds as many images a device; 0: off)", "",
+                               (non_negative, at_most(4096, "samples predicted ahead"))),
         }),
         "arrivals": Section("Per-device sample arrivals, grouped into test batches.", {
             "process": F((str,), "poisson", "constant, poisson, onoff (Poisson bursts) or trace (a file)", "",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -30,6 +30,9 @@ from cemasim.results.records import Recorder
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
 from cemasim.workload import DevicePlan, TestBatch, Workload
+
+if TYPE_CHECKING:
+    from cemasim.sim.ahead import PredictAhead
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class EdgeDevice:
         self.source_state = source_state if source_state is not None else \
             {n: t.clone() for n, t in learner.state.items()}
         self.batcher: CrossDeviceBatcher | None = None
+        self.ahead: PredictAhead | None = None  # fleet.predict_ahead (set by the fleet where it applies)
         self.model, self.learner, self.method = model, learner, method
         self.cost, self.uplink, self.inbox, self.policy = cost, uplink, inbox, policy
         self.off = off  # when the device is off (None: always on)
@@ -111,15 +115,20 @@ class EdgeDevice:
             self.reset(batch.segment)
 
     def predict(self, batch: TestBatch) -> None:
-        x = self.prepare(batch)
-        logits = self.method.predict(self.model, self.learner, self.state, x.to(self.compute_device))
+        if self.ahead is not None:
+            x, logits = self.ahead.take(self, batch)
+        else:
+            x = self.prepare(batch)
+            logits = self.method.predict(self.model, self.learner, self.state, x.to(self.compute_device))
         self.finish(batch, x, logits)
 
-    def finish(self, batch: TestBatch, x: torch.Tensor, logits: torch.Tensor) -> None:
-        """Select, record and upload, given this batch's logits."""
+    def finish(self, batch: TestBatch, x: torch.Tensor | None, logits: torch.Tensor) -> None:
+        """Select, record and upload, given this batch's logits (its images `x` may be None on a device
+        without an uplink: nothing reads them there)."""
         keep = self.method.upload_mask(logits, self.selection_state)
         encoded = None
         if self.gate is not None and bool(keep.any()):
+            assert x is not None
             keep, encoded = self.gate_uploads(x, logits, keep)
         e_max = getattr(self.selection_state, "e_max", None)
         self.recorder.predictions(batch, self.env.now, logits.argmax(1).cpu().numpy(), entropy(logits).cpu().numpy(),
@@ -128,6 +137,7 @@ class EdgeDevice:
         if self.method.adapts_on_edge:
             self.version, self.version_created_s = self.learner.steps, self.env.now
         if self.method.uses_cloud and self.uplink is not None:
+            assert x is not None
             self.upload(batch, x, keep.cpu(), encoded)
 
     def gate_uploads(self, x: torch.Tensor, logits: torch.Tensor, keep: torch.Tensor):

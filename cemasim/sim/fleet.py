@@ -30,6 +30,7 @@ from cemasim.net.radio import RADIOS
 from cemasim.results.records import Recorder
 from cemasim.scenario import Scenario
 from cemasim.scenario.classes import DeviceClass, device_classes
+from cemasim.sim.ahead import PredictAhead
 from cemasim.sim.cloud_workers import Cloud, CloudPlan
 from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice, UploadPolicy
 from cemasim.sim.link_factory import DEVICE_OFF, LinkFactory, off_intervals
@@ -120,6 +121,8 @@ class Fleet:
             else None
         for dev in self.devices:
             dev.batcher = self.batcher
+            if sc.fleet.predict_ahead and CrossDeviceBatcher.accepts(dev) and dev.batches.max_batch_size() == 1:
+                dev.ahead = PredictAhead(sc.fleet.predict_ahead)
 
     def cloud_side(self) -> Cloud:
         """The cloud, for the wiring of a method that has a cloud worker."""
