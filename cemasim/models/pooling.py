@@ -1,7 +1,7 @@
 """Max pooling over 2x2 windows: the same floats as torch's max_pool2d, in a fraction of its time.
 
 On the 2-core VM's CPU build, torch's NCHW max_pool2d took longer than the convolution before it
-for batches of images (`python benchmarks/bench_simulator.py --only pool`, pool.csv); the maximum
+for batches of images (`python benchmarks/bench_pool.py`, pool.csv); the maximum
 of the window's four strided views is several times faster. A maximum is exact in any order, so
 the values are the same, NaN included (both propagate it). Below FOUR_VIEW_MIN_ELEMENTS (one
 image's later pools) max_pool2d's own fixed cost is the smaller one, and it is kept. Only the

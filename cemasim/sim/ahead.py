@@ -41,9 +41,10 @@ class PredictAhead:
         device without an uplink)."""
         device.reset_if_due(batch)
         state = device.state
-        if batch.seq not in self.cache or not self._holds(state):
-            if self.held:
-                self.window = min(self.limit, 2 * self.window) if self._holds(state) else 1
+        holds = self._holds(state)
+        if batch.seq not in self.cache or not holds:
+            if self.held:  # the window doubles while the state holds, and starts again at one when it changes
+                self.window = min(self.limit, 2 * self.window) if holds else 1
             self._fill(device, batch, state)
         return self.cache.pop(batch.seq)
 
