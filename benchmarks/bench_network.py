@@ -17,13 +17,13 @@ network.csv (with `--label`, e.g. the commit measured).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 import simpy
+from csvlog import append_rows  # beside this script
 
 from cemasim.net.capacity import ConstantRate, TraceRate
 from cemasim.net.traces import read_trace
@@ -92,13 +92,7 @@ def main() -> None:
         rows.append({"date": time.strftime("%Y-%m-%d %H:%M"), "label": args.label, "devices": args.devices,
                      "duration_s": args.duration_s, "links": kind, "host_s": round(wall, 2), "events": events,
                      "mean_delay_s": delay, "x_constant": round(wall / base, 2)})
-    path = Path(__file__).with_name("network.csv")
-    new_file = not path.is_file()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new_file:
-            writer.writeheader()
-        writer.writerows(rows)
+    append_rows(Path(__file__).with_name("network.csv"), rows)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ from FOUR_VIEW_MIN_ELEMENTS elements on. Appends to pool.csv beside this file.
 
 from __future__ import annotations
 
-import csv
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +19,8 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+from csvlog import append_rows  # noqa: E402  (beside this script)
 
 from cemasim.models import pooling  # noqa: E402
 
@@ -56,14 +56,7 @@ def main() -> None:
             rows.append({"date": date, "torch": torch.__version__, "batch": batch, "input": f"{channels}x{size}x{size}",
                          "elements": x.numel(), "max_pool2d_us": round(direct, 1), "four_views_us": round(four, 1),
                          "route": route})
-    path = HERE / "pool.csv"
-    old = list(csv.DictReader(path.open(newline=""))) if path.is_file() else []
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:  # then renamed: a kill mid-write keeps the old file whole
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(old + rows)
-    os.replace(tmp, path)
+    append_rows(HERE / "pool.csv", rows)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from csvlog import append_rows  # noqa: E402  (beside this script)
+
 from cemasim import runner, scenario  # noqa: E402
 from cemasim.methods.cema_cloud import CloudConfig, distill_step, foundation_step  # noqa: E402
 from cemasim.methods.optim import Learner  # noqa: E402
@@ -108,22 +110,7 @@ def overhead(quick: bool) -> None:
 
 def _append_csv(name: str, row: dict) -> None:
     """Keep every measurement (one row per invocation) beside this script: the README quotes them."""
-    import csv
-
-    path = Path(__file__).with_name(name)
-    rows: list[dict] = []
-    header = list(row)
-    if path.is_file():
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            rows, header = list(reader), list(reader.fieldnames or [])
-        header += [k for k in row if k not in header]  # a new column: older rows leave it empty
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:  # then renamed: a kill mid-write keeps the old file whole
-        writer = csv.DictWriter(f, fieldnames=header, restval="")
-        writer.writeheader()
-        writer.writerows(rows + [row])
-    os.replace(tmp, path)
+    append_rows(Path(__file__).with_name(name), [row])
 
 
 # ---- 2. kernel --------------------------------------------------------------------------------
