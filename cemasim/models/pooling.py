@@ -11,6 +11,8 @@ splits it, so a pool whose input requires a gradient keeps max_pool2d. Pure torc
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -23,10 +25,15 @@ class MaxPool2d(nn.MaxPool2d):
     """nn.MaxPool2d taking the four-view route for 2x2, stride-2 windows without padding when no gradient
     flows to its input (`norm.convert` puts it in place of every nn.MaxPool2d)."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # the window the four views compute, told once (forward runs for every pool of every prediction)
+        self.two_by_two = not self.return_indices and \
+            (_pair(self.kernel_size), _pair(self.stride), _pair(self.padding), _pair(self.dilation)) \
+            == ((2, 2), (2, 2), (0, 0), (1, 1))
+
     def forward(self, x: Tensor) -> Tensor:
-        if x.requires_grad or self.return_indices or x.dim() != 4 or x.numel() < FOUR_VIEW_MIN_ELEMENTS or \
-                (_pair(self.kernel_size), _pair(self.stride), _pair(self.padding), _pair(self.dilation)) \
-                != ((2, 2), (2, 2), (0, 0), (1, 1)):
+        if not self.two_by_two or x.requires_grad or x.dim() != 4 or x.numel() < FOUR_VIEW_MIN_ELEMENTS:
             return super().forward(x)
         return max_pool_2x2(x, self.ceil_mode)
 
