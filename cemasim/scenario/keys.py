@@ -196,7 +196,7 @@ SCHEMA = Section(
                                       "as one call each)"),
             "predict_ahead": F((int,), 0, "host speed-up for devices predicting one sample at a time: predict up "
                                "to this many of a device's next samples in one pass while its norm state "
-                               "holds (the same floats; holds as many images a device; 0: off)", "",
+                               "holds (the same floats; holds as many images a device; 0: off)", "samples",
                                (non_negative, at_most(4096, "samples predicted ahead"))),
         }),
         "arrivals": Section("Per-device sample arrivals, grouped into test batches.", {
