@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from numpy.random.bit_generator import ISeedSequence
 
 
 def _key(*names: object) -> list[int]:
@@ -41,8 +42,38 @@ _MIX_MULT_L, _MIX_MULT_R, _XSHIFT, _POOL_SIZE, _MASK = 0xCA01F9DD, 0x4973F715, 1
 def torch_seeds(seed: int, names: Sequence[tuple]) -> list[int]:
     """[torch_seed(seed, *n) for n in names], the SeedSequence steps run once over all of them: a batch of
     devices predicting at one instant pays one pass instead of a SeedSequence each (tests/test_rng.py)."""
+    return (_states(seed, names, 1)[:, 0] >> np.uint64(1)).tolist()
+
+
+def numpy_rngs(seed: int, names: Sequence[tuple]) -> Iterator[np.random.Generator]:
+    """numpy_rng(seed, *n) for each n in names, made one by one as iterated, their SeedSequence steps run
+    once over all of them (a fleet build seeds three streams a device: 15 us each, 1 us here). The
+    generators' `bit_generator.seed_seq` is the drawn state, not a SeedSequence: they cannot spawn."""
+    for state in _states(seed, names, 4):
+        # numpy's stubs name SeedSequence; a BitGenerator takes any ISeedSequence (numpy's documented interface)
+        yield np.random.Generator(np.random.PCG64(_DrawnState(state.copy())))  # type: ignore[arg-type]
+
+
+class _DrawnState(ISeedSequence):
+    """What SeedSequence(entropy).generate_state(4, np.uint64) returns, computed beforehand: PCG64 seeds
+    itself from exactly that."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: np.ndarray):
+        self.state = state
+
+    def generate_state(self, n_words: int, dtype=np.uint32) -> np.ndarray:
+        if n_words != len(self.state) or np.dtype(dtype) != np.uint64:
+            raise ValueError("a drawn state gives only the words it was drawn as")
+        return self.state
+
+
+def _states(seed: int, names: Sequence[tuple], n_words: int) -> np.ndarray:
+    """[SeedSequence([seed, *_key(*n)]).generate_state(n_words, np.uint64) for n in names] as one
+    [len(names), n_words] array, each step of numpy's SeedSequence applied to all names at once."""
     entropy = [np.full(len(names), w, np.uint32) for w in _words(seed)]
-    entropy += list(np.array([_key(*n) for n in names], dtype=np.uint32).reshape(len(names), 4).T)
+    entropy += list(_keys(names).T)
     hash_const = _INIT_A
 
     def hashmix(value: np.ndarray) -> np.ndarray:
@@ -65,14 +96,19 @@ def torch_seeds(seed: int, names: Sequence[tuple]) -> list[int]:
     for src in range(_POOL_SIZE, len(entropy)):
         for dst in range(_POOL_SIZE):
             pool[dst] = mix(pool[dst], hashmix(entropy[src]))
-    hash_const, words = _INIT_B, []
-    for dst in range(2):  # generate_state(1, np.uint64): two 32-bit words, low first
-        value = pool[dst] ^ np.uint32(hash_const)
+    hash_const, words = _INIT_B, np.empty((len(names), 2 * n_words), np.uint32)
+    for dst in range(2 * n_words):  # generate_state: 32-bit words cycling over the pool, low word first
+        value = pool[dst % _POOL_SIZE] ^ np.uint32(hash_const)
         hash_const = (hash_const * _MULT_B) & _MASK
         value = value * np.uint32(hash_const)
-        words.append(value ^ (value >> _XSHIFT))
-    state = words[0].astype(np.uint64) | (words[1].astype(np.uint64) << np.uint64(32))
-    return (state >> np.uint64(1)).tolist()
+        words[:, dst] = value ^ (value >> _XSHIFT)
+    return words.astype("<u4").view("<u8").astype(np.uint64)
+
+
+def _keys(names: Sequence[tuple]) -> np.ndarray:
+    """[_key(*n) for n in names] as a [len(names), 4] uint32 array."""
+    digests = b"".join(hashlib.sha256("/".join(map(str, n)).encode()).digest()[:16] for n in names)
+    return np.frombuffer(digests, dtype="<u4").reshape(len(names), 4).astype(np.uint32)
 
 
 def _words(seed: int) -> list[int]:

@@ -8,7 +8,7 @@ pixels do not depend on event order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import overload
 
@@ -20,7 +20,7 @@ from cemasim.data.arrivals import ARRIVALS, batch_arrays
 from cemasim.data.datasets import ImageSource, open_dataset
 from cemasim.data.shifts import Domain, all_domains, device_schedule, image_order
 from cemasim.net.capacity import DownIntervals
-from cemasim.rng import numpy_rng, torch_seed, torch_seeds
+from cemasim.rng import numpy_rng, numpy_rngs, torch_seed, torch_seeds
 
 
 @dataclass(eq=False)
@@ -164,31 +164,41 @@ def plan_device(device: int, sc, workload: Workload, domain_ids: dict[Domain, in
     return plan_available(device, sc, workload, domain_ids)[0]
 
 
+PLAN_STREAMS = ("arrivals", "shift", "images")  # the numpy streams a device's plan draws from, in order
+
+
+def plan_streams(seed: int, devices: Sequence[int]) -> Iterator[tuple[np.random.Generator, ...]]:
+    """Each device's PLAN_STREAMS (numpy_rng(seed, name, device)), seeded in one pass for all devices."""
+    rngs = numpy_rngs(seed, [(name, d) for d in devices for name in PLAN_STREAMS])
+    return zip(*[rngs] * len(PLAN_STREAMS))
+
+
 def plan_available(device: int, sc, workload: Workload, domain_ids: dict[Domain, int],
-                   off: DownIntervals | None = None) -> tuple[DevicePlan, np.ndarray]:
+                   off: DownIntervals | None = None,
+                   streams: tuple[np.random.Generator, ...] | None = None) -> tuple[DevicePlan, np.ndarray]:
     """(test batches, arrival times of missed samples): samples arriving while the device is off are
     missed. Domains and images are drawn for every arrival first, so availability does not change
-    what the other samples are."""
+    what the other samples are. `streams`: the device's PLAN_STREAMS, if already made (plan_streams)."""
     arr, sh = sc.arrivals, sc.shift
-    times = ARRIVALS.get(arr.process)(arr, sc.duration_s, numpy_rng(sc.seed, "arrivals", device), device)
-    rng = numpy_rng(sc.seed, "shift", device)
+    arrivals, rng, images = streams or (numpy_rng(sc.seed, name, device) for name in PLAN_STREAMS)
+    times = ARRIVALS.get(arr.process)(arr, sc.duration_s, arrivals, device)
     schedule = device_schedule(sh.segments, sh.order, sh.loop, rng, device, sh.protocol)
-    local = schedule.domain_index(times, rng)
+    local, segment = schedule.domain_and_segment(times, rng)
     domain = np.array([domain_ids[d] for d in schedule.domains], dtype=np.int64)[local] if len(times) else \
         np.zeros(0, dtype=np.int64)
-    segment = schedule.segment_index(times)
-    image_idx = _images(device, sc, workload, domain)
+    image_idx = _images(sc, workload, domain, images)
     labels = workload.labels[image_idx]
-    on = np.ones(len(times), bool) if off is None else ~off.covers(times)
-    missed = times[~on]
-    times, image_idx, labels, domain, segment = times[on], image_idx[on], labels[on], domain[on], segment[on]
+    missed = np.zeros(0)
+    if off is not None and len(off.starts):
+        on = ~off.covers(times)
+        missed = times[~on]
+        times, image_idx, labels, domain, segment = times[on], image_idx[on], labels[on], domain[on], segment[on]
     return DevicePlan(device, times, image_idx, labels, domain, segment,
                       batch_arrays(times, arr.batch_size, arr.max_wait_s)), missed
 
 
-def _images(device: int, sc, workload: Workload, domain: np.ndarray) -> np.ndarray:
+def _images(sc, workload: Workload, domain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Image index per sample: from the whole dataset, or (pre-corrupted data) from its domain's images."""
-    rng = numpy_rng(sc.seed, "images", device)
     sh, labels = sc.shift, workload.labels
     if not workload.pre_corrupted:
         return image_order(np.arange(len(labels)), labels, len(domain), sh.label_shift, rng, sh.dirichlet_alpha)

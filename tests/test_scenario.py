@@ -130,3 +130,18 @@ def test_a_file_that_is_not_utf8_is_an_error_naming_the_file_and_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         scenario.load(path)
     assert "line 2: not UTF-8 text (byte 0xe9" in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_view_keeps_what_it_read_without_hiding_its_own_attributes():
+    from cemasim.scenario.loader import Scenario
+
+    view = Scenario({"rate": 2, "source": "a key", "to_dict": 3, "section": {"x": 1}}, "file.yaml")
+    assert view.rate == view["rate"] == 2 and view.rate == 2  # read, then kept
+    assert view.section is view["section"] and view.section.x == 1 and view.section.source == "file.yaml"
+    assert view["source"] == "a key" and view.source == "file.yaml"  # the key, and the view's own attribute
+    assert view["to_dict"] == 3 and view.to_dict()["to_dict"] == 3
+    assert view["source"] == "a key" and view.source == "file.yaml"
+    with pytest.raises(AttributeError):
+        view.missing
+    with pytest.raises(AttributeError, match="read-only"):
+        view.rate = 5

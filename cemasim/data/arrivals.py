@@ -90,17 +90,17 @@ def batch_arrays(times: np.ndarray, batch_size: int, max_wait_s: float) -> tuple
     n = len(times)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    if batch_size == 1:  # each sample its own full batch, ready on arrival
+        starts = np.arange(n)
+        return starts, starts + 1, times.copy()
     deadline = times + max_wait_s  # the float a scalar sum gives
     full_at = np.minimum(np.arange(batch_size, n + batch_size), n)
     stop_at = np.minimum(full_at, np.searchsorted(times, deadline, "right"))
-    if batch_size == 1:
-        starts = np.arange(n)
-    else:
-        chain, i, nxt = [], 0, stop_at.tolist()
-        while i < n:
-            chain.append(i)
-            i = nxt[i]
-        starts = np.array(chain, np.int64)
+    chain, i, nxt = [], 0, stop_at.tolist()
+    while i < n:
+        chain.append(i)
+        i = nxt[i]
+    starts = np.array(chain, np.int64)
     stops = stop_at[starts]
     full = stops - starts == batch_size
     ready = np.where(full, times[np.maximum(stops - 1, 0)], deadline[starts])

@@ -39,6 +39,12 @@ class Schedule:
             return rng.integers(0, len(self.domains), size=len(times))
         return self.segment_index(times) % len(self.domains)
 
+    def domain_and_segment(self, times: np.ndarray, rng: np.random.Generator | None = None
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """(domain_index, segment_index) of each time, the segments found once when they fix the domain."""
+        segment = self.segment_index(times)
+        return (self.domain_index(times, rng) if self.mixed else segment % len(self.domains)), segment
+
 
 def expand_gradual(segments: list[dict]) -> list[dict]:
     """Each segment becomes nine of equal length with severities 1..5..1."""
@@ -105,5 +111,6 @@ def image_order(pool: np.ndarray, labels: np.ndarray, n: int, mode: str, rng: np
 
 def _cycle(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     reps = -(-n // len(pool))
+    order = rng.permutation(pool) if reps == 1 else np.concatenate([rng.permutation(pool) for _ in range(reps)])
     # copy: a view would keep the whole permutation (80 KB for 10,000 images) alive per device
-    return np.concatenate([rng.permutation(pool) for _ in range(reps)])[:n].copy()
+    return order[:n].copy()

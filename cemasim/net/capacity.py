@@ -205,6 +205,8 @@ class DownIntervals:
 
     def down_time(self, t0: float, t1: float) -> float:
         """Seconds of [t0, t1) covered by the intervals."""
+        if not len(self.starts):
+            return 0.0
         return float(np.clip(np.minimum(self.ends, t1) - np.maximum(self.starts, t0), 0, None).sum())
 
 

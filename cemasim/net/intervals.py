@@ -59,5 +59,9 @@ def intervals_for(rows: list[tuple[int | None, float, float]], device: int, caus
     return DownIntervals(starts, ends, cause, lose_in_flight)
 
 
+@lru_cache(maxsize=None)
 def no_intervals(cause: str) -> DownIntervals:
-    return DownIntervals(np.zeros(0), np.zeros(0), cause)
+    """The empty set of intervals, one read-only instance per cause (most of a fleet's devices and links)."""
+    empty = np.zeros(0)
+    empty.setflags(write=False)
+    return DownIntervals(empty, empty, cause)

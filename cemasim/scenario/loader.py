@@ -25,22 +25,23 @@ class Scenario:
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "_given", given)  # what it was validated from (None for views)
-        object.__setattr__(self, "_views", {})  # nested sections, wrapped once (a fleet build asks often)
 
     def __getattr__(self, name: str) -> Any:
+        """A key's value, a section as a view; kept as an instance attribute, so that the next lookup
+        does not come here (a fleet build asks some 70 a device)."""
         try:
             value = self._data[name]
         except KeyError:
             raise AttributeError(name) from None
-        if not isinstance(value, dict):
-            return value
-        view = self._views.get(name)
-        if view is None:
-            view = self._views[name] = Scenario(value, self.source)
-        return view
+        if isinstance(value, dict):
+            value = Scenario(value, self.source)
+        if name not in _NOT_KEPT:
+            object.__setattr__(self, name, value)
+        return value
 
     def __getitem__(self, name: str) -> Any:
-        return self.__getattr__(name)
+        kept = self.__dict__.get(name, _MISSING) if name not in _NOT_KEPT else _MISSING
+        return self.__getattr__(name) if kept is _MISSING else kept
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Scenario is read-only; use with_overrides()")
@@ -63,6 +64,11 @@ class Scenario:
         if problems:
             raise ConfigError(problems, source=self.source)
         return validate(data, self.source)
+
+
+_MISSING = object()
+# a key named like the view's own attributes is read, never kept (it would hide them)
+_NOT_KEPT = frozenset(dir(Scenario)) | {"_data", "source", "_given"}
 
 
 def parse_assignments(items: list[str], flag: str = "--set") -> tuple[list[tuple[str, Any]], list[str]]:
