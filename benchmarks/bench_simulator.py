@@ -326,12 +326,18 @@ t0 = time.perf_counter()
 fleet = Fleet(sc)
 build_s = time.perf_counter() - t0
 # what identical results require of any build: each device's three numpy streams and its draw from the pool
-from cemasim.rng import numpy_rng
 import numpy as np
-pool, t0 = np.arange(len(fleet.workload.labels)), time.perf_counter()
-for d in range(n):
-    streams = [numpy_rng(sc.seed, name, d) for name in ("arrivals", "shift", "images")]
-    streams[2].permutation(pool)
+names, pool, t0 = [(name, d) for d in range(n) for name in ("arrivals", "shift", "images")], \
+    len(fleet.workload.labels), time.perf_counter()
+try:
+    from cemasim.rng import numpy_rngs
+    streams = numpy_rngs(sc.seed, names)  # seeded in one pass, as the build does
+except ImportError:  # a checkout from before it (--root): a SeedSequence a stream
+    from cemasim.rng import numpy_rng
+    streams = (numpy_rng(sc.seed, *name) for name in names)
+for i, rng in enumerate(streams):
+    if i % 3 == 2:
+        rng.permutation(pool)
 print(json.dumps({{"n": n, "samples": fleet.n_samples, "build_s": build_s, "draws_s": time.perf_counter() - t0}}))
 """
 
@@ -339,8 +345,8 @@ print(json.dumps({{"n": n, "samples": fleet.n_samples, "build_s": build_s, "draw
 def build(quick: bool) -> None:
     """Host time of `Fleet(scenario)` per device: plans (arrivals, shift, images, batch bounds), links,
     cloud workers and learners of a CEMA fleet of batch-1 devices (4 samples/s for 60 s), and of the
-    random draws alone that the same results need (three seeded numpy streams a device and a
-    permutation of the image pool); build.csv."""
+    random draws alone that the same results need (three numpy streams a device, seeded as the
+    checkout seeds them, and a permutation of the image pool); build.csv."""
     n = 5_000 if quick else 50_000
     print(f"\n## 6. building a fleet of {n:,} CEMA devices (batch 1, 240 samples each)")
     r = _run_child(BUILD_CHILD, n)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from cemasim.data.arrivals import ARRIVALS, batch_arrays
 from cemasim.data.datasets import ImageSource, open_dataset
-from cemasim.data.shifts import Domain, all_domains, device_schedule, image_order
+from cemasim.data.shifts import Domain, Schedule, all_domains, build_schedule, image_order, schedule_picks
 from cemasim.net.capacity import DownIntervals
 from cemasim.rng import numpy_rng, numpy_rngs, torch_seed, torch_seeds
 
@@ -174,38 +174,64 @@ def plan_streams(seed: int, devices: Sequence[int]) -> Iterator[tuple[np.random.
 
 
 def plan_available(device: int, sc, workload: Workload, domain_ids: dict[Domain, int],
-                   off: DownIntervals | None = None,
-                   streams: tuple[np.random.Generator, ...] | None = None) -> tuple[DevicePlan, np.ndarray]:
-    """(test batches, arrival times of missed samples): samples arriving while the device is off are
-    missed. Domains and images are drawn for every arrival first, so availability does not change
-    what the other samples are. `streams`: the device's PLAN_STREAMS, if already made (plan_streams)."""
-    arr, sh = sc.arrivals, sc.shift
-    arrivals, rng, images = streams or (numpy_rng(sc.seed, name, device) for name in PLAN_STREAMS)
-    times = ARRIVALS.get(arr.process)(arr, sc.duration_s, arrivals, device)
-    schedule = device_schedule(sh.segments, sh.order, sh.loop, rng, device, sh.protocol)
-    local, segment = schedule.domain_and_segment(times, rng)
-    domain = np.array([domain_ids[d] for d in schedule.domains], dtype=np.int64)[local] if len(times) else \
-        np.zeros(0, dtype=np.int64)
-    image_idx = _images(sc, workload, domain, images)
-    labels = workload.labels[image_idx]
-    missed = np.zeros(0)
-    if off is not None and len(off.starts):
-        on = ~off.covers(times)
-        missed = times[~on]
-        times, image_idx, labels, domain, segment = times[on], image_idx[on], labels[on], domain[on], segment[on]
-    return DevicePlan(device, times, image_idx, labels, domain, segment,
-                      batch_arrays(times, arr.batch_size, arr.max_wait_s)), missed
+                   off: DownIntervals | None = None) -> tuple[DevicePlan, np.ndarray]:
+    """(test batches, arrival times of missed samples) of one device: Planner(...).plan for a single device."""
+    return Planner(sc, workload, domain_ids).plan(device, off)
 
 
-def _images(sc, workload: Workload, domain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Image index per sample: from the whole dataset, or (pre-corrupted data) from its domain's images."""
-    sh, labels = sc.shift, workload.labels
-    if not workload.pre_corrupted:
-        return image_order(np.arange(len(labels)), labels, len(domain), sh.label_shift, rng, sh.dirichlet_alpha)
-    out = np.empty(len(domain), dtype=np.int64)
-    names = {name: i for i, name in enumerate(workload.source.domain_names)}
-    for d in np.unique(domain):
-        rows = np.flatnonzero(domain == d)
-        pool = np.flatnonzero(workload.source.domains == names[workload.domains[d]])
-        out[rows] = image_order(pool, labels, len(rows), sh.label_shift, rng, sh.dirichlet_alpha)
-    return out
+class Planner:
+    """Plans the devices of one scenario or device class: what they all share (the arrival process, the
+    image pool, each schedule and its domain numbers) is looked up once, not once a device."""
+
+    def __init__(self, sc, workload: Workload, domain_ids: dict[Domain, int]):
+        self.sc, self.workload, self.domain_ids = sc, workload, domain_ids
+        self.arrivals = ARRIVALS.get(sc.arrivals.process)
+        self.pool = np.arange(len(workload.labels))
+        self.pool.setflags(write=False)
+        self._schedules: dict[tuple[int, ...], tuple[Schedule, np.ndarray]] = {}
+
+    def plan(self, device: int, off: DownIntervals | None = None,
+             streams: tuple[np.random.Generator, ...] | None = None) -> tuple[DevicePlan, np.ndarray]:
+        """(test batches, arrival times of missed samples): samples arriving while the device is off are
+        missed. Domains and images are drawn for every arrival first, so availability does not change
+        what the other samples are. `streams`: the device's PLAN_STREAMS, if already made (plan_streams)."""
+        sc = self.sc
+        arr, sh = sc.arrivals, sc.shift
+        arrivals, rng, images = streams or (numpy_rng(sc.seed, name, device) for name in PLAN_STREAMS)
+        times = self.arrivals(arr, sc.duration_s, arrivals, device)
+        schedule, ids = self._schedule(schedule_picks(len(sh.segments), sh.order, rng, device))
+        local, segment = schedule.domain_and_segment(times, rng)
+        domain = ids[local]
+        image_idx = self._images(domain, images)
+        labels = self.workload.labels[image_idx]
+        missed = np.zeros(0)
+        if off is not None and len(off.starts):
+            on = ~off.covers(times)
+            missed = times[~on]
+            times, image_idx, labels, domain, segment = times[on], image_idx[on], labels[on], domain[on], segment[on]
+        return DevicePlan(device, times, image_idx, labels, domain, segment,
+                          batch_arrays(times, arr.batch_size, arr.max_wait_s)), missed
+
+    def _schedule(self, picks: np.ndarray) -> tuple[Schedule, np.ndarray]:
+        """The schedule of these picked segments and its domains' numbers, built once per distinct pick."""
+        key = tuple(picks.tolist())
+        if key not in self._schedules:
+            sh = self.sc.shift
+            schedule = build_schedule([sh.segments[i] for i in key], sh.loop, sh.protocol)
+            ids = np.array([self.domain_ids[d] for d in schedule.domains], dtype=np.int64)
+            self._schedules[key] = schedule, ids
+        return self._schedules[key]
+
+    def _images(self, domain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Image index per sample: from the whole dataset, or (pre-corrupted data) from its domain's images."""
+        sh, workload = self.sc.shift, self.workload
+        labels = workload.labels
+        if not workload.pre_corrupted:
+            return image_order(self.pool, labels, len(domain), sh.label_shift, rng, sh.dirichlet_alpha)
+        out = np.empty(len(domain), dtype=np.int64)
+        names = {name: i for i, name in enumerate(workload.source.domain_names)}
+        for d in np.unique(domain):
+            rows = np.flatnonzero(domain == d)
+            pool = np.flatnonzero(workload.source.domains == names[workload.domains[d]])
+            out[rows] = image_order(pool, labels, len(rows), sh.label_shift, rng, sh.dirichlet_alpha)
+        return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -59,6 +60,26 @@ def test_refreshed_devices_hold_their_own_tensors():
     assert refreshed
     for device in refreshed:
         assert all(t is not fleet.source_state[n] for n, t in device.learner.state.items())
+
+
+def test_cema_students_borrow_the_source_tensors_until_they_distil():
+    """A CEMA worker's student is the fleet's source tensors until its first distillation step copies
+    them; the run's tables equal those of students copied at the build (the old way, forced here)."""
+    fleet = Fleet(small("method.name=cema", "fleet.devices=3"))
+    workers = list(fleet.cloud_side().workers.values())
+    assert workers and all(w.student_borrowed for w in workers)
+    assert all(t is fleet.source_state[n] for w in workers for n, t in w.student.state.items())
+    copied = Fleet(small("method.name=cema", "fleet.devices=3"))
+    for w in copied.cloud_side().workers.values():
+        w.student.state, w.student_borrowed = {n: t.clone() for n, t in w.student.state.items()}, False
+    before = {n: t.clone() for n, t in fleet.source_state.items()}
+    tables, copied_tables = fleet.run().recorder.tables(), copied.run().recorder.tables()
+    distilled = [w for w in workers if w.student.steps > 0]
+    assert distilled and not any(w.student_borrowed for w in distilled)
+    assert all(t is not fleet.source_state[n] for w in distilled for n, t in w.student.state.items())
+    assert all(torch.equal(fleet.source_state[n], t) for n, t in before.items())
+    for name in tables:
+        pd.testing.assert_frame_equal(tables[name], copied_tables[name], check_exact=True, obj=name)
 
 
 def test_columns_equal_the_concatenated_batches():

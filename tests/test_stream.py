@@ -93,6 +93,40 @@ def test_schedule_same_order_loops():
     assert no_loop.domain_index(np.array([100.0])).tolist() == [1]  # the last segment persists
 
 
+def test_domains_and_segments_found_at_once_equal_their_rules():
+    """domain_and_segment (one search when every time is in the first lap) equals domain_index and
+    segment_index, at segment ends, just below a lap, past it, with and without looping."""
+    segs = [{"corruption": "fog", "severity": 1, "duration_s": 0.1},
+            {"corruption": "contrast", "severity": 2, "duration_s": 0.2},
+            {"corruption": "pixelate", "severity": 3, "duration_s": 0.3}]
+    rng = np.random.default_rng(0)
+    total = 0.1 + 0.2 + 0.3
+    edges = [0.0, 0.1, 0.1 + 0.2, np.nextafter(total, 0), total, 2 * total, np.nextafter(3 * total, 0)]
+    for loop in (True, False):
+        sch = device_schedule(segs, "same", loop, rng)
+        for _ in range(300):
+            times = np.sort(np.concatenate([rng.choice(edges, int(rng.integers(0, 4))),
+                                            rng.uniform(0, total * rng.choice([0.5, 1.0, 3.0]), int(rng.integers(0, 9)))]))
+            domain, segment = sch.domain_and_segment(times)
+            assert domain.tolist() == sch.domain_index(times).tolist()
+            assert segment.tolist() == sch.segment_index(times).tolist()
+
+
+@pytest.mark.parametrize("n", [1, 7, 10, 11, 25])
+def test_image_draws_take_the_pools_permutations(n):
+    """The images a device draws are the first n of permutations of the pool, cycled (drawn as
+    permutations of positions, which numpy's Fisher-Yates swaps exactly as it swaps the pool)."""
+    from cemasim.data.shifts import image_order
+
+    pool = np.array([3, 8, 9, 14, 20, 21, 40, 41, 42, 50])
+    labels = np.arange(60) % 4
+    rng, again = np.random.default_rng(5), np.random.default_rng(5)
+    reps = -(-n // len(pool))
+    expected = np.concatenate([again.permutation(pool) for _ in range(reps)])[:n]
+    assert image_order(pool, labels, n, "none", rng).tolist() == expected.tolist()
+    assert rng.random() == again.random()  # the stream is left where the old draw left it
+
+
 def test_shuffled_order_differs_between_devices_but_is_seeded():
     segs = [{"corruption": c, "severity": 3, "duration_s": 1.0} for c in ("fog", "contrast", "pixelate", "brightness")]
     orders = [device_schedule(segs, "shuffled", True, numpy_rng(0, "shift", d)).domains for d in range(6)]

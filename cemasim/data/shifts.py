@@ -41,7 +41,13 @@ class Schedule:
 
     def domain_and_segment(self, times: np.ndarray, rng: np.random.Generator | None = None
                            ) -> tuple[np.ndarray, np.ndarray]:
-        """(domain_index, segment_index) of each time, the segments found once when they fix the domain."""
+        """(domain_index, segment_index) of each of the sorted `times`, the segments found once when they fix
+        the domain."""
+        if not self.mixed and (not len(times) or (times[0] >= 0 and times[-1] < self.ends_s[-1])):
+            # all in the first lap: no laps to count or wrap (x / total < 1 rounds below 1, fmod(x) is x),
+            # and a segment is its domain
+            segment = np.minimum(np.searchsorted(self.ends_s, times, side="right"), len(self.domains) - 1)
+            return segment, segment
         segment = self.segment_index(times)
         return (self.domain_index(times, rng) if self.mixed else segment % len(self.domains)), segment
 
@@ -57,24 +63,29 @@ def expand_gradual(segments: list[dict]) -> list[dict]:
 
 def device_schedule(segments: list[dict], order: str, loop: bool, rng: np.random.Generator, device: int = 0,
                     protocol: str = "continual") -> Schedule:
-    n = len(segments)
+    picks = schedule_picks(len(segments), order, rng, device)
+    return build_schedule([segments[i] for i in picks], loop, protocol)
+
+
+def schedule_picks(n: int, order: str, rng: np.random.Generator, device: int = 0) -> np.ndarray:
+    """Which of the n segments a device sees, in order (shift.order; shuffled and random draw from rng)."""
     if order == "shuffled":
-        picks = rng.permutation(n)
-    elif order == "disjoint":
-        picks = np.array([device % n])
-    elif order == "random":
-        picks = rng.integers(0, n, size=n)
-    else:
-        picks = np.arange(n)
-    segs = [segments[i] for i in picks]
+        return rng.permutation(n)
+    if order == "disjoint":
+        return np.array([device % n])
+    if order == "random":
+        return rng.integers(0, n, size=n)
+    return np.arange(n)
+
+
+def build_schedule(segs: list[dict], loop: bool, protocol: str = "continual") -> Schedule:
+    """The schedule of these segments, in this order (gradual expands each into nine)."""
     if protocol == "gradual":
         segs = expand_gradual(segs)
-    return Schedule(
-        domains=[(s["corruption"], int(s["severity"])) for s in segs],
-        ends_s=np.cumsum([float(s["duration_s"]) for s in segs]),
-        loop=loop,
-        mixed=protocol == "mixed",
-    )
+    ends = np.cumsum([float(s["duration_s"]) for s in segs])
+    ends.setflags(write=False)  # a schedule is shared by the devices that pick the same segments
+    return Schedule(domains=[(s["corruption"], int(s["severity"])) for s in segs], ends_s=ends, loop=loop,
+                    mixed=protocol == "mixed")
 
 
 def all_domains(segments: list[dict], protocol: str) -> list[Domain]:
@@ -110,7 +121,9 @@ def image_order(pool: np.ndarray, labels: np.ndarray, n: int, mode: str, rng: np
 
 
 def _cycle(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    # pool[permutation(len(pool))] is permutation(pool): the same swaps, whatever the values; a device
+    # keeps only the n it uses (a new array, not a view of the whole permutation)
     reps = -(-n // len(pool))
-    order = rng.permutation(pool) if reps == 1 else np.concatenate([rng.permutation(pool) for _ in range(reps)])
-    # copy: a view would keep the whole permutation (80 KB for 10,000 images) alive per device
-    return order[:n].copy()
+    if reps == 1:
+        return pool[rng.permutation(len(pool))[:n]]
+    return np.concatenate([pool[rng.permutation(len(pool))] for _ in range(reps)])[:n].copy()

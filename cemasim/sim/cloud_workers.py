@@ -210,10 +210,14 @@ class CemaWorker(DeviceWorker):
 
     def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
                  replay: ReplayBuffer, teacher: Learner, generator: Callable[[], torch.Generator],
-                 shared_replay: bool = False, own_teacher: bool = False, source_state: dict | None = None):
+                 shared_replay: bool = False, own_teacher: bool = False, source_state: dict | None = None,
+                 student_borrowed: bool = False):
         """`generator` makes the replay draws' stream, on the first draw: a torch generator holds 2.7 KB,
-        which a device that never reaches `replay_min` uploads need not pay."""
+        which a device that never reaches `replay_min` uploads need not pay. `student_borrowed`: the
+        student holds the fleet's source tensors until its first distillation step copies them (a worker
+        that never distils holds no copy)."""
         self.replay, self.teacher, self._make_generator = replay, teacher, generator
+        self.student_borrowed = student_borrowed
         self._generator: torch.Generator | None = None
         self.shared_replay = shared_replay
         self.teacher_source = {n: t.clone() for n, t in teacher.state.items()} if own_teacher else None
@@ -232,7 +236,8 @@ class CemaWorker(DeviceWorker):
         return self.pending
 
     def reset(self) -> None:
-        super().reset()
+        super().reset()  # the student gets its own copy of the source
+        self.student_borrowed = False
         self.pending, self.chunk_done, self.in_replay = [], False, set()
         self.replay = ReplayBuffer(self.replay.capacity) if not self.shared_replay else self.replay
         if self.teacher_source is not None:  # a per-device foundation model resets with its device
@@ -275,8 +280,7 @@ class CemaWorker(DeviceWorker):
         yield from self.planned_gpu_job("chunk", at_start, queued=len(chunk), settle=True)
         dev = cloud.compute_device
         foundation_step(cloud.foundation, self.teacher, to_float(new, dev), cloud.cfg)
-        distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher,
-                     to_float(torch.cat([new, drawn[0]]), dev), cloud.cfg)
+        self.distill(to_float(torch.cat([new, drawn[0]]), dev))
         self.consumed(chunk)
         self.chunk_done = True
 
@@ -291,10 +295,18 @@ class CemaWorker(DeviceWorker):
                 return len(drawn[0]), cloud.replay_s(len(drawn[0]))
 
             yield from self.planned_gpu_job("replay", at_start, queued=0, settle=True)
-            distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher,
-                         to_float(drawn[0], cloud.compute_device), cloud.cfg)
+            self.distill(to_float(drawn[0], cloud.compute_device))
         self.chunk_done = False
         self.maybe_refresh()
+
+
+    def distill(self, x: torch.Tensor) -> None:
+        """One distillation step of the student on x (the first one copies a borrowed student)."""
+        if self.student_borrowed:
+            self.student.state = {n: t.clone() for n, t in self.student.state.items()}
+            self.student_borrowed = False
+        cloud = self.cloud
+        distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher, x, cloud.cfg)
 
 
 class OffloadWorker(DeviceWorker):

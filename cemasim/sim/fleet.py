@@ -35,7 +35,7 @@ from cemasim.sim.cloud_workers import Cloud, CloudPlan
 from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice, UploadPolicy
 from cemasim.sim.link_factory import DEVICE_OFF, LinkFactory, off_intervals
 from cemasim.sim.wiring import wiring
-from cemasim.workload import domain_table, plan_available, plan_streams
+from cemasim.workload import Planner, domain_table, plan_streams
 
 
 @dataclass
@@ -113,9 +113,9 @@ class Fleet:
         self.network = links.network
         with gc_paused():
             for cls in device_classes(sc):
-                streams = plan_streams(cls.view.seed, cls.devices)
+                planner, streams = Planner(cls.view, self.workload, ids), plan_streams(cls.view.seed, cls.devices)
                 for position, (d, rngs) in enumerate(zip(cls.devices, streams)):
-                    self.devices.append(self._device(cls, position, d, ids, links, policy, horizon, rngs))
+                    self.devices.append(self._device(cls, position, d, planner, links, policy, horizon, rngs))
         self.n_samples = sum(dev.batches.n_samples for dev in self.devices)
         self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.torch_device) \
             if sc.fleet.batch_across_devices \
@@ -142,12 +142,12 @@ class Fleet:
         """The first n clean images of the dataset (EATA's Fisher information)."""
         return self.workload.clean_images(n).to(self.torch_device)
 
-    def _device(self, cls: DeviceClass, position: int, d: int, ids: dict, links: LinkFactory, policy: UploadPolicy,
-                horizon: float, streams: tuple) -> EdgeDevice:
+    def _device(self, cls: DeviceClass, position: int, d: int, planner: Planner, links: LinkFactory,
+                policy: UploadPolicy, horizon: float, streams: tuple) -> EdgeDevice:
         """Device `d` of class `cls`: its plan (samples missed while off), links, cloud worker and cost."""
         sc, view = self.sc, cls.view
         off = off_intervals(view, sc.seed, d, horizon)
-        batches, missed = plan_available(d, view, self.workload, ids, off, streams)
+        batches, missed = planner.plan(d, off, streams)
         self.recorder.missed += [(d, float(t), DEVICE_OFF) for t in missed]
         inbox, uplink = simpy.Store(self.env), None
         if self.cloud is not None:

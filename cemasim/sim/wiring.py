@@ -59,10 +59,11 @@ def _cema(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
     """Foundation step + distillation into the device's student, replay buffer per device or shared."""
     sc, cloud = fleet.sc, fleet.cloud_side()
     teacher = cloud.foundation_learner if sc.cloud.foundation_scope == "shared" else cloud.foundation_learner.copy()
-    CemaWorker(cloud, d, inbox, fleet.learner(on_edge=False), downlink,
+    CemaWorker(cloud, d, inbox, fleet.learner(on_edge=False, shared=True), downlink,
                fleet.shared_replay or ReplayBuffer(sc.cloud.replay_capacity), teacher,
                partial(torch_generator, sc.seed, "replay", d), shared_replay=fleet.shared_replay is not None,
-               own_teacher=sc.cloud.foundation_scope == "device", source_state=fleet.source_state)
+               own_teacher=sc.cloud.foundation_scope == "device", source_state=fleet.source_state,
+               student_borrowed=True)
 
 
 @wire("offload")
