@@ -61,6 +61,10 @@ class DevicePlan(Sequence[TestBatch]):
     def __len__(self) -> int:
         return len(self.starts)
 
+    def first_segment(self) -> int:
+        """The schedule segment of the first batch (0 without any)."""
+        return int(self.segment[0]) if len(self.segment) else 0
+
     def max_batch_size(self) -> int:
         return int((self.stops - self.starts).max()) if len(self) else 0
 

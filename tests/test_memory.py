@@ -82,6 +82,22 @@ def test_cema_students_borrow_the_source_tensors_until_they_distil():
         pd.testing.assert_frame_equal(tables[name], copied_tables[name], check_exact=True, obj=name)
 
 
+def test_a_built_fleet_stays_collectable():
+    """The build moves its objects to the oldest generation (gc.freeze then unfreeze), not into a frozen
+    one: a fleet dropped afterwards, cycles and all, is collected."""
+    import gc
+    import weakref
+
+    def build() -> weakref.ref:
+        fleet = Fleet(small("method.name=cema", "fleet.devices=3"))
+        assert gc.get_freeze_count() == 0 and gc.isenabled()
+        return weakref.ref(fleet.devices[0])
+
+    device = build()
+    gc.collect()
+    assert device() is None
+
+
 def test_columns_equal_the_concatenated_batches():
     rng = np.random.default_rng(0)
     columns = Columns({"device": np.int32, "x": np.float32, "flag": np.bool_})

@@ -105,8 +105,9 @@ def test_domains_and_segments_found_at_once_equal_their_rules():
     for loop in (True, False):
         sch = device_schedule(segs, "same", loop, rng)
         for _ in range(300):
+            spread = total * rng.choice([0.5, 1.0, 3.0])
             times = np.sort(np.concatenate([rng.choice(edges, int(rng.integers(0, 4))),
-                                            rng.uniform(0, total * rng.choice([0.5, 1.0, 3.0]), int(rng.integers(0, 9)))]))
+                                            rng.uniform(0, spread, int(rng.integers(0, 9)))]))
             domain, segment = sch.domain_and_segment(times)
             assert domain.tolist() == sch.domain_index(times).tolist()
             assert segment.tolist() == sch.segment_index(times).tolist()

@@ -7,6 +7,7 @@ the device index.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -52,8 +53,10 @@ def trace(cfg: Any, duration_s: float, rng: np.random.Generator, device: int = 0
 
 def poisson_times(rate_hz: float, start: float, stop: float, rng: np.random.Generator) -> np.ndarray:
     span = stop - start
-    n_guess = int(rate_hz * span + 6 * np.sqrt(rate_hz * span) + 10)
-    times = start + np.cumsum(rng.exponential(1.0 / rate_hz, size=n_guess))
+    n_guess = int(rate_hz * span + 6 * math.sqrt(rate_hz * span) + 10)
+    times = np.cumsum(rng.exponential(1.0 / rate_hz, size=n_guess))
+    if start:  # (0.0 + t is t: most devices start at 0)
+        times += start
     while len(times) and times[-1] < stop:  # rare: extend
         times = np.concatenate([times, times[-1] + np.cumsum(rng.exponential(1.0 / rate_hz, size=n_guess))])
     return times[times < stop]

@@ -64,7 +64,7 @@ class EdgeDevice:
                  compute_device: torch.device, reset_on_segment: bool = False,
                  source_state: norm.NormState | None = None, off: DownIntervals | None = None):
         self.env, self.index, self.batches, self.workload = env, index, batches, workload
-        self.reset_on_segment, self.segment = reset_on_segment, batches[0].segment if batches else 0
+        self.reset_on_segment, self.segment = reset_on_segment, batches.first_segment()
         # read-only, shared by the fleet: 10,000 devices must not each hold a copy
         self.source_state = source_state if source_state is not None else \
             {n: t.clone() for n, t in learner.state.items()}
