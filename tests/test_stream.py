@@ -150,6 +150,26 @@ def test_planned_device_stream_covers_every_arrival_once():
     assert [b.seq for b in batches] == list(range(len(batches)))
 
 
+@pytest.mark.parametrize("sets", [[], ["shift.order=shuffled", "shift.protocol=mixed", "shift.label_shift=sorted"],
+                                  ["shift.order=random", "arrivals.process=onoff", "shift.protocol=gradual"]])
+def test_a_fleets_planner_plans_each_device_as_alone(sets):
+    """The fleet's Planner (streams seeded in one pass, schedules shared between devices that pick the same
+    segments) gives every device the plan it gets planned alone."""
+    from cemasim.workload import Planner, plan_available, plan_streams
+
+    sc = small(*sets)
+    ids = domain_table(sc)
+    workload, _ = build_workload(sc)
+    devices = list(range(6))
+    planner = Planner(sc, workload, ids)
+    fields = ("times", "image_idx", "labels", "domain", "segment", "starts", "stops", "ready_s")
+    for d, streams in zip(devices, plan_streams(sc.seed, devices)):
+        shared, alone = planner.plan(d, None, streams)[0], plan_available(d, sc, workload, ids)[0]
+        for name in fields:
+            a, b = getattr(shared, name), getattr(alone, name)
+            assert a.dtype == b.dtype and a.tolist() == b.tolist(), (sets, d, name)
+
+
 def test_images_of_several_batches_at_once_are_each_batchs_own_pixels():
     """materialize_many (devices predicting at one instant) and the one-domain shortcut give the pixels of
     the row-by-domain rule (its transcription here) for every batch, domain changes inside a batch too."""

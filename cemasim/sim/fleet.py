@@ -72,10 +72,9 @@ def device_row(d: int, device_class: str, view, profile: DeviceProfile, off: Dow
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a fleet is built: it only adds live objects, and every
     collection would walk all of them again (a quarter of the build time at 20,000 devices). After
-    it, they go straight to the oldest generation (freeze, then unfreeze: two list splices), where a
-    generational collector would move them only after walking them twice (the first walk, due at
-    the first allocation after the build, was a tenth of the build at 50,000 devices); they stay
-    collectable there."""
+    it, they go straight to the oldest generation (freeze, then unfreeze: two list splices), where
+    the collector would move them only after walking them all twice, the first time at the first
+    allocation after the build; they stay collectable there."""
     enabled = gc.isenabled()
     gc.disable()
     try:
