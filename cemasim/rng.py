@@ -47,8 +47,8 @@ def torch_seeds(seed: int, names: Sequence[tuple]) -> list[int]:
 
 def numpy_rngs(seed: int, names: Sequence[tuple]) -> Iterator[np.random.Generator]:
     """numpy_rng(seed, *n) for each n in names, made one by one as iterated, their SeedSequence steps run
-    once over all of them (a fleet build seeds three streams a device: 15 us each, 1 us here). The
-    generators' `bit_generator.seed_seq` is the drawn state, not a SeedSequence: they cannot spawn."""
+    once over all of them (a fleet build seeds three streams a device, instead of a SeedSequence each).
+    The generators' `bit_generator.seed_seq` is the drawn state, not a SeedSequence: they cannot spawn."""
     for state in _states(seed, names, 4):
         # numpy's stubs name SeedSequence; a BitGenerator takes any ISeedSequence (numpy's documented interface)
         yield np.random.Generator(np.random.PCG64(_DrawnState(state.copy())))  # type: ignore[arg-type]

@@ -187,6 +187,8 @@ class Planner:
     """Plans the devices of one scenario or device class: what they all share (the arrival process, the
     image pool, each schedule and its domain numbers) is looked up once, not once a device."""
 
+    MAX_SCHEDULES = 1024
+
     def __init__(self, sc, workload: Workload, domain_ids: dict[Domain, int]):
         self.sc, self.workload, self.domain_ids = sc, workload, domain_ids
         self.arrivals = ARRIVALS.get(sc.arrivals.process)
@@ -217,14 +219,17 @@ class Planner:
                           batch_arrays(times, arr.batch_size, arr.max_wait_s)), missed
 
     def _schedule(self, picks: np.ndarray) -> tuple[Schedule, np.ndarray]:
-        """The schedule of these picked segments and its domains' numbers, built once per distinct pick."""
+        """The schedule of these picked segments and its domains' numbers, built once per distinct pick
+        (the first MAX_SCHEDULES kept: random orders of many segments rarely repeat)."""
         key = tuple(picks.tolist())
-        if key not in self._schedules:
+        kept = self._schedules.get(key)
+        if kept is None:
             sh = self.sc.shift
             schedule = build_schedule([sh.segments[i] for i in key], sh.loop, sh.protocol)
-            ids = np.array([self.domain_ids[d] for d in schedule.domains], dtype=np.int64)
-            self._schedules[key] = schedule, ids
-        return self._schedules[key]
+            kept = schedule, np.array([self.domain_ids[d] for d in schedule.domains], dtype=np.int64)
+            if len(self._schedules) < self.MAX_SCHEDULES:
+                self._schedules[key] = kept
+        return kept
 
     def _images(self, domain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Image index per sample: from the whole dataset, or (pre-corrupted data) from its domain's images."""

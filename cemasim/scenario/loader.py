@@ -28,7 +28,7 @@ class Scenario:
 
     def __getattr__(self, name: str) -> Any:
         """A key's value, a section as a view; kept as an instance attribute, so that the next lookup
-        does not come here (a fleet build asks some 70 a device)."""
+        does not come here (a fleet build asks dozens a device)."""
         try:
             value = self._data[name]
         except KeyError:

@@ -299,7 +299,6 @@ class CemaWorker(DeviceWorker):
         self.chunk_done = False
         self.maybe_refresh()
 
-
     def distill(self, x: torch.Tensor) -> None:
         """One distillation step of the student on x (the first one copies a borrowed student)."""
         if self.student_borrowed:
