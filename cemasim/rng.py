@@ -12,8 +12,13 @@ from numpy.random.bit_generator import ISeedSequence
 
 def _key(*names: object) -> list[int]:
     """Stable integer words for a stream name (independent of PYTHONHASHSEED)."""
-    digest = hashlib.sha256("/".join(map(str, names)).encode()).digest()
+    digest = _digest(names)
     return [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+
+
+def _digest(names: Sequence[object]) -> bytes:
+    """The 16 bytes of a stream name its key words are read from (little-endian, 4 at a time)."""
+    return hashlib.sha256("/".join(map(str, names)).encode()).digest()[:16]
 
 
 def numpy_rng(seed: int, *names: object) -> np.random.Generator:
@@ -107,8 +112,7 @@ def _states(seed: int, names: Sequence[tuple], n_words: int) -> np.ndarray:
 
 def _keys(names: Sequence[tuple]) -> np.ndarray:
     """[_key(*n) for n in names] as a [len(names), 4] uint32 array."""
-    digests = b"".join(hashlib.sha256("/".join(map(str, n)).encode()).digest()[:16] for n in names)
-    return np.frombuffer(digests, dtype="<u4").reshape(len(names), 4).astype(np.uint32)
+    return np.frombuffer(b"".join(map(_digest, names)), dtype="<u4").reshape(len(names), 4).astype(np.uint32)
 
 
 def _words(seed: int) -> list[int]:
