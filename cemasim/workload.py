@@ -195,6 +195,7 @@ class Planner:
         self.pool = np.arange(len(workload.labels))
         self.pool.setflags(write=False)
         self._schedules: dict[tuple[int, ...], tuple[Schedule, np.ndarray]] = {}
+        self._domain_pools: dict[int, np.ndarray] = {}
 
     def plan(self, device: int, off: DownIntervals | None = None,
              streams: tuple[np.random.Generator, ...] | None = None) -> tuple[DevicePlan, np.ndarray]:
@@ -238,9 +239,19 @@ class Planner:
         if not workload.pre_corrupted:
             return image_order(self.pool, labels, len(domain), sh.label_shift, rng, sh.dirichlet_alpha)
         out = np.empty(len(domain), dtype=np.int64)
-        names = {name: i for i, name in enumerate(workload.source.domain_names)}
         for d in np.unique(domain):
             rows = np.flatnonzero(domain == d)
-            pool = np.flatnonzero(workload.source.domains == names[workload.domains[d]])
-            out[rows] = image_order(pool, labels, len(rows), sh.label_shift, rng, sh.dirichlet_alpha)
+            out[rows] = image_order(self._domain_pool(int(d)), labels, len(rows), sh.label_shift, rng,
+                                    sh.dirichlet_alpha)
         return out
+
+    def _domain_pool(self, d: int) -> np.ndarray:
+        """The images of domain d in a pre-corrupted dataset (found once, not once a device)."""
+        pool = self._domain_pools.get(d)
+        if pool is None:
+            source = self.workload.source
+            ids = {name: i for i, name in enumerate(source.domain_names)}
+            pool = np.flatnonzero(source.domains == ids[self.workload.domains[d]])
+            pool.setflags(write=False)
+            self._domain_pools[d] = pool
+        return pool

@@ -40,8 +40,8 @@ class Scenario:
         return value
 
     def __getitem__(self, name: str) -> Any:
-        kept = self.__dict__.get(name, _MISSING) if name not in _NOT_KEPT else _MISSING
-        return self.__getattr__(name) if kept is _MISSING else kept
+        kept = self.__dict__
+        return kept[name] if name in kept and name not in _NOT_KEPT else self.__getattr__(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Scenario is read-only; use with_overrides()")
@@ -66,7 +66,6 @@ class Scenario:
         return validate(data, self.source)
 
 
-_MISSING = object()
 # a key named like the view's own attributes is read, never kept (it would hide them)
 _NOT_KEPT = frozenset(dir(Scenario)) | {"_data", "source", "_given"}
 
