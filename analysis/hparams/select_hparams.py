@@ -40,7 +40,7 @@ VALIDATION_SEGMENTS = [{"corruption": c, "severity": 5, "duration_s": 60}
                        for c in ("speckle_noise", "gaussian_blur", "spatter", "saturate")]
 LRS = [2.5e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 CANDIDATES: dict[str, dict[str, list[float]]] = {
-    **{m: {"method.lr": LRS} for m in ("tent", "pl", "eta", "eata", "sar")},
+    **{m: {"method.lr": LRS} for m in ("tent", "pl", "eta", "eata", "sar", "deyo", "roid", "rotta")},
     "cotta": {"method.lr": [1e-3, 3e-3, 1e-2]},
     "cema": {"cloud.foundation_lr": [2.5e-4, 1e-3, 4e-3], "cloud.distill_lr": [2.5e-3, 1e-2, 4e-2]},
 }
@@ -74,6 +74,8 @@ def select(runs: pd.DataFrame) -> pd.DataFrame:
     for method, grid in CANDIDATES.items():
         keys = list(grid)
         mean = runs[runs["method"] == method].groupby(keys)["accuracy"].agg(["mean", "count"]).reset_index()
+        if mean.empty:  # never run (a method added since): no row, rather than a crash of `--only` for another
+            continue
         best = mean["mean"].max()
         order = keys[::-1]  # cema: distillation rate first
         near = mean[mean["mean"] >= best - TOLERANCE_POINTS / 100].sort_values(order)

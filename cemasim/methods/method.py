@@ -16,7 +16,8 @@ from cemasim.methods.optim import Learner
 from cemasim.methods.tta import Adapter, CoTTA
 from cemasim.models import norm
 
-ADAPTERS = ("tent", "pl", "eta", "eata", "sar", "cotta")  # may run on the edge (method.deployment)
+# may run on the edge (method.deployment)
+ADAPTERS = ("tent", "pl", "eta", "eata", "sar", "cotta", "deyo", "roid", "rotta")
 
 
 @dataclass

@@ -101,7 +101,7 @@ class EATA(ETA):
         learner.extra.pop("live")
         if loss is not None:
             grads = torch.autograd.grad(loss, list(params.values()))
-            sgd_step(learner.state, dict(zip(names, grads)), learner.momentum_bufs, self.lr, self.momentum)
+            sgd_step(learner.state, dict(zip(names, grads)), learner.momentum_bufs, self.lr, self.momentum, loss=loss)
             learner.steps += 1
         return logits.detach()
 
@@ -150,7 +150,7 @@ class SAR(Adapter):
 
         _, loss2, grads2 = loss_and_grads(model, learner, x, self.stat_mode, second, state=perturbed)
         if loss2 is not None:
-            sgd_step(learner.state, grads2, learner.momentum_bufs, self.lr, self.momentum)
+            sgd_step(learner.state, grads2, learner.momentum_bufs, self.lr, self.momentum, loss=loss2)
             learner.steps += 1
             ema = learner.extra.get("ema")
             learner.extra["ema"] = float(loss2) if ema is None else 0.9 * ema + 0.1 * float(loss2)
@@ -213,11 +213,15 @@ def lame_predict(logits: Tensor, features: Tensor, k: int = 5) -> Tensor:
     return laplacian_optimization(unary, kernel)
 
 
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The classifier: the model's last Linear layer."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+
 def classifier_features(model: nn.Module, state: norm.NormState, x: Tensor, mode: str) -> tuple[Tensor, Tensor]:
     """(logits, input of the last Linear layer) in one forward pass."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     captured: list[Tensor] = []
-    handle = last.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach()))
+    handle = last_linear(model).register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach()))
     try:
         logits = norm.forward(model, state, x, mode)
     finally:
@@ -255,8 +259,9 @@ class CoTTA(Adapter):
         def loss(z: Tensor) -> Tensor:
             return soft_ce(z, z_t, self.symmetric)
 
-        logits, _, grads = loss_and_grads(model, learner, x, self.stat_mode, loss)
-        sgd_step(learner.state, grads, learner.momentum_bufs, self.lr, self.momentum, nesterov=self.nesterov)
+        logits, value, grads = loss_and_grads(model, learner, x, self.stat_mode, loss)
+        sgd_step(learner.state, grads, learner.momentum_bufs, self.lr, self.momentum, nesterov=self.nesterov,
+                 loss=value)
         learner.steps += 1
         with torch.no_grad():
             for n in grads:
@@ -288,12 +293,13 @@ DEGREES, TRANSLATE, SCALE = (-15.0, 15.0), (1 / 16, 1 / 16), (0.9, 1.1)
 BLUR_KERNEL, BLUR_SIGMA, NOISE_STD = 5, (0.001, 0.5), 0.005
 
 
-def augment(x: Tensor, gen: torch.Generator) -> Tensor:
+def augment(x: Tensor, gen: torch.Generator, padding_mode: str = "edge", cotta_augs: bool = True) -> Tensor:
     """One augmented view of a batch, as CoTTA's transform applies to a batch tensor: ONE draw of
     every parameter for the whole batch, from `gen` (a CPU generator) in the order the authors'
     Compose draws from torch's global one. Clip, ColorJitterPro (brightness, contrast, saturation,
     hue, gamma in a random order), edge padding by half the image size, RandomAffine (bilinear),
-    GaussianBlur, CenterCrop, horizontal flip (p 0.5), Gaussian noise (std 0.005), Clip."""
+    GaussianBlur, CenterCrop, horizontal flip (p 0.5), Gaussian noise (std 0.005), Clip.
+    `cotta_augs=False` leaves out the blur and the noise (ROID's view, with reflect padding)."""
     import torchvision.transforms.functional as TF
     from torchvision.transforms import InterpolationMode
 
@@ -313,17 +319,19 @@ def augment(x: Tensor, gen: torch.Generator) -> Tensor:
         else:
             img = TF.adjust_gamma(img.clamp(1e-8, 1.0), uniform(*JITTER["gamma"]))
     channels, height, width = img.shape[-3:]
-    img = TF.pad(img, [int(height / 2)], padding_mode="edge")  # n_pixels / 2, n_pixels = image height
+    img = TF.pad(img, [int(height / 2)], padding_mode=padding_mode)  # n_pixels / 2, n_pixels = image height
     angle = uniform(*DEGREES)  # RandomAffine.get_params, img_size = [width, height] of the padded image
     max_dx, max_dy = TRANSLATE[0] * img.shape[-1], TRANSLATE[1] * img.shape[-2]
     tx, ty = int(round(uniform(-max_dx, max_dx))), int(round(uniform(-max_dy, max_dy)))
     scale = uniform(*SCALE)
     img = TF.affine(img, angle, [tx, ty], scale, [0.0, 0.0], interpolation=InterpolationMode.BILINEAR,
                     fill=[0.0] * channels)
-    sigma = uniform(*BLUR_SIGMA)
-    img = TF.gaussian_blur(img, [BLUR_KERNEL, BLUR_KERNEL], [sigma, sigma])
+    if cotta_augs:
+        sigma = uniform(*BLUR_SIGMA)
+        img = TF.gaussian_blur(img, [BLUR_KERNEL, BLUR_KERNEL], [sigma, sigma])
     img = TF.center_crop(img, [height, width])
     if torch.rand(1, generator=gen) < 0.5:
         img = TF.hflip(img)
-    img = img + (torch.randn(img.shape, generator=gen) * NOISE_STD).to(img.device)
+    if cotta_augs:
+        img = img + (torch.randn(img.shape, generator=gen) * NOISE_STD).to(img.device)
     return img.clamp(0.0, 1.0)

@@ -16,6 +16,9 @@ how BatchNorm normalizes:
            normalised by the running statistics, the gradient flows through the batch statistics
     tbr_train  tbr, then the running statistics move towards the batch's (momentum, unbiased
            variance), as tbr.py does in training mode
+    rbn    prior * running + (1 - prior) * batch statistics (biased variance), written back to the
+           running statistics; the gradient flows through the batch's (RoTTA's RobustBN in training
+           mode; prior = 1 - its alpha)
 
 In the tbr modes, running statistics that are NaN are unset: the first batch a layer sees sets
 them (tbr.py starts from None, the source statistics dropped), see `unset_stats`.
@@ -33,7 +36,7 @@ from torch import Tensor, nn
 from cemasim.models import pooling
 
 NormState = dict[str, Tensor]
-STAT_MODES = ("eval", "batch", "train", "mixed", "ema", "tbr", "tbr_train")
+STAT_MODES = ("eval", "batch", "train", "mixed", "ema", "tbr", "tbr_train", "rbn")
 STAT_SUFFIXES = ("running_mean", "running_var")
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
@@ -71,6 +74,8 @@ class StatBatchNorm(nn.Module):
         dims = [0] + list(range(2, x.dim()))
         if mode in ("tbr", "tbr_train"):
             return self._tbr(x, dims, update=mode == "tbr_train")
+        if mode == "rbn":
+            return self._robust(x, dims)
         if mode == "ema":
             with torch.no_grad():
                 n = x.numel() / x.shape[1]
@@ -100,6 +105,19 @@ class StatBatchNorm(nn.Module):
                 self.running_mean.add_(self.momentum * (batch_mean.detach().view(-1) - self.running_mean))
                 self.running_var.add_(self.momentum * (batch_var.detach().view(-1) - self.running_var))
         return self.weight.view(shape) * y + self.bias.view(shape)
+
+    def _robust(self, x: Tensor, dims: list[int]) -> Tensor:
+        """RoTTA's RobustBN2d.forward in training mode: the mixed statistics normalise (explicitly, so that
+        the gradient reaches the batch's) and replace the running ones."""
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        batch_var, batch_mean = torch.var_mean(x, dim=dims, unbiased=False)
+        mean = self.prior * self.running_mean + (1 - self.prior) * batch_mean
+        var = self.prior * self.running_var + (1 - self.prior) * batch_var
+        with torch.no_grad():
+            self.running_mean.copy_(mean)
+            self.running_var.copy_(var)
+        y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape)
 
     def _grouped(self, x: Tensor, mode: str) -> Tensor:
         """Per-device normalisation of a merged batch: devices become channel groups, so one fused
