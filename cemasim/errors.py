@@ -32,3 +32,9 @@ class RunError(CemasimError):
     """A run that cannot produce results (nothing predicted, its folder cannot be written)."""
 
     exit_code = 1
+
+
+class NonFiniteError(RunError):
+    """A learning step gave a non-finite loss or state: the run stops rather than predict with it or ship it
+    (README, "Finite state"). The step raises it saying what was not finite; the simulator, which knows the
+    device and the time, raises it again with the step's name and hyper-parameters (methods/optim.py)."""

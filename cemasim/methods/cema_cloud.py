@@ -51,6 +51,12 @@ NORM_MODES = {
 }
 
 
+# what each step uses, named when it fails (optim.step_failed): CloudConfig fields, and the keys to check
+FOUNDATION_USES = (("foundation_lr", "momentum", "e0"), "cloud.foundation_lr, cloud.momentum and cloud.e0")
+DISTILL_USES = (("distill_lr", "momentum", "temperature", "e0", "alpha", "beta", "gamma"),
+                "cloud.distill_lr, cloud.temperature, cloud.e0 and cloud.alpha/beta/gamma")
+
+
 def to_float(images: Tensor, device: torch.device) -> Tensor:
     return images.to(device, non_blocking=True).float().div_(255.0)
 

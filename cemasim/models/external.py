@@ -424,6 +424,11 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
         found = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
         raise DataError(f"{path} holds no state dict (found {found}); expected name -> tensor, possibly under "
                         f"one of {', '.join(repr(k) for k in _STATE_KEYS)}")
+    bad = [name for name, t in obj.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:  # a model with NaN weights predicts garbage: refused here, as the learning steps refuse to make one
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise DataError(f"{path} holds non-finite values (NaN or infinite) in {', '.join(bad[:3])}{more}; "
+                        "a checkpoint must be finite (re-save it from a model that trained without diverging)")
     return obj
 
 

@@ -23,9 +23,17 @@ import simpy
 import torch
 from torch import nn
 
-from cemasim.methods.cema_cloud import CloudConfig, distill_step, foundation_step, to_float
+from cemasim.errors import NonFiniteError
+from cemasim.methods.cema_cloud import (
+    DISTILL_USES,
+    FOUNDATION_USES,
+    CloudConfig,
+    distill_step,
+    foundation_step,
+    to_float,
+)
 from cemasim.methods.inference import foundation_answers
-from cemasim.methods.optim import Learner
+from cemasim.methods.optim import Learner, check_finite, hyper_parameters, step_failed
 from cemasim.methods.policies import HINT_BYTES
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.methods.tta import Adapter
@@ -193,8 +201,20 @@ class DeviceWorker:
         if self.reports_seen % self.cloud.plan.refresh_every == 0 and self.student.steps > self.refreshed_steps:
             self.send_refresh()
 
+    def step_failed(self, exc: NonFiniteError, step: str, config: object, names: tuple[str, ...] | None,
+                    keys: str) -> NonFiniteError:
+        """`exc` again, naming this device, the time, the step and the hyper-parameters (`names` of `config`)."""
+        return step_failed(exc, step, self.device, self.env.now, hyper_parameters(config, names), keys)
+
     def send_refresh(self) -> None:
         snapshot = norm.cast_state(self.student.state, self.cloud.plan.refresh_dtype)
+        try:  # the steps check what they write; statistics written by forwards and a float16 cast are checked here
+            check_finite(None, snapshot)
+        except NonFiniteError as exc:
+            dtype = str(self.cloud.plan.refresh_dtype).removeprefix("torch.")
+            raise step_failed(exc, f"refresh ({dtype})", self.device, self.env.now, {},
+                              "cloud.refresh_dtype (float16 holds magnitudes up to 65504) and the learning rates "
+                              "(cloud.distill_lr, method.lr)") from None
         hint = self.cloud.plan.backlog_hint
         refresh = Refresh(self.device, norm.state_bytes(snapshot) + (HINT_BYTES if hint else 0),
                           version=self.student.steps, created_s=self.env.now,
@@ -279,7 +299,10 @@ class CemaWorker(DeviceWorker):
 
         yield from self.planned_gpu_job("chunk", at_start, queued=len(chunk), settle=True)
         dev = cloud.compute_device
-        foundation_step(cloud.foundation, self.teacher, to_float(new, dev), cloud.cfg)
+        try:
+            foundation_step(cloud.foundation, self.teacher, to_float(new, dev), cloud.cfg)
+        except NonFiniteError as exc:
+            raise self.step_failed(exc, "foundation step", cloud.cfg, *FOUNDATION_USES) from None
         self.distill(to_float(torch.cat([new, drawn[0]]), dev))
         self.consumed(chunk)
         self.chunk_done = True
@@ -305,7 +328,10 @@ class CemaWorker(DeviceWorker):
             self.student.state = {n: t.clone() for n, t in self.student.state.items()}
             self.student_borrowed = False
         cloud = self.cloud
-        distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher, x, cloud.cfg)
+        try:
+            distill_step(cloud.edge_model, self.student, cloud.foundation, self.teacher, x, cloud.cfg)
+        except NonFiniteError as exc:
+            raise self.step_failed(exc, "distillation", cloud.cfg, *DISTILL_USES) from None
 
 
 class OffloadWorker(DeviceWorker):
@@ -313,8 +339,9 @@ class OffloadWorker(DeviceWorker):
     samples of that batch that arrived, then a refresh."""
 
     def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
-                 adapter: Adapter, step_s: Callable[[int], float], source_state: dict | None = None):
-        self.adapter, self.step_s = adapter, step_s
+                 adapter: Adapter, step_s: Callable[[int], float], source_state: dict | None = None,
+                 method: str = "tta"):
+        self.adapter, self.step_s, self.method = adapter, step_s, method
         self.batch: list[Upload] = []
         super().__init__(cloud, device, inbox, student, downlink, source_state)
 
@@ -331,7 +358,11 @@ class OffloadWorker(DeviceWorker):
             yield from self.planned_gpu_job("adapt", lambda: (len(uploads), self.step_s(len(uploads))),
                                             queued=len(uploads))
             x = to_float(torch.stack([image_of(u) for u in uploads]), self.cloud.compute_device)
-            self.adapter.step(self.cloud.edge_model, self.student, x)
+            try:
+                self.adapter.step(self.cloud.edge_model, self.student, x)
+            except NonFiniteError as exc:
+                raise self.step_failed(exc, f"offloaded {self.method} step", self.adapter, None,
+                                       f"method.lr and the method.* keys of {self.method}") from None
             self.consumed(uploads)
         self.maybe_refresh()
 

@@ -18,10 +18,11 @@ import torch
 from torch import nn
 
 from cemasim.data.encoding import encode, to_uint8
+from cemasim.errors import NonFiniteError
 from cemasim.methods import Method
 from cemasim.methods.inference import grouped_edge_logits
 from cemasim.methods.losses import entropy
-from cemasim.methods.optim import Learner
+from cemasim.methods.optim import Learner, hyper_parameters, step_failed
 from cemasim.methods.policies import Gate, LinkView, RateMeter
 from cemasim.models import grouped, norm
 from cemasim.models.profiles import DeviceProfile
@@ -119,8 +120,17 @@ class EdgeDevice:
             x, logits = self.ahead.take(self, batch)
         else:
             x = self.prepare(batch)
-            logits = self.method.predict(self.model, self.learner, self.state, x.to(self.compute_device))
+            try:
+                logits = self.method.predict(self.model, self.learner, self.state, x.to(self.compute_device))
+            except NonFiniteError as exc:  # an edge adapter's step
+                raise self.step_failed(exc) from None
         self.finish(batch, x, logits)
+
+    def step_failed(self, exc: NonFiniteError) -> NonFiniteError:
+        """`exc` again, naming the edge step, this device, the time and the adapter's hyper-parameters."""
+        name = self.method.name
+        return step_failed(exc, f"{name} edge step", self.index, self.env.now, hyper_parameters(self.method.adapter),
+                           f"method.lr and the method.* keys of {name}")
 
     def finish(self, batch: TestBatch, x: torch.Tensor | None, logits: torch.Tensor) -> None:
         """Select, record and upload, given this batch's logits (its images `x` may be None on a device

@@ -73,7 +73,7 @@ def _offload(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None
     assert isinstance(method, TTA) and method.adapter is not None
     per_sample = method.adapter_passes() * fleet.edge_flops.per_sample("backward", "batch")
     OffloadWorker(cloud, d, inbox, fleet.learner(on_edge=False), downlink, method.adapter,
-                  lambda n: cloud.profile.seconds(n * per_sample), source_state=fleet.source_state)
+                  lambda n: cloud.profile.seconds(n * per_sample), source_state=fleet.source_state, method=method.name)
 
 
 @wire("inference", device=CloudInferenceDevice)
