@@ -14,6 +14,7 @@ from cemasim.errors import DataError
 
 QUOTE_CHARS = 20  # longest excerpt of a file quoted in a message
 MAX_TIME_S = 1e9  # ~32 years: later times are typos (or 1e308) and overflow the clock's arithmetic
+MAX_DEVICES = 10**6  # devices per run (fleet.devices): a larger device index names no device
 
 
 def quote(text: str | bytes) -> str:
@@ -86,7 +87,7 @@ def time_value(field: str, name: str, path: str | Path, line_no: int) -> float:
 
 
 def device_value(field: str, path: str | Path, line_no: int) -> int | None:
-    """An optional device index: empty = every device, else a whole number >= 0."""
+    """An optional device index: empty = every device, else a whole number in [0, MAX_DEVICES)."""
     if field == "":
         return None
     try:
@@ -94,6 +95,7 @@ def device_value(field: str, path: str | Path, line_no: int) -> int | None:
     except ValueError:
         raise DataError(f"{path}, line {line_no}: device must be a whole number >= 0 (or empty for every device), "
                         f"got {quote(field)}") from None
-    if value < 0:
-        raise DataError(f"{path}, line {line_no}: device must be >= 0, got {value}")
+    if not 0 <= value < MAX_DEVICES:
+        raise DataError(f"{path}, line {line_no}: device must be in [0, {MAX_DEVICES - 1:,}] (a device index; "
+                        f"fleet.devices is at most {MAX_DEVICES:,}), got {quote(field)}")
     return value

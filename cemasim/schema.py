@@ -12,6 +12,7 @@ import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from cemasim.csvfile import MAX_TIME_S
 from cemasim.registry import did_you_mean
 
 Check = Callable[[Any], "str | None"]
@@ -77,11 +78,31 @@ def at_most(limit: float, why: str) -> Check:
     return check
 
 
+def at_least(limit: float, why: str) -> Check:
+    """A lower bound below which a value means nothing (or makes the run endless), with the reason."""
+    def check(v: Any) -> str | None:
+        return None if v >= limit else f"must be at least {limit:g} ({why}), got {v!r}"
+
+    return check
+
+
+MAX_NAME_BYTES = 200  # a folder name is at most 255 bytes; run folders add '-2', '-3', ... to it
+
+
 def plain_name(v: Any) -> str | None:
-    """A label that becomes one folder name: no path separators, no '.'/'..', no control characters
-    (`name: ../../x` must not write outside the output folder)."""
-    if not v or v in (".", "..") or any(c in v for c in "/\\") or any(ord(c) < 32 for c in v):
-        return f"must be a plain name (one folder: no '/', '\\', '..' or control characters), got {show(v)}"
+    """A label that becomes one folder name: no path separators, no '.'/'..' (`name: ../../x` must not
+    write outside the output folder), printable (no control or bidi characters that make a listing lie,
+    no lone surrogate that cannot be written), short enough for the file system."""
+    if not v or v in (".", "..") or any(c in v for c in "/\\"):
+        return f"must be a plain name (one folder: no '/', '\\' or '..'), got {show(v)}"
+    odd = next((c for c in v if not c.isprintable()), None)
+    if odd is not None:
+        return (f"must be printable text, got {show(v)}: {ascii(odd)} at position {v.index(odd)} is a control, "
+                "format (e.g. bidi) or unencodable character")
+    size = len(v.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        return (f"must be at most {MAX_NAME_BYTES} bytes of UTF-8 (a folder name: file systems allow 255 and run "
+                f"folders add a suffix), got {size} bytes")
     return None
 
 
@@ -137,6 +158,26 @@ def resolve(section: Section, data: Any, path: str, problems: list[str], item: b
 _YAML11_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
+# Times the simulated clock can hold, by unit: at most MAX_TIME_S (~32 years); a time that must be > 0 is at
+# least MIN_TIME_S, and a rate at least 1 / MAX_TIME_S, so that horizon / time and 1 / rate stay finite (a
+# denormal 1e-310 would overflow them at run time). Near 10^9 s the clock's float resolution is 0.2 us anyway.
+MIN_TIME_S = 1e-6
+_SECONDS_PER_UNIT = {"s": 1.0, "ms": 1e-3}
+
+
+def _clock_problem(spec: Field, value: float) -> str | None:
+    """The unit-wide bounds above, for values that passed the field's own checks."""
+    if spec.unit in _SECONDS_PER_UNIT:
+        scale = _SECONDS_PER_UNIT[spec.unit]
+        if value * scale > MAX_TIME_S:
+            return f"must be at most {MAX_TIME_S / scale:g} {spec.unit} (~32 years, the longest time), got {value!r}"
+        if positive in spec.checks and value * scale < MIN_TIME_S:
+            return f"must be at least {MIN_TIME_S / scale:g} {spec.unit} (1 us), got {value!r}"
+    if spec.unit == "1/s" and value < 1 / MAX_TIME_S:
+        return f"must be at least {1 / MAX_TIME_S:g} {spec.unit} (one per {MAX_TIME_S:g} s), got {value!r}"
+    return None
+
+
 def resolve_field(spec: Field, value: Any, path: str, problems: list[str]) -> Any:
     if isinstance(value, str) and float in spec.types and _YAML11_FLOAT.match(value):
         value = float(value)  # PyYAML (YAML 1.1) reads 3.0e11 as a string; users mean a number
@@ -161,7 +202,10 @@ def resolve_field(spec: Field, value: Any, path: str, problems: list[str]) -> An
         msg = check(value)
         if msg:
             problems.append(f"{path}: {msg}")
-            break
+            return value
+    clock = _clock_problem(spec, value) if isinstance(value, float) else None
+    if clock:
+        problems.append(f"{path}: {clock}")
     return value
 
 

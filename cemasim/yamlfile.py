@@ -10,14 +10,22 @@ import yaml
 
 from cemasim.errors import ConfigError
 
+_MERGE, _BOOL, _STR = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:str"
+
 
 class UniqueKeyLoader(yaml.SafeLoader):
     """Safe YAML that rejects a key given twice in one mapping (YAML says keys are unique; PyYAML
-    would silently keep the last, e.g. a second `fleet:` section replacing the first)."""
+    would silently keep the last, e.g. a second `fleet:` section replacing the first). Merge keys
+    (`<<: *anchor`) are standard YAML 1.1: the mapping's own keys override the merged ones, so only
+    its own keys must be unique. Keys that YAML 1.1 reads as booleans (`off`, `on`, `yes`, `no`)
+    stay the strings the user wrote; values keep YAML's booleans."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE:
+                continue
+            _string_key(key_node)
             key = self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
             if isinstance(key, (str, int, float, bool)) and key in seen:
@@ -27,6 +35,16 @@ class UniqueKeyLoader(yaml.SafeLoader):
             if isinstance(key, (str, int, float, bool)):
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        super().flatten_mapping(node)
+        for key_node, _ in node.value:  # the keys merged in, too
+            _string_key(key_node)
+
+
+def _string_key(key_node: yaml.Node) -> None:
+    if key_node.tag == _BOOL and isinstance(key_node, yaml.ScalarNode):
+        key_node.tag = _STR
 
 
 def read_yaml(path: str | Path, what: str = "scenario") -> dict[str, Any]:

@@ -50,6 +50,24 @@ def test_validate_takes_sweep_files_and_checks_every_point(tmp_path, capsys):
     assert "uplink.bandwidth_mbps: must be > 0, got -2" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args,message", [
+    (["run", "scenarios/quickstart.yaml", "--threads", "100000"], "--threads: must be at most 1024"),
+    (["sweep", "scenarios/methods.yaml", "--threads", "1025"], "--threads: must be at most 1024"),
+    (["profile", "--model", "fmnist_edge_cnn", "--threads", "100000"], "--threads: must be at most 1024"),
+    (["profile", "--model", "fmnist_edge_cnn", "--threads", "0"], "--threads: must be at least 1"),
+    (["profile", "--model", "fmnist_edge_cnn", "--batch-sizes", "1,100000000"], "--batch-sizes: at most 65,536"),
+])
+def test_resource_sized_arguments_are_bounded_before_anything_starts(args, message, tmp_path, capsys):
+    """--threads 100000 was a MemoryError, --batch-sizes 1,100000000 an allocation of that many images."""
+    try:
+        code = main([*args, "--out", str(tmp_path / "p.yaml")])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("kind", ["methods", "models", "profiles", "corruptions", "arrivals", "datasets"])
 def test_list_kinds(kind, capsys):
     assert main(["list", kind]) == 0

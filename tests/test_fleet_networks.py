@@ -101,6 +101,20 @@ def test_loss_retransmits_and_drops_after_the_retries():
     assert len(lost) / len(sent) == pytest.approx(0.09, abs=0.04)
 
 
+def test_a_run_whose_lost_attempts_take_no_time_ends_at_the_retry_bound():
+    """Loss rate 1 on both links, no retry timeout, no latency, infinite bandwidth: every attempt takes zero
+    simulated time, so only the bound on max_retries (validation) ends each message, and so the run."""
+    never = [f"{link}.{key}" for link in ("uplink", "downlink") for key in (
+        "bandwidth_mbps=null", "latency_ms=0", "loss.retry_timeout_ms=0", "loss.max_retries=100")]
+    tables, summary, _ = simulate(small(*never, "uplink.loss.model=bernoulli", "uplink.loss.rate=1",
+                                        "downlink.loss.model=gilbert_elliott", "downlink.loss.p_good_to_bad=1",
+                                        "downlink.loss.p_bad_to_good=0", "downlink.loss.loss_good=1",
+                                        "downlink.loss.loss_bad=1", "duration_s=10", "drain_s=5"))
+    uploads = tables["uploads"]
+    assert len(uploads) and (uploads["dropped"] == "loss").all() and (uploads["attempts"] == 101).all()
+    assert summary["refreshes"] == 0
+
+
 def test_a_narrow_shared_segment_delays_uploads():
     _, free, _ = simulate(small("uplink.bandwidth_mbps=5"))
     _, shared, _ = simulate(small("uplink.bandwidth_mbps=5", "uplink.shared_mbps=0.6"))

@@ -44,7 +44,8 @@ def test_fit_clips_a_negative_overhead_and_needs_two_sizes():
 
 def test_parse_batch_sizes():
     assert parse_batch_sizes("64, 1,8,8") == [1, 8, 64]
-    for bad in ("1,x", "8", "0,8", ""):
+    assert parse_batch_sizes("1,65536") == [1, 65536]
+    for bad in ("1,x", "8", "0,8", "", "1,65537"):
         with pytest.raises(ConfigError, match="--batch-sizes"):
             parse_batch_sizes(bad)
 

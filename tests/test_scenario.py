@@ -145,3 +145,60 @@ def test_a_view_keeps_what_it_read_without_hiding_its_own_attributes():
         view.missing
     with pytest.raises(AttributeError, match="read-only"):
         view.rate = 5
+
+
+def test_yaml_merge_keys_are_accepted_and_own_keys_override_them(tmp_path):
+    """`<<: *anchor` is standard YAML 1.1; the mapping's own keys win over the merged ones."""
+    path = tmp_path / "merge.yaml"
+    path.write_text("uplink: &link {bandwidth_mbps: 5, latency_ms: 10}\n"
+                    "downlink:\n  <<: *link\n  latency_ms: 30\n")
+    sc = scenario.load(path)
+    assert (sc.downlink.bandwidth_mbps, sc.downlink.latency_ms) == (5.0, 30.0)
+    path.write_text("uplink: &link {bandwidth_mbps: 5}\ndownlink:\n  <<: *link\n  latency_ms: 1\n  latency_ms: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'latency_ms'"):
+        scenario.load(path)
+
+
+@pytest.mark.parametrize("word", ["off", "on", "yes", "no", "On"])
+def test_yaml_11_boolean_words_as_keys_stay_the_key_written(tmp_path, word):
+    """`off:` is the key 'off' in messages, not `False`, also where a merge brings it in; values keep YAML's
+    booleans."""
+    problems = problems_of(tmp_path, f"arrivals:\n  {word}: 3\nuplink: {{<<: {{{word}: 1}}}}\noutput: {{plots: off}}\n")
+    assert [p.split(":")[0] for p in problems] == [f"arrivals.{word}", f"uplink.{word}"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("arrivals.rate_hz=1e-310", "arrivals.rate_hz: must be at least 1e-09 1/s"),
+    ("selection.window_s=1e-320", "selection.window_s: must be at least 1e-06 s"),
+    ("upload.budget_window_s=5e-7", "upload.budget_window_s: must be at least 1e-06 s"),
+    ("uplink.latency_ms=1e300", "uplink.latency_ms: must be at most 1e+12 ms"),
+    ("drain_s=1.5e9", "drain_s: must be at most 1e+09 s"),
+    ("downlink.loss.max_retries=101", "downlink.loss.max_retries: must be at most 100"),
+    ("uplink.trace_bin_ms=0.5", "uplink.trace_bin_ms: must be at least 1"),
+])
+def test_times_rates_and_retries_that_would_not_end_or_overflow_are_refused(override, message):
+    with pytest.raises(ConfigError) as info:
+        scenario.load(None, [override])
+    assert any(p.startswith(message) for p in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize("override", ["arrivals.rate_hz=1e-9", "selection.window_s=1e-6", "uplink.latency_ms=1e12",
+                                      "drain_s=0", "uplink.latency_ms=0", "uplink.loss.max_retries=100",
+                                      "uplink.trace_bin_ms=1"])
+def test_the_bounds_themselves_are_accepted(override):
+    scenario.load(None, [override])
+
+
+@pytest.mark.parametrize("name,message", [
+    ("a\\x7fb", "'\\x7f' at position 1"),  # YAML escapes: the file itself stays printable
+    ("x\\u202ey", "'\\u202e' at position 1"),
+    ("\\ud800", "'\\ud800' at position 0"),
+    ("\u00e9" * 101, "at most 200 bytes of UTF-8"),
+])
+def test_names_a_folder_cannot_hold_or_a_listing_would_misshow_are_refused(tmp_path, name, message):
+    problems = problems_of(tmp_path, f'name: "{name}"\n')
+    assert len(problems) == 1 and problems[0].startswith("name: ") and message in problems[0], problems
+
+
+def test_a_long_name_within_the_bound_is_accepted():
+    assert scenario.load(None, ["name=" + "\u00e9" * 100]).name == "\u00e9" * 100

@@ -70,12 +70,20 @@ def test_csv_latency_alias_column_order_comments_and_blank_lines(tmp_path):
     ("time_s,rate\n0,5\n", 1, "header must name time_s"),
     ("time_s,mbps,bandwidth_mbps\n0,5,5\n", 1, "header must name time_s"),
     ("time_s,mbps\n0,5\n1,5,7\n", 3, "expected 2 fields"),
+    ("time_s,mbps\n0,5\n1e-9,4\n", 3, "at least 1 ms apart"),  # ~10^10 pieces in a few minutes
+    ("time_s,mbps\n0,5\n1,4\n1.0009,3\n", 4, "at least 1 ms apart"),
+    ("time_s,mbps\n0,0\n1,0.0\n", 3, "0 Mbit/s in every row"),  # as bandwidth_mbps: 0
 ])
 def test_csv_errors_name_file_and_line(tmp_path, text, line, words):
     path = write(tmp_path, "bad.csv", text)
     with pytest.raises(DataError) as err:
         read_trace(path)
     assert f"{path}, line {line}:" in str(err.value) and words in str(err.value)
+
+
+def test_csv_rows_one_ms_apart_and_a_zero_rate_in_some_rows_are_accepted(tmp_path):
+    trace = read_csv_trace(write(tmp_path, "t.csv", "time_s,mbps\n0,0\n0.001,2\n0.002,0\n"))
+    np.testing.assert_array_equal(trace.mbps, [0.0, 2.0, 0.0])
 
 
 @pytest.mark.parametrize("text, words", [("", "empty"), ("\n# only comments\n", "empty"),
@@ -244,3 +252,27 @@ def test_shipped_example_traces_load(name):
     trace = read_trace(EXAMPLES / name)
     assert trace.period_s == 600.0 and 0.5 < trace.mean_mbps() < 40.0
     assert (trace.latency_ms is not None) == name.endswith(".csv")
+
+
+# -- device indices in interval and arrival files ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["1000000", "9223372036854775808", "1" + "0" * 40])
+@pytest.mark.parametrize("kind", ["interval", "arrival"])
+def test_a_device_index_no_fleet_has_is_refused_with_file_and_line(tmp_path, kind, device):
+    """Above fleet.devices' bound a row names no device: the interval reader took it silently and the arrival
+    reader overflowed int64 without file or line."""
+    from cemasim.data.arrivals import read_arrival_file
+    from cemasim.net.intervals import read_interval_file
+
+    text = f"device,start_s,end_s\n0,1,2\n{device},1,2\n" if kind == "interval" else f"device,time_s\n0,1\n{device},2\n"
+    path = write(tmp_path, f"{kind}.csv", text)
+    with pytest.raises(DataError) as err:
+        (read_interval_file if kind == "interval" else read_arrival_file)(str(path))
+    assert f"{path}, line 3: device must be in [0, 999,999]" in str(err.value)
+
+
+def test_the_largest_device_index_is_accepted(tmp_path):
+    from cemasim.net.intervals import read_interval_file
+
+    assert read_interval_file(write(tmp_path, "i.csv", "device,start_s,end_s\n999999,1,2\n")) == [(999999, 1.0, 2.0)]

@@ -70,8 +70,11 @@ def fit_linear(flops: Sequence[float], seconds: Sequence[float]) -> LinearFit:
     return LinearFit(overhead_s=float(intercept), flops_per_s=1.0 / float(slope), r2=r2)
 
 
+MAX_BATCH = 65536  # images of one timed batch
+
+
 def parse_batch_sizes(text: str) -> list[int]:
-    """'1,8,32' -> [1, 8, 32]: positive integers, at least two different ones."""
+    """'1,8,32' -> [1, 8, 32]: positive integers up to MAX_BATCH, at least two different ones."""
     try:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
@@ -80,6 +83,9 @@ def parse_batch_sizes(text: str) -> list[int]:
     if any(b < 1 for b in sizes) or len(set(sizes)) < 2:
         raise ConfigError(f"--batch-sizes {text!r}: need at least two different positive batch sizes",
                           source="profile")
+    if max(sizes) > MAX_BATCH:
+        raise ConfigError(f"--batch-sizes: at most {MAX_BATCH:,} images a batch (they are allocated at once), got "
+                          f"{max(sizes):,}", source="profile")
     return sorted(set(sizes))
 
 

@@ -22,6 +22,9 @@ from cemasim.errors import DataError
 
 PACKET_BITS = 1500 * 8  # one Mahimahi delivery opportunity
 MAX_BINS = 10**7  # pieces of one trace period (80 MB of arrays); more is a unit typo, not a trace
+# Shortest CSV row spacing (Mahimahi's resolution): every piece is an event of a shared segment, and a
+# nanosecond spacing would make ~10^10 of them in a few minutes of simulated time.
+MIN_STEP_S = 1e-3
 FORMATS = ("auto", "csv", "mahimahi")
 
 
@@ -118,6 +121,9 @@ def read_csv_trace(path: str | Path) -> Trace:
             values[name].append(value)
     if not values["time_s"]:
         raise DataError(f"{path}: no data rows after the header")
+    if not any(values["mbps"]):
+        raise DataError(f"{path}, line {rows[-1][0]}: the rate is 0 Mbit/s in every row, so the link would never "
+                        "carry a message (as bandwidth_mbps: 0, which is refused too)")
     times = np.array(values["time_s"])
     last_s = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
     latency = np.array(values["latency_ms"]) if "latency_ms" in values else None
@@ -203,6 +209,9 @@ def _check_row(row: dict[str, float], times: list[float], path: Path, line_no: i
         raise DataError(f"{path}, line {line_no}: the first time_s must be 0 (a trace starts with the run), got {t}")
     if times and t <= times[-1]:
         raise DataError(f"{path}, line {line_no}: time_s must increase strictly ({times[-1]} then {t})")
+    if times and t - times[-1] < MIN_STEP_S:
+        raise DataError(f"{path}, line {line_no}: rows must be at least {MIN_STEP_S * 1e3:g} ms apart ({times[-1]} "
+                        f"then {t}); check the unit of time_s (seconds)")
     if row["mbps"] < 0:
         raise DataError(f"{path}, line {line_no}: the rate must be >= 0 Mbit/s, got {row['mbps']}")
     if row.get("latency_ms", 0.0) < 0:
