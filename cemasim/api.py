@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cemasim import scenario as _scenario
+from cemasim.errors import ConfigError
 from cemasim.scenario import Scenario
+from cemasim.schema import show
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,12 @@ def load_scenario(path: str | Path | None = None, overrides: dict[str, Any] | li
                   seed: int | None = None) -> Scenario:
     """A validated scenario: a file (or the defaults) with overrides, `{"uplink.bandwidth_mbps": 2}`
     (Python values) or `["uplink.bandwidth_mbps=2"]` (YAML text, as `--set`). Raises ConfigError
-    listing every problem with its YAML path."""
+    listing every problem with its YAML path (or the argument that has the wrong type)."""
+    overrides, seed = _plain(overrides), _plain(seed)
+    _check("load_scenario", [
+        (path is None or isinstance(path, (str, Path)), "path", "a file path (str or Path) or None", path),
+        (overrides is None or isinstance(overrides, dict) or _strings(overrides), "overrides",
+         "{'key': value}, ['key=value', ...] or None", overrides)])
     sc = _scenario.load(path, [], seed)
     return sc.with_overrides(overrides) if overrides else sc
 
@@ -58,6 +66,7 @@ def simulate(sc: Scenario, progress: bool = False) -> RunResult:
     from cemasim import runner
     from cemasim.results.summary import accuracy_by_domain, timeline
 
+    _check("simulate", [(isinstance(sc, Scenario), "sc", "a Scenario (cemasim.load_scenario(...))", sc)])
     tables, summary, result = runner.simulate(sc, progress)  # RunError when nothing was predicted
     return RunResult(summary, tables, timeline(tables, sc.output.timeline_bin_s),
                      accuracy_by_domain(tables["samples"]), result.protocol)
@@ -70,11 +79,20 @@ def sweep(base: Scenario | str | Path | None, grid: dict[str, list[Any]] | None 
     """Run base x grid x seeds (x variants, named override sets) and return the results table (one row per
     run: grid values, seed, status, every summary metric). With `out`, run folders and results.parquet
     go to out/name and a re-run resumes; without it nothing stays on disk. Seeds pair the data:
-    compare methods with `paired`."""
+    compare methods with `paired`. numpy numbers and arrays are taken as the Python values they hold."""
     from cemasim import sweeps as sw
 
-    spec = sw.build_sweep(name, base if isinstance(base, Scenario) or base is None else Path(base), dict(set or {}),
-                          dict(grid or {}), seeds, source="sweep()", variants=variants)
+    grid, seeds, fixed, variants, workers, threads = map(_plain, (grid, seeds, set, variants, workers, threads))
+    _check("sweep", [
+        (base is None or isinstance(base, (Scenario, str, Path)), "base", "a Scenario, a file path or None", base),
+        (grid is None or isinstance(grid, dict), "grid", "{'key': [values]} or None", grid),
+        (fixed is None or isinstance(fixed, dict), "set", "{'key': value} or None", fixed),
+        (variants is None or (isinstance(variants, dict) and all(isinstance(v, dict) for v in variants.values())),
+         "variants", "{'name': {'key': value}} or None", variants),
+        (out is None or isinstance(out, (str, Path)), "out", "a folder path or None", out)])
+    sw.check_run_args(backend, workers, threads)  # before validating every point, which can take a while
+    spec = sw.build_sweep(name, base if isinstance(base, Scenario) or base is None else Path(base), dict(fixed or {}),
+                          dict(grid or {}), seeds, source="cemasim.sweep()", variants=variants, progress=progress)
     if out is not None:
         return sw.run_sweep(spec, Path(out), backend, workers, progress=progress, threads=threads)
     with tempfile.TemporaryDirectory(prefix="cemasim-sweep-") as tmp:
@@ -84,14 +102,51 @@ def sweep(base: Scenario | str | Path | None, grid: dict[str, list[Any]] | None 
 
 def paired(table: pd.DataFrame, baseline: str, metrics: list[str] | None = None) -> pd.DataFrame:
     """Per grid point, the mean of the per-seed differences against `baseline` ('KEY=VALUE', a grid value)
-    with a paired 95 % t interval: columns <metric>_diff, _diff_ci95, _diff_lo, _diff_hi, pairs."""
+    with a paired 95 % t interval: columns <metric>_diff, _diff_ci95, _diff_lo, _diff_hi, pairs. Each
+    run counts once; ConfigError for a table that is not one sweep's or a baseline that is not in it."""
     from cemasim.results.stats import paired_differences, parse_baseline
 
+    _check("paired", [
+        (isinstance(table, pd.DataFrame), "table", "a results table (DataFrame) of cemasim.sweep", table),
+        (isinstance(baseline, str), "baseline", "'KEY=VALUE', e.g. 'method.name=bn_adapt'", baseline),
+        (metrics is None or _strings(metrics), "metrics", "a list of metric names or None", metrics)])
+    missing = [c for c in ["seed", *(metrics or [])] if c not in table]
+    if missing:
+        raise ConfigError(f"table: no column {', '.join(missing)} (a table of cemasim.sweep has seed and the "
+                          "summary metrics)", source="cemasim.paired()")
     ok = table[table["status"] == "ok"] if "status" in table else table
     metrics = metrics or [m for m in ("accuracy", "uplink_bytes", "upload_delay_p95_s") if m in ok]
-    return paired_differences(ok, _grid_columns(table), metrics, parse_baseline(baseline))
+    try:
+        return paired_differences(ok, _grid_columns(table), metrics, parse_baseline(baseline))
+    except ValueError as exc:
+        raise ConfigError(str(exc), source="cemasim.paired()") from None
 
 
 def _grid_columns(table: pd.DataFrame) -> list[str]:
-    """The swept keys of a results table: dotted scenario keys and `variant`."""
-    return [c for c in table.columns if "." in c or c == "variant"]
+    """The swept keys of a results table: its columns between seed and status (a top-level key such as
+    duration_s has no dot), else the dotted scenario keys and `variant`."""
+    cols = list(table.columns)
+    if "seed" in cols and "status" in cols and cols.index("seed") < cols.index("status"):
+        return cols[cols.index("seed") + 1:cols.index("status")]
+    return [c for c in cols if "." in c or c == "variant"]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays, and tuples, as the plain Python values YAML and the schema know."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    return {k: _plain(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _check(call: str, checks: list[tuple[bool, str, str, Any]]) -> None:
+    """Arguments of the wrong type: every one named, as a ConfigError (not a TypeError deep inside)."""
+    problems = [f"{arg}: expected {expected}, got {type(value).__name__} {show(value)}"
+                for ok, arg, expected, value in checks if not ok]
+    if problems:
+        raise ConfigError(problems, source=f"cemasim.{call}()")

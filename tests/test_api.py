@@ -59,3 +59,76 @@ def test_sweep_with_variants_and_out(tmp_path):
     assert (tmp_path / "v" / "results.parquet").is_file()
     far = table.set_index("variant").loc["far"]
     assert far["upload_delay_mean_s"] > table.set_index("variant").loc["near", "upload_delay_mean_s"]
+
+
+# ---- misuse and numpy values (issue 27) ---------------------------------------------------------------
+MISUSE = {
+    "load_scenario path": (lambda: cemasim.load_scenario(5), "path: expected a file path"),
+    "load_scenario overrides": (lambda: cemasim.load_scenario(None, ["fleet.devices=2", 3]), "overrides: expected"),
+    "simulate a path": (lambda: cemasim.simulate("scenarios/quickstart.yaml"), "sc: expected a Scenario"),
+    "sweep base": (lambda: cemasim.sweep(5, {"fleet.devices": [1]}), "base: expected"),
+    "sweep grid": (lambda: cemasim.sweep(None, [("fleet.devices", [1])]), "grid: expected"),
+    "sweep set": (lambda: cemasim.sweep(None, {"fleet.devices": [1]}, set=["fleet.devices=2"]), "set: expected"),
+    "sweep variants": (lambda: cemasim.sweep(None, variants={"a": "fast"}), "variants: expected"),
+    "sweep out": (lambda: cemasim.sweep(None, {"fleet.devices": [1]}, out=3), "out: expected"),
+    "sweep backend": (lambda: cemasim.sweep(None, {"fleet.devices": [1]}, backend="dask"),
+                      "backend: 'dask' is unknown; known: local, ray"),
+    "sweep workers": (lambda: cemasim.sweep(None, {"fleet.devices": [1]}, workers=0), "workers: must be"),
+    "paired table": (lambda: cemasim.paired("results.parquet", "method.name=cema"), "table: expected a results"),
+    "paired baseline": (lambda: cemasim.paired(pd.DataFrame({"seed": [0]}), 3), "baseline: expected 'KEY=VALUE'"),
+    "paired metrics": (lambda: cemasim.paired(pd.DataFrame({"seed": [0]}), "a.b=1", "accuracy"), "metrics: expected"),
+    "paired not a sweep": (lambda: cemasim.paired(pd.DataFrame({"x": [0]}), "a.b=1"), "table: no column seed"),
+    "paired baseline absent": (lambda: cemasim.paired(pd.DataFrame({"seed": [0], "a.b": [1], "status": "ok",
+                                                                    "accuracy": [0.5]}), "a.b=9"),
+                               "a.b=9: no finished run has that value"),
+}
+
+
+@pytest.mark.parametrize("call", MISUSE, ids=list(MISUSE))
+def test_api_misuse_raises_the_documented_error_naming_the_argument(call):
+    """A wrong argument is a ConfigError (docs/python.md), never a bare TypeError or AttributeError."""
+    fn, message = MISUSE[call]
+    with pytest.raises(ConfigError) as info:
+        fn()
+    assert message in str(info.value)
+
+
+def test_an_unknown_backend_is_refused_before_any_point_is_validated(monkeypatch):
+    from cemasim import sweeps
+
+    def never(*args):
+        raise AssertionError("a point was validated")
+
+    monkeypatch.setattr(sweeps, "_point_scenario", never)
+    with pytest.raises(ConfigError, match="backend: 'dask' is unknown"):
+        cemasim.sweep(None, {"fleet.devices": [1]}, backend="dask")
+
+
+def test_numpy_values_are_the_numbers_they_hold(tmp_path, monkeypatch):
+    """np.int64 seeds, grid values and workers, and a numpy array of values, on a file base."""
+    import numpy as np
+
+    from cemasim import sweeps
+    from tests.test_sweep import fake_run_point
+
+    monkeypatch.setattr(sweeps, "run_point", fake_run_point)
+    sc = cemasim.load_scenario(None, {"fleet.devices": np.int64(3)}, seed=np.int64(4))
+    assert sc.fleet.devices == 3 and sc.seed == 4
+    base = tmp_path / "base.yaml"
+    base.write_text("fleet:\n  devices: 2\n")
+    table = cemasim.sweep(base, {"uplink.latency_ms": np.array([1, 2]), "fleet.devices": [np.int64(1)]},
+                          seeds=np.int64(2), workers=np.int64(1), threads=np.int64(1))
+    assert len(table) == 4 and sorted(set(table["seed"])) == [0, 1] and (table["status"] == "ok").all()
+    assert set(table["uplink.latency_ms"]) == {1, 2} and set(table["devices"]) == {1}
+    listed = cemasim.sweep(None, {"uplink.latency_ms": [1]}, seeds=[np.int64(7)])
+    assert listed["seed"].tolist() == [7]
+
+
+def test_paired_finds_a_swept_top_level_key():
+    """duration_s has no dot: it is still a swept key, so each duration is paired with its own baseline."""
+    table = pd.DataFrame({"point_id": list("abcdefgh"), "sweep": "s", "seed": [0, 1] * 4,
+                          "duration_s": [10, 10, 20, 20] * 2, "method.name": ["base"] * 4 + ["new"] * 4,
+                          "status": "ok", "accuracy": [0.5, 0.6, 0.7, 0.8, 0.55, 0.66, 0.77, 0.88]})
+    out = cemasim.paired(table, "method.name=base", ["accuracy"])
+    assert out["duration_s"].tolist() == [10, 20] and out["pairs"].tolist() == [2, 2]
+    assert out["accuracy_diff"].tolist() == pytest.approx([0.055, 0.075])

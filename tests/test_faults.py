@@ -180,7 +180,7 @@ def test_an_unwritable_out_fails_before_simulating(tmp_path, capsys, command):
     base = _base(tmp_path)
     argv = [command, str(base), "--out", "/proc/cemasim-cannot-write", "--quiet"]
     if command == "sweep":
-        argv += ["--grid", "seed=0,1"]
+        argv += ["--grid", "uplink.latency_ms=0,1"]
     start = time.perf_counter()
     assert cli.main(argv) == 2
     assert "--out /proc/cemasim-cannot-write" in capsys.readouterr().err
@@ -221,3 +221,130 @@ def test_a_run_folder_cut_short_is_unmarked_and_plot_refuses_it(tmp_path, monkey
     assert (folder / "samples.parquet").is_file() and not (folder / "summary.json").exists()
     assert cli.main(["plot", str(folder)]) == 2
     assert "incomplete run folder" in capsys.readouterr().err
+
+
+def _pool_workers(pid: int, besides: tuple[int, ...] = ()) -> list[int]:
+    """The sweep's live pool workers (not multiprocessing's resource tracker), other than `besides`."""
+    found = []
+    for child in _children(pid):
+        try:
+            spawned = b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if spawned and child not in besides and _alive(child):
+            found.append(child)
+    return found
+
+
+def _wait_for_workers(proc: subprocess.Popen, n: int, besides: tuple[int, ...] = ()) -> list[int]:
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if len(found := _pool_workers(proc.pid, besides)) >= n:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"no {n} pool workers (exit {proc.poll()})")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc for the worker processes")
+def test_a_killed_worker_is_retried_in_a_fresh_pool_and_a_run_that_dies_twice_is_failed(tmp_path):
+    base, out = _base(tmp_path), tmp_path / "out"
+    proc = subprocess.Popen(_sweep_cmd(base, out, "1,2,3"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    first = _wait_for_workers(proc, 2)  # two runs in flight
+    os.kill(first[0], signal.SIGKILL)  # one of them, as the OOM killer would
+    again = _wait_for_workers(proc, 1, tuple(first))  # a fresh pool runs the first of the two again, alone
+    os.kill(again[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-2000:]  # as for any failed run
+    assert "Traceback" not in err and "internal error" not in err
+    assert err.count("run again, one at a time") == 1  # the second death had one run in flight: the culprit
+    table = pd.read_parquet(out / "f" / "results.parquet")
+    assert len(table) == 3 and table["point_id"].is_unique
+    failed = table[table["status"] == "failed"]
+    assert len(failed) == 1 and "worker process died (killed by signal 9" in failed["error"].iloc[0]
+    # the run that only shared the pool with it, and the run after, are not lost
+    assert set(table.loc[table["status"] == "ok", "point_id"]) == _complete_runs(out / "f")
+    assert len(_complete_runs(out / "f")) == 2
+
+
+def _write(folder: Path, files: tuple[tuple[str, bytes], ...]) -> None:
+    for name, body in files:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(body)
+
+
+@pytest.mark.parametrize("kind", ["run", "sweep"])
+def test_plot_on_a_full_disk_names_the_figure_folder(tmp_path, monkeypatch, capsys, kind):
+    import matplotlib.figure
+
+    from tests.bad_inputs import _run_folder, _sweep_folder
+
+    _write(tmp_path, _run_folder() if kind == "run" else _sweep_folder())
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", full)
+    assert cli.main(["plot", str(tmp_path / ("r" if kind == "run" else "w")), "--out", str(tmp_path / "fig"),
+                     "--format", "png", "--quiet"]) == 1  # a run-time failure, as for run and sweep
+    err = capsys.readouterr().err
+    assert f"cannot write the figures in {tmp_path / 'fig'}: No space left on device" in err
+    assert "internal error" not in err
+
+
+def test_plot_rebuilds_a_foreign_table_from_the_run_folders_and_names_the_damaged_ones(tmp_path, capsys):
+    from tests.bad_inputs import _parquet, _sweep_folder
+
+    _write(tmp_path, _sweep_folder(table=_parquet({"user": ["ann"], "score": [3]})))
+    for latency, summary in ((1, b'{"accuracy": 0.5, "uplink_bytes": 1000}'), (2, b'{"accuracy": 0.6, "upl'),
+                             (3, b'{"accuracy": 0.7, "uplink_bytes": 3000}')):
+        sc = {"seed": 0, "method": {"name": "cema"}, "fleet": {"devices": 1},
+              "uplink": {"bandwidth_mbps": 1.0, "latency_ms": latency}}
+        _write(tmp_path / "w" / "runs" / f"latency-{latency}_0000000{latency}",
+               (("summary.json", summary), ("scenario.yaml", yaml.safe_dump(sc).encode())))
+    assert cli.main(["plot", str(tmp_path / "w"), "--format", "png", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "is not a results table of this sweep (no column 'point_id'" in err
+    assert "using 2 rows rebuilt" in err and "1 damaged run folders left out: latency-2_00000002" in err
+    assert (tmp_path / "w" / "figures" / "accuracy_vs_uplink_latency_ms.png").is_file()
+
+
+@pytest.mark.parametrize("foreign", ["no point_id column", "another sweep's table"])
+def test_a_foreign_table_is_set_aside_and_its_points_recovered(tmp_path, monkeypatch, capsys, foreign):
+    """A readable table resume cannot use (another sweep's rows, even of the same points, or one without
+    the columns resume reads) is kept aside like an unreadable one; the run folders give the rows back."""
+    from tests.test_sweep import fake_run_point
+
+    monkeypatch.setattr(sweep, "run_point", fake_run_point)
+    spec = sweep.build_sweep("t", None, {}, {"uplink.latency_ms": [1, 2]}, 1)
+    sweep.run_sweep(spec, tmp_path, progress=False)
+    path = sweep.results_path(tmp_path, spec)
+    if foreign == "no point_id column":
+        pd.DataFrame({"accuracy": [0.1]}).to_parquet(path)
+    else:  # the same points, run under another name elsewhere
+        other = sweep.build_sweep("other", None, {}, {"uplink.latency_ms": [1, 2]}, 1)
+        sweep.run_sweep(other, tmp_path / "elsewhere", progress=False)
+        path.write_bytes(sweep.results_path(tmp_path / "elsewhere", other).read_bytes())
+    ran: list = []
+    table = sweep.run_sweep(spec, tmp_path, progress=False, on_row=ran.append)
+    err = capsys.readouterr().err
+    assert "is not this sweep's table" in err and "2 finished runs recovered" in err
+    assert (tmp_path / "t" / "results.foreign-1.parquet").is_file()
+    assert ran == [] and len(table) == 2 and (table["sweep"] == "t").all()
+    assert all(Path(f).parent == tmp_path / "t" / "runs" for f in pd.read_parquet(path)["run_folder"])
+
+
+def test_a_run_folder_whose_summary_was_deleted_is_redone(tmp_path, monkeypatch, capsys):
+    """docs/outputs.md: incomplete run folders are redone on resume, also when the table has their row."""
+    from tests.test_sweep import fake_run_point
+
+    monkeypatch.setattr(sweep, "run_point", fake_run_point)
+    spec = sweep.build_sweep("t", None, {}, {"uplink.latency_ms": [1, 2]}, 1)
+    first = sweep.run_sweep(spec, tmp_path, progress=False)
+    lost = Path(first["run_folder"].iloc[1])
+    (lost / "summary.json").unlink()
+    ran: list = []
+    table = sweep.run_sweep(spec, tmp_path, progress=False, on_row=ran.append)
+    assert "1 recorded runs have an incomplete run folder" in capsys.readouterr().err
+    assert [r["point_id"] for r in ran] == [first["point_id"].iloc[1]] and (lost / "summary.json").is_file()
+    assert sorted(table["point_id"]) == sorted(first["point_id"]) and (table["status"] == "ok").all()

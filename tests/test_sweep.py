@@ -4,6 +4,7 @@ identical tables from the local pool and a real local Ray cluster, figures."""
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -132,3 +133,130 @@ def test_a_changed_base_is_not_mistaken_for_a_finished_point(tmp_path):
     table = sw.run_sweep(b, tmp_path, workers=1, progress=False, on_row=ran.append)
     assert len(ran) == 1  # same grid values, different scenario: it runs again
     assert len(table) == 1 and len(pd.read_parquet(sw.results_path(tmp_path, b))) == 1  # the stale row is gone
+
+
+# ---- points are what they say (issue 27) --------------------------------------------------------------
+@pytest.mark.parametrize("where", ["grid", "set", "variants"])
+@pytest.mark.parametrize("key", ["seed", "output.dir"])
+def test_keys_the_sweep_sets_itself_are_refused(where, key):
+    """A grid over seed ran seed 0 under the labels 5 and 6: such keys are refused, pointing to seeds."""
+    value = 5 if key == "seed" else "elsewhere"
+    grid = {key: [value, value + 1 if key == "seed" else "b"]} if where == "grid" else {"uplink.latency_ms": [1]}
+    with pytest.raises(ConfigError) as info:
+        sw.build_sweep("t", None, {key: value} if where == "set" else {}, grid, 1,
+                       variants={"v": {key: value}} if where == "variants" else None)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{where}.{'v.' if where == 'variants' else ''}{key}: a sweep ")
+    assert ("seeds: [5, 6]" if key == "seed" else "<--out>/<name>/runs") in problem
+
+
+def test_repeated_seeds_and_grid_values_are_refused_by_key():
+    with pytest.raises(ConfigError) as info:
+        sw.build_sweep("t", None, {}, {"uplink.bandwidth_mbps": [1, 2, 1.0], "method.name": ["cema", "cema"]},
+                       [3, 0, 3])
+    assert info.value.problems == ["grid.uplink.bandwidth_mbps: 1.0 is listed twice (as 1); list each value once",
+                                   "grid.method.name: 'cema' is listed twice; list each value once",
+                                   "seeds: 3 is listed twice; list each value once"]
+
+
+def test_values_that_resolve_to_one_scenario_are_refused():
+    """null and {process: none} are the same outages; two variants with the same overrides are one run."""
+    with pytest.raises(ConfigError, match=r"grid.uplink.outages: uplink.outages=None and uplink.outages=\{'process'"):
+        sw.build_sweep("t", None, {}, {"uplink.outages": [None, {"process": "none"}]}, 2)
+    with pytest.raises(ConfigError, match="grid.variant: variant=a and variant=b give the same scenario"):
+        sw.build_sweep("t", None, {}, {}, 1, variants={"a": {"uplink.latency_ms": 5}, "b": {"uplink.latency_ms": 5.0}})
+
+
+def test_the_run_count_is_bounded_before_any_point_is_built(monkeypatch):
+    def never(*args):
+        raise AssertionError("a point was built")
+
+    monkeypatch.setattr(sw, "_point_scenario", never)
+    with pytest.raises(ConfigError) as info:
+        sw.build_sweep("t", None, {}, {"uplink.latency_ms": [1, 2, 3]}, 10**9)  # a list of 10^9 seeds: MemoryError
+    assert info.value.problems == [f"grid x seeds: 3 x 1,000,000,000 seeds = 3,000,000,000 runs, more than the "
+                                   f"{sw.MAX_RUNS:,} a sweep may have; split it into smaller sweeps"]
+    monkeypatch.setattr(sw, "MAX_RUNS", 5)
+    with pytest.raises(ConfigError, match=r"3 x 2 x 1 seed = 6 runs, more than the 5"):
+        sw.build_sweep("t", None, {}, {"uplink.latency_ms": [1, 2]}, 1, variants={"a": {}, "b": {}, "c": {}})
+
+
+def test_validating_a_big_sweep_shows_progress(monkeypatch, capsys):
+    monkeypatch.setattr(sw, "PROGRESS_FROM", 3)
+    sw.build_sweep("t", None, {}, {"uplink.latency_ms": [1, 2, 3]}, 1)
+    assert "validating t" not in capsys.readouterr().err  # 3 runs: not more than PROGRESS_FROM
+    sw.build_sweep("t", None, {}, {"uplink.latency_ms": [1, 2]}, 2)
+    err = capsys.readouterr().err
+    assert "validating t" in err and "4/4" in err
+    sw.build_sweep("t", None, {}, {"uplink.latency_ms": [1, 2]}, 2, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_grid_key_given_twice_on_the_command_line_is_refused():
+    with pytest.raises(ConfigError, match=r"--grid uplink.latency_ms: given twice"):
+        sw.parse_grid(["uplink.latency_ms=1", "fleet.devices=2", "uplink.latency_ms=5"])
+
+
+@pytest.mark.parametrize("base", [b"grid:\n  uplink.latency_ms: [1]\n", b"- 1\n", None])
+def test_a_base_that_is_not_a_scenario_is_named(tmp_path, base):
+    if base is not None:
+        (tmp_path / "b.yaml").write_bytes(base)
+    (tmp_path / "w.yaml").write_text("base: b.yaml\ngrid:\n  uplink.latency_ms: [1, 2]\n")
+    with pytest.raises(ConfigError) as info:
+        sw.load_sweep_file(tmp_path / "w.yaml")
+    assert info.value.source == f"{tmp_path / 'b.yaml'} (the base of {tmp_path / 'w.yaml'})"
+    assert "every point" not in str(info.value)  # said once, of the base, not of each point
+
+
+def fake_run_point(sc: dict, folder: str, threads: int) -> dict:
+    """A run in a millisecond: a complete run folder and a summary that depends on the seed."""
+    import json
+
+    import yaml
+
+    summary = {"accuracy": 0.5 + sc["seed"] / 100, "samples": 10}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / "scenario.yaml").write_text(yaml.safe_dump(sc))
+    (Path(folder) / "summary.json").write_text(json.dumps(summary))
+    return {"ok": True, "summary": summary, "folder": folder}
+
+
+def test_resume_keeps_one_row_per_point_and_prefers_the_ok_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sw, "run_point", fake_run_point)
+    s = sw.build_sweep("t", None, {}, {"uplink.latency_ms": [1, 2]}, 2)
+    first = sw.run_sweep(s, tmp_path, progress=False)
+    path = sw.results_path(tmp_path, s)
+    failed = first.iloc[:1].assign(status="failed", error="an older attempt")
+    sw.write_results(path, pd.concat([first, first, failed]).to_dict("records"))  # a table joined by hand
+    shutil.rmtree(tmp_path / "t" / "runs")  # the table alone is the result now: nothing to recover from
+    ran = []
+    table = sw.run_sweep(s, tmp_path, progress=False, on_row=ran.append)
+    assert "held 5 repeated rows" in capsys.readouterr().err
+    assert ran == [] and len(table) == 4 and table["point_id"].is_unique and (table["status"] == "ok").all()
+    assert len(pd.read_parquet(path)) == 4
+    assert sw.summarize_sweep(table, ["uplink.latency_ms"], ["accuracy"])["seeds"].tolist() == [2, 2]
+
+
+def test_statistics_count_each_run_once():
+    """A repeated run would narrow the CI as if it were another seed; two runs of one point and seed
+    with different ids mean a table of several sweeps, where no mean means anything."""
+    df = pd.DataFrame({"point_id": ["a", "a", "b", "c"], "seed": [0, 0, 1, 0], "k": [1, 1, 1, 2],
+                       "accuracy": [0.5, 0.5, 0.7, 0.9], "status": ["ok"] * 4})
+    with pytest.warns(UserWarning, match="1 repeated rows of one run"):
+        out = sw.summarize_sweep(df, ["k"], ["accuracy"])
+    assert out["seeds"].tolist() == [2, 1] and out["accuracy"].tolist() == pytest.approx([0.6, 0.9])
+    mixed = df.assign(point_id=["a", "x", "b", "c"])
+    with pytest.raises(ValueError, match=r"2 runs share their grid values and seed .*k=1, seed 0"):
+        sw.summarize_sweep(mixed, ["k"], ["accuracy"])
+
+
+@pytest.mark.parametrize(("given", "seeds"), [("5,6", [5, 6]), ("3", [0, 1, 2])])
+def test_seeds_on_the_command_line_are_a_count_or_a_list_and_each_run_gets_its_label(tmp_path, given, seeds):
+    from cemasim.cli import _sweep_from_args, build_parser
+
+    (tmp_path / "s.yaml").write_text("{}\n")
+    args = build_parser().parse_args(["sweep", str(tmp_path / "s.yaml"), "--grid", "uplink.latency_ms=1",
+                                      "--seeds", given, "--quiet"])
+    spec = _sweep_from_args(args)
+    assert [p.seed for p in spec.points] == seeds
+    assert [spec.scenarios[p.point_id]["seed"] for p in spec.points] == seeds  # the run's seed is its label's

@@ -3,13 +3,19 @@ communication-accuracy curves, Pareto front) and comparisons of run folders. PNG
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
+import math
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from cemasim.errors import ConfigError, DataError, RunError
 from cemasim.results.plots import _pyplot, cumulative_accuracy_vs_uplink
 from cemasim.results.stats import bounded_band, paired_differences, summarize_sweep
 
@@ -49,6 +55,46 @@ TABLE_METRICS = ["samples", "upload_ratio", "dropped_samples", "upload_delay_p95
 
 def label(col: str) -> str:
     return LABELS.get(col, col)
+
+
+def check_formats(text: str) -> tuple[str, ...]:
+    """--format's comma-separated list, checked against the formats matplotlib writes before anything is
+    drawn (a bad one would otherwise fail after the first figures were written)."""
+    import matplotlib
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    known = FigureCanvasBase.get_supported_filetypes()
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    problem = ""
+    if not formats:
+        problem = "no format given"
+    elif bad := [f for f in formats if f not in known]:
+        problem = f"{', '.join(map(repr, bad))} not a figure format"
+    elif "pgf" in formats and not shutil.which(tex := matplotlib.rcParams["pgf.texsystem"]):
+        problem = f"pgf needs {tex} (LaTeX), not found on PATH"
+    if problem:
+        raise ConfigError(f"--format {text!r}: {problem}; give one or more of {', '.join(sorted(known))}, "
+                          "comma-separated (default png,pdf)", source="--format")
+    return formats
+
+
+Draw = TypeVar("Draw", bound=Callable[..., list[Path]])
+
+
+def _writes_figures(draw: Draw) -> Draw:
+    """A figure or table that cannot be written (a full disk) raises RunError naming the folder, as a run
+    or a sweep does: exit 1, not an internal error."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> list[Path]:
+        out = inspect.signature(draw).bind(*args, **kwargs).arguments["out"]
+        try:
+            return draw(*args, **kwargs)
+        except OSError as exc:
+            raise RunError(f"cannot write the figures in {out}: {exc.strerror or exc}; the figures there may be "
+                           "incomplete: free some space and run `cemasim plot` again") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _save(fig, out: Path, stem: str, formats: tuple[str, ...]) -> list[Path]:
@@ -98,6 +144,7 @@ def _emphasis(name: str) -> dict[str, Any]:
 
 
 # ---- sweeps -----------------------------------------------------------------------------------
+@_writes_figures
 def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path, formats: tuple[str, ...] = ("png", "pdf"),
                   progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Every numeric grid key against the standard metrics (one curve per other key combination),
@@ -220,6 +267,7 @@ def _bounded_err(g: pd.DataFrame, metric: str, scale: float) -> np.ndarray:
 PAIRED_METRICS = ["accuracy", "uplink_bytes", "uploaded_samples"]
 
 
+@_writes_figures
 def paired_figures(table: pd.DataFrame, grid_keys: list[str], baseline: tuple[str, Any], out: Path,
                    formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
     """Paired differences against `baseline` (same seed, same other keys) with their 95 % CIs.
@@ -308,40 +356,85 @@ def pareto(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats) -> l
 
 
 # ---- run folders ------------------------------------------------------------------------------
-def run_figures(folders: list[Path], out: Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+@dataclass(frozen=True)
+class RunData:
+    """What the run-folder figures need of one run, read (and checked) before anything is drawn."""
+
+    name: str
+    tables: dict[str, pd.DataFrame]
+    uplink_mb: float
+    accuracy_pct: float
+
+
+def read_run(folder: Path) -> RunData:
+    """A complete run folder's tables and totals; a damaged file (not JSON, truncated, missing, without the
+    columns a figure needs) raises DataError naming it."""
+    columns = ["device", "tx_start_s", "size_bytes"]
+    tables = {"samples": _table(folder / "samples.parquet", ["predicted_s", "correct"]),
+              "uploads": _table(folder / "uploads.parquet", columns)}
+    if (folder / "reports.parquet").is_file():
+        tables["reports"] = _table(folder / "reports.parquet", columns)
+    summary = _summary(folder / "summary.json")
+    return RunData(_run_label(folder), tables, summary["uplink_bytes"] / 1e6, 100 * summary["accuracy"])
+
+
+def _damaged(path: Path, why: str) -> DataError:
+    return DataError(f"{path}: {why}; the run folder is damaged: run it again (or leave it out of the plot)")
+
+
+def _table(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise _damaged(path, "missing")
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except Exception as exc:  # pyarrow raises several types for a damaged or foreign file
+        raise _damaged(path, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    try:
+        summary = json.loads(path.read_bytes())
+    except ValueError as exc:  # not JSON, not UTF-8
+        raise _damaged(path, f"not JSON ({exc})") from None
+    if not isinstance(summary, dict):
+        raise _damaged(path, f"not a JSON object (got {json.dumps(summary)[:60]})")
+    for key in ("accuracy", "uplink_bytes"):  # a complete run always has both
+        value = summary.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _damaged(path, f"{key} must be a number, got {json.dumps(value)}")
+    return summary
+
+
+@_writes_figures
+def run_figures(runs: list[RunData], out: Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
     """Communication-accuracy curves over time (one per run) and a final-accuracy/bytes scatter."""
     plt = _pyplot()
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    finals = []
-    columns = ["device", "tx_start_s", "size_bytes"]
-    for folder in folders:
-        tables = {"samples": pd.read_parquet(folder / "samples.parquet", columns=["predicted_s", "correct"]),
-                  "uploads": pd.read_parquet(folder / "uploads.parquet", columns=columns)}
-        if (folder / "reports.parquet").is_file():
-            tables["reports"] = pd.read_parquet(folder / "reports.parquet", columns=columns)
-        summary = json.loads((folder / "summary.json").read_text())
-        name = _run_label(folder)
-        mb, acc = cumulative_accuracy_vs_uplink(tables)
-        line, = ax.plot(mb, acc, lw=1.4, label=name)
+    for run in runs:
+        mb, acc = cumulative_accuracy_vs_uplink(run.tables)
+        line, = ax.plot(mb, acc, lw=1.4, label=run.name)
         ax.scatter(mb[-1:], acc[-1:], s=16, color=line.get_color(), zorder=3)
-        finals.append((name, summary["uplink_bytes"] / 1e6, 100 * summary["accuracy"]))
     ax.set(xlabel="uplink sent so far (MB, uploads and reports)", ylabel="accuracy so far (%)",
            title="communication vs accuracy over each run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     paths = _save(fig, out, "runs_comm_accuracy", formats)
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for name, mb, acc in finals:
-        ax.scatter([mb], [acc], s=30, label=name)
-        ax.annotate(name, (mb, acc), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    for run in runs:
+        ax.scatter([run.uplink_mb], [run.accuracy_pct], s=30, label=run.name)
+        ax.annotate(run.name, (run.uplink_mb, run.accuracy_pct), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ax.set(xlabel="uplink (MB)", ylabel="accuracy (%)", title="final accuracy vs uplink")
     ax.grid(alpha=0.3)
     return paths + _save(fig, out, "runs_accuracy_uplink", formats)
 
 
 def _run_label(folder: Path) -> str:
-    import yaml
+    from cemasim.yamlfile import read_yaml
 
-    sc: dict[str, Any] = yaml.safe_load((folder / "scenario.yaml").read_text())
-    return f"{sc['method']['name']} ({folder.name})" if sc["method"]["name"] not in folder.name else folder.name
+    sc = read_yaml(folder / "scenario.yaml", "run's scenario")
+    method = sc.get("method")
+    name = method.get("name") if isinstance(method, dict) else None
+    if not isinstance(name, str):
+        raise _damaged(folder / "scenario.yaml", "no method.name")
+    return f"{name} ({folder.name})" if name not in folder.name else folder.name

@@ -16,6 +16,7 @@ columns. The half-width itself is reported unclipped.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -54,10 +55,32 @@ def bounded_band(mean: np.ndarray, half: np.ndarray, metric: str) -> tuple[np.nd
     return np.clip(mean - h, lo, hi), np.clip(mean + h, lo, hi)
 
 
+def one_row_per_run(ok: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """`ok` with each run once, so that no seed counts twice (a twice-counted seed narrows a CI). A run
+    repeated under its point_id (a table joined by hand) is kept once, with a warning. Two different
+    runs with the same grid values and seed mean a table of several sweeps, or a swept key missing
+    from `keys`: no mean over them means anything, so ValueError."""
+    repeated = ok["point_id"].duplicated() if "point_id" in ok else pd.Series(False, index=ok.index)
+    if repeated.any():
+        warnings.warn(f"{int(repeated.sum())} repeated rows of one run (the same point_id) ignored: each run "
+                      "counts once", stacklevel=3)
+        ok = ok[~repeated]
+    if "seed" not in ok:
+        return ok
+    same = ok[keys + ["seed"]].astype(str).duplicated(keep=False)  # as text: grid values may be lists
+    if same.any():
+        first = ok[same].iloc[0]
+        at = ", ".join([f"{k}={first[k]}" for k in keys] + [f"seed {first['seed']}"])
+        raise ValueError(f"{int(same.sum())} runs share their grid values and seed with another run (e.g. {at}): "
+                         f"the table holds several sweeps, or a swept key is not among {keys}; keep one sweep's "
+                         "rows")
+    return ok
+
+
 def summarize_sweep(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
     """Per grid point: number of seeds, mean and 95 % CI half-width of each metric, and the band
-    `_lo`/`_hi` clipped to the metric's physical range."""
-    ok = df[df["status"] == "ok"]
+    `_lo`/`_hi` clipped to the metric's physical range. Each run counts once (one_row_per_run)."""
+    ok = one_row_per_run(df[df["status"] == "ok"], keys)
     grouped = ok.groupby(keys, dropna=False) if keys else ok.groupby(lambda _: 0)
     mean = grouped[metrics].mean()
     ci = grouped[metrics].agg(ci95)
@@ -84,12 +107,13 @@ def paired_differences(df: pd.DataFrame, keys: list[str], metrics: list[str],
     """Per grid point other than the baseline: pairs (seeds), mean of (metric - baseline's metric on
     the same seed and the same values of the other keys), its 95 % t half-width, and the interval.
 
-    Raises ValueError when the baseline key is not swept or its value is not in the table.
+    Raises ValueError when the baseline key is not swept, its value is not in the table, or two runs
+    share grid values and seed (one_row_per_run).
     """
     key, value = baseline
     if key not in keys:
         raise ValueError(f"--baseline {key}={value}: {key} is not a swept key (swept: {', '.join(keys) or 'none'})")
-    ok = df[df["status"] == "ok"]
+    ok = one_row_per_run(df[df["status"] == "ok"], keys)
     is_base = ok[key] == value
     if not is_base.any():
         known = ", ".join(map(str, sorted(ok[key].dropna().unique(), key=str)))
