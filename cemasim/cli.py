@@ -236,6 +236,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+MAX_THREADS = 1024  # torch CPU threads; a fixed bound, since sweep runs may go to larger Ray machines
+
+
+def _threads(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_THREADS:  # torch would try to start them all (100000 is a MemoryError)
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_THREADS} (CPU threads; more than the cores only "
+                                         f"slows torch down), got {value}")
+    return value
+
+
+def _seeds(text: str) -> int | list[int]:
+    """--seeds 3 (seeds 0, 1, 2) or --seeds 5,6 (those seeds); sizes are checked with the grid."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (3) or a list of seeds (5,6), got {text!r}") from None
+    return values if "," in text else values[0]
+
+
 def _baseline(text: str) -> tuple[str, Any]:
     from cemasim.results.stats import parse_baseline
 
@@ -273,19 +293,16 @@ def _sweep_from_args(args: argparse.Namespace):
     if args.name is not None and plain_name(args.name):
         raise ConfigError(f"--name {args.name!r}: {plain_name(args.name)}", source="sweep")
     grid = sw.parse_grid(args.grid)
-    if _is_sweep_file(args.file):
-        spec = sw.load_sweep_file(args.file)
-        if grid or args.seeds is not None or args.set or args.name:
-            spec = sw.build_sweep(args.name or spec.name, spec.base,
-                                  {**spec.fixed, **_fixed(args.set)},
-                                  {**spec.grid, **grid}, args.seeds if args.seeds is not None else spec.seeds,
-                                  source=args.file)
-        return spec
+    if _is_sweep_file(args.file):  # read, then built once with the command line's changes (not validated twice)
+        spec = sw.read_sweep_file(args.file)
+        return sw.build_sweep(args.name or spec["name"], spec["base"], {**spec["fixed"], **_fixed(args.set)},
+                              {**spec["grid"], **grid}, args.seeds if args.seeds is not None else spec["seeds"],
+                              source=args.file, progress=not args.quiet)
     if not grid:
         raise ConfigError(f"{args.file} is a scenario: give --grid KEY=V1,V2,... (or use a sweep file with "
                           "a 'grid:' section)", source="sweep")
     return sw.build_sweep(args.name or f"{Path(args.file).stem}-sweep", Path(args.file), _fixed(args.set), grid,
-                          args.seeds if args.seeds is not None else 1, source=args.file)
+                          args.seeds if args.seeds is not None else 1, source=args.file, progress=not args.quiet)
 
 
 def _fixed(items: list[str]) -> dict[str, Any]:
@@ -299,38 +316,47 @@ def _fixed(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    import yaml
-
+    """Read and check every input and output folder first, then draw: a damaged input or a bad --format or
+    --out stops the command before any figure is written."""
     from cemasim import sweeps as sw
-    from cemasim.results.figures import paired_figures, run_figures
-    from cemasim.results.writer import is_complete
+    from cemasim.results.figures import check_formats, paired_figures, read_run, run_figures
+    from cemasim.results.stats import one_row_per_run
+    from cemasim.results.writer import check_writable, is_complete
 
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    runs, written = [], []
+    formats = check_formats(args.format)
+    baseline = _baseline(args.baseline) if args.baseline else None
+    sweeps, runs = [], []
     for item in map(Path, args.paths):
         table = item if item.suffix == ".parquet" else item / "results.parquet"
         if table.is_file():
-            sweep_yaml = table.parent / "sweep.yaml"
-            keys = list((yaml.safe_load(sweep_yaml.read_text()) or {}).get("grid", {})) if sweep_yaml.is_file() \
-                else []
-            out = Path(args.out) if args.out else table.parent / "figures"
-            df, note = sw.table_for_reading(table.parent)
+            keys = sw.sweep_grid_keys(table.parent)
+            df, note = sw.table_for_reading(table, keys)
             if note:
                 print(f"warning: {note}", file=sys.stderr)
-            written += _figures_with_progress(df, keys, out, formats, args.quiet)
-            if args.baseline:
-                _print_paired(df[df["status"] == "ok"], keys, args.baseline)
-                written += paired_figures(df, keys, _baseline(args.baseline), out, formats)
+            try:  # two runs of one point and seed (tables joined by hand): refused before any figure
+                one_row_per_run(df[df["status"] == "ok"], keys)
+            except ValueError as exc:
+                raise ConfigError(f"{table}: {exc}", source="plot") from None
+            sweeps.append((df, keys, Path(args.out) if args.out else table.parent / "figures"))
         elif is_complete(item):
-            runs.append(item)
+            runs.append(read_run(item))
         elif (item / "scenario.yaml").is_file():
             raise ConfigError(f"{item}: an incomplete run folder (no summary.json: the run was interrupted or "
                               "could not be written); run it again", source="plot")
         else:
             raise ConfigError(f"{item}: neither a run folder (summary.json) nor a sweep (results.parquet)",
                               source="plot")
+    run_out = Path(args.out) if args.out else Path("figures")
+    for out in [out for *_, out in sweeps] + ([run_out] if runs else []):
+        check_writable(out, "--out" if args.out else "figure folder")
+    written = []
+    for df, keys, out in sweeps:
+        written += _figures_with_progress(df, keys, out, formats, args.quiet)
+        if baseline is not None:
+            _print_paired(df[df["status"] == "ok"], keys, args.baseline)
+            written += paired_figures(df, keys, baseline, out, formats)
     if runs:
-        written += run_figures(runs, Path(args.out) if args.out else Path("figures"), formats)
+        written += run_figures(runs, run_out, formats)
     for path in written:
         print(path)
     return 0
@@ -367,8 +393,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if not resolve.known(args.model):
         raise ConfigError(f"--model: {MODELS.unknown(args.model)} (or timm:ARCH / torchvision:ARCH)", source="profile")
     sizes = measure.parse_batch_sizes(args.batch_sizes)
-    lows = {"--repeats": (args.repeats, 1), "--warmup": (args.warmup, 0), "--active-w": (args.active_w, 0),
-            "--threads": (1 if args.threads is None else args.threads, 1)}
+    lows = {"--repeats": (args.repeats, 1), "--warmup": (args.warmup, 0), "--active-w": (args.active_w, 0)}
     bad = [f"{flag} must be >= {lo}, got {v}" for flag, (v, lo) in lows.items() if not v >= lo]
     if bad:
         raise ConfigError(bad, source="profile")
@@ -428,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_args(run)
     run.add_argument("--out", default=None, help="parent folder of the run folders (default: output.dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    run.add_argument("--threads", type=_positive_int, default=None,
+    run.add_argument("--threads", type=_threads, default=None,
                      help="torch CPU threads (default: torch's own, the core count)")
     run.set_defaults(func=cmd_run)
 
@@ -457,12 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                      help="swept key and its values (repeatable); on a sweep file it adds the key to the "
                           "grid, or replaces that key's values when the grid already has it")
-    swp.add_argument("--seeds", type=int, default=None, help="number of seeds per point")
+    swp.add_argument("--seeds", type=_seeds, default=None,
+                     help="number of seeds per point (0..N-1), or a comma-separated list of seeds, e.g. 5,6")
     swp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed override")
     swp.add_argument("--name", default=None, help="sweep name (folder under --out)")
     swp.add_argument("--backend", choices=("local", "ray"), default="local")
     swp.add_argument("--workers", type=_positive_int, default=1, help="parallel runs (local processes or Ray CPUs)")
-    swp.add_argument("--threads", type=_positive_int, default=None,
+    swp.add_argument("--threads", type=_threads, default=None,
                      help="torch CPU threads per run (default: cores / workers)")
     swp.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     swp.add_argument("--out", default="sweeps", help="parent folder of the sweep folder")
@@ -495,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--repeats", type=int, default=20, help="timed calls per batch size (the median is kept)")
     prof.add_argument("--warmup", type=int, default=3, help="untimed calls before timing each batch size")
     prof.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
-    prof.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    prof.add_argument("--threads", type=_threads, default=None, help="torch CPU threads (default: torch's own)")
     prof.add_argument("--train", action="store_true",
                       help="also time backward passes w.r.t. the norm affine tensors and set can_train: true")
     prof.add_argument("--active-w", type=float, default=0.0, help="power while computing, W (0 = not modelled)")

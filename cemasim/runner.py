@@ -34,7 +34,7 @@ def simulate(sc: Scenario, progress: bool = False) -> tuple[dict[str, pd.DataFra
             bar.close()
     tables = result.recorder.tables()
     if not len(tables["samples"]):
-        raise RunError(no_predictions_message(sc))
+        raise RunError(no_predictions_message(sc, fleet, len(tables["missed"])))
     summary = summarize(tables, result.sim_time_s, result.wall_time_s, result.events, result.cloud_busy_s,
                         result.gpus, cloud_active_w=result.cloud_active_w, arrival_period_s=sc.duration_s)
     summary["compute_device"] = result.compute_device
@@ -81,8 +81,31 @@ def _write(sc: Scenario, folder: Path, tables: dict[str, pd.DataFrame], summary:
     writer.write_json(folder / writer.COMPLETE, summary, atomic=True)  # last: marks the folder complete
 
 
-def no_predictions_message(sc: Scenario) -> str:
-    return (f"no sample was predicted: {sc.duration_s:g} s of arrivals (duration_s) and {sc.drain_s:g} s of drain "
+def no_predictions_message(sc: Scenario, fleet: Fleet, missed: int) -> str:
+    """Why a run predicted nothing, with the advice for that cause: no arrival, every arrival while its
+    device was off, every prediction slower than the run, or every test batch closing after the end."""
+    head = "no sample was predicted: "
+    if fleet.n_samples == 0 and missed:
+        return (f"{head}every device was off whenever a sample arrived ({missed:,} samples missed: availability); "
+                "shorten availability.off_s or the off intervals of availability.trace")
+    if fleet.n_samples == 0:
+        return (f"{head}no sample arrived during the {sc.duration_s:g} s of arrivals (duration_s); check that "
+                "arrivals.trace's time_s are seconds below duration_s, or raise arrivals.rate_hz or duration_s")
+    horizon = sc.duration_s + sc.drain_s
+    device, ready_s = min(((d, float(d.batches.ready_s[0])) for d in fleet.devices if len(d.batches)),
+                          key=lambda pair: pair[1])
+    size = int(device.batches.stops[0] - device.batches.starts[0])
+    compute_s = device.cost.seconds(size)
+    if ready_s < horizon <= ready_s + compute_s:
+        return (f"{head}the first test batch closed at {ready_s:g} s (device {device.index}) but predicting its "
+                f"{size} samples takes {compute_s:.3g} s of simulated compute, past the end at {horizon:g} s "
+                "(duration_s + drain_s); check fleet.profile (peak_flops_per_s, utilization, overhead_s) or "
+                "lengthen drain_s")
+    if ready_s < horizon:
+        return (f"{head}the first test batch closed at {ready_s:g} s (device {device.index}) but no prediction was "
+                f"recorded by the end at {horizon:g} s (duration_s + drain_s): predictions that travel (method "
+                f"{sc.method.name}) wait for the links and the devices' availability; lengthen drain_s")
+    return (f"{head}{sc.duration_s:g} s of arrivals (duration_s) and {sc.drain_s:g} s of drain "
             f"(drain_s) end before a test batch closes (a batch closes at arrivals.batch_size = "
             f"{sc.arrivals.batch_size} samples or arrivals.max_wait_s = {sc.arrivals.max_wait_s:g} s after its first "
             "sample); lengthen duration_s or drain_s, or lower max_wait_s")

@@ -339,7 +339,7 @@ def class_cases() -> list[Case]:
              ("seed",)),
         Case("cli:run-out-file", ("run", "{d}/s.yaml", "--out", "{d}/s.yaml"), (("s.yaml", b"{}\n"),), 2,
              ("--out", "s.yaml")),
-        Case("cli:sweep-out-file", ("sweep", "{d}/s.yaml", "--grid", "seed=1,2", "--out", "{d}/s.yaml"),
+        Case("cli:sweep-out-file", ("sweep", "{d}/s.yaml", "--grid", "uplink.latency_ms=1,2", "--out", "{d}/s.yaml"),
              (("s.yaml", b"{}\n"),), 2, ("--out", "s.yaml")),
         Case("cli:sweep-name-traversal", ("sweep", "{d}/s.yaml", "--grid", "seed=1,2", "--name", "../..", "--out",
                                           "{d}/out"), (("s.yaml", b"{}\n"),), 2, ("--name", "../..")),
@@ -370,7 +370,8 @@ def class_cases() -> list[Case]:
 
 
 def all_cases() -> list[Case]:
-    return class_cases() + schema_cases() + shipped_cases()
+    return (class_cases() + schema_cases() + shipped_cases() + damaged_folder_cases() + runs_end_cases()
+            + t3a_deyo_cases() + roid_rotta_cases() + finite_state_cases() + sweep_integrity_cases())
 
 
 # ---- running and judging ------------------------------------------------------------------------------
@@ -417,3 +418,276 @@ def judge(case: Case, outcome: Outcome, folder: Path) -> str:
     if outcome.code == case.code and all(n in text for n in names):
         return "clear"
     return "vague"
+
+
+# ---- issue 27: `cemasim plot` on damaged run and sweep folders ------------------------------------------
+def _parquet(columns: dict[str, list[Any]]) -> bytes:
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame(columns).to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _run_folder(**damage: bytes | None) -> tuple[tuple[str, bytes], ...]:
+    """A complete run folder r/ with the files the run figures read; `damage` replaces (bytes) or leaves
+    out (None) a file, e.g. summary_json=b'{'."""
+    files: dict[str, bytes | None] = {
+        "scenario_yaml": _yaml({"method": {"name": "cema"}}),
+        "summary_json": b'{"accuracy": 0.5, "uplink_bytes": 3000}\n',
+        "samples_parquet": _parquet({"predicted_s": [1.0, 2.0], "correct": [True, False]}),
+        "uploads_parquet": _parquet({"device": [0, 0], "tx_start_s": [0.5, 1.5], "size_bytes": [1000, 2000]})}
+    files.update(damage)
+    return tuple((f"r/{k.replace('_', '.')}", v) for k, v in files.items() if v is not None)
+
+
+def _sweep_folder(sweep_yaml: bytes = b"grid:\n  uplink.latency_ms: [1, 2]\n",
+                  table: bytes | None = None) -> tuple[tuple[str, bytes], ...]:
+    """A sweep folder w/ (sweep.yaml and a results table of two points) without run folders."""
+    table = table if table is not None else _parquet({
+        "point_id": ["a1", "b2"], "sweep": ["w", "w"], "seed": [0, 0], "uplink.latency_ms": [1, 2],
+        "status": ["ok", "ok"], "error": ["", ""], "accuracy": [0.5, 0.6], "uplink_bytes": [1e3, 2e3]})
+    return (("w/sweep.yaml", sweep_yaml), ("w/results.parquet", table))
+
+
+def damaged_folder_cases() -> list[Case]:
+    samples = _run_folder()[2][1]
+    return [
+        Case("plot:summary-not-json", ("plot", "{d}/r", "--out", "{d}/fig"), _run_folder(summary_json=b'{"acc'), 2,
+             ("r/summary.json", "not JSON")),
+        Case("plot:summary-nulls", ("plot", "{d}/r", "--out", "{d}/fig"),
+             _run_folder(summary_json=b'{"accuracy": null, "uplink_bytes": null}'), 2, ("r/summary.json", "accuracy")),
+        Case("plot:samples-truncated", ("plot", "{d}/r", "--out", "{d}/fig"),
+             _run_folder(samples_parquet=samples[: len(samples) // 2]), 2, ("r/samples.parquet", "unreadable")),
+        Case("plot:uploads-missing", ("plot", "{d}/r", "--out", "{d}/fig"), _run_folder(uploads_parquet=None), 2,
+             ("r/uploads.parquet", "missing")),
+        Case("plot:sweep-yaml-not-yaml", ("plot", "{d}/w"), _sweep_folder(b"grid: {uplink.latency_ms: [1, 2\n"), 2,
+             ("w/sweep.yaml", "invalid YAML")),
+        Case("plot:sweep-yaml-a-list", ("plot", "{d}/w"), _sweep_folder(b"- uplink.latency_ms\n"), 2,
+             ("w/sweep.yaml", "mapping")),
+        Case("plot:foreign-table", ("plot", "{d}/w/results.parquet"),
+             _sweep_folder(table=_parquet({"user": ["ann"], "score": [3]})), 2, ("w/results.parquet", "no column")),
+        Case("plot:two-runs-of-one-point", ("plot", "{d}/w"), _sweep_folder(table=_parquet({
+            "point_id": ["a1", "b2"], "sweep": ["w", "w"], "seed": [0, 0], "uplink.latency_ms": [1, 1],
+            "status": ["ok", "ok"], "error": ["", ""], "accuracy": [0.5, 0.6], "uplink_bytes": [1e3, 2e3]})), 2,
+             ("w/results.parquet", "share their grid values and seed")),
+        Case("plot:format-unknown", ("plot", "{d}/w", "--format", "png,jpeg2000"), _sweep_folder(), 2,
+             ("--format", "jpeg2000")),
+        Case("plot:format-empty", ("plot", "{d}/r", "--format", " , "), _run_folder(), 2, ("--format", "no format")),
+        Case("plot:out-a-file", ("plot", "{d}/w", "--out", "{d}/w/sweep.yaml"), _sweep_folder(), 2,
+             ("--out", "w/sweep.yaml", "not a folder")),
+    ]
+
+
+# ---- issue 27: every run ends, validate promises what run keeps (engineer C) ----------------------------------
+def runs_end_cases() -> list[Case]:
+    v, y = _validate, _yaml
+    never = {"bandwidth_mbps": None, "latency_ms": 0}  # an attempt takes no simulated time
+    ge = {"model": "gilbert_elliott", "p_good_to_bad": 1.0, "p_bad_to_good": 0.0, "loss_good": 1.0, "loss_bad": 1.0}
+    fast = ("--quiet", "--out", "{d}/out", "--set", "duration_s=4", "--set", "drain_s=2", "--set", "fleet.devices=1",
+            "--set", "output.plots=false", "--set", "compute_device=cpu", "--set", "arrivals.max_wait_s=1")
+    return [
+        # lost attempts that take no time: once an endless loop, now a bound on the retries
+        v("end:uplink-retries-zero-time", y({"uplink": {**never, "loss": {
+            "model": "bernoulli", "rate": 1.0, "retry_timeout_ms": 0, "max_retries": 10**12}}}),
+          ("uplink.loss.max_retries", "at most 100")),
+        v("end:downlink-ge-never-delivers", y({"downlink": {**never, "loss": {**ge, "retry_timeout_ms": 0,
+                                                                              "max_retries": 2**40}}}),
+          ("downlink.loss.max_retries", "at most 100")),
+        v("end:class-retries", y({"fleet": {"classes": [{"name": "a", "count": 1, "uplink": {
+            "loss": {"model": "bernoulli", "rate": 1.0, "retry_timeout_ms": 0, "max_retries": 5000}}}]}}),
+          ("fleet.classes[0].uplink.loss.max_retries",)),
+        # trace pieces that would be ~10^10 events behind a shared segment
+        v("end:trace-ns-steps", y({"uplink": {"trace": "{d}/t.csv", "shared_mbps": 5}}), ("uplink.trace", "t.csv",
+          "line 3", "1 ms"), extra=(("t.csv", b"time_s,mbps\n0,5\n0.000000001,1\n"),)),
+        v("end:mahimahi-bin-ns", y({"downlink": {"trace": "{d}/m.mahimahi", "trace_bin_ms": 1e-6}}),
+          ("downlink.trace_bin_ms", "at least 1"), extra=(("m.mahimahi", b"1\n2\n3\n"),)),
+        v("end:trace-all-zero", y({"downlink": {"trace": "{d}/z.csv"}}), ("downlink.trace", "z.csv", "line 4"),
+          extra=(("z.csv", b"time_s,mbps\n0,0\n5,0\n10,0.0\n"),)),
+        # denormal rates and windows (OverflowError at run time) and times past the clock
+        v("end:rate-denormal", b"arrivals:\n  rate_hz: 1.0e-310\n", ("arrivals.rate_hz", "at least")),
+        v("end:budget-window-denormal", b"upload:\n  budget_bytes: 1000\n  budget_window_s: 1.0e-320\n",
+          ("upload.budget_window_s", "at least")),
+        v("end:policy-window-denormal", b"selection:\n  policy: budget\n  window_s: 5.0e-324\n",
+          ("selection.window_s", "at least")),
+        v("end:class-wait-denormal", y({"fleet": {"classes": [{"name": "a", "count": 1,
+                                                             "arrivals": {"max_wait_s": 1e-300}}]}}),
+          ("fleet.classes[0].arrivals.max_wait_s", "at least")),
+        v("end:latency-huge", b"downlink:\n  latency_ms: 1.0e+300\n", ("downlink.latency_ms", "at most")),
+        v("end:retry-timeout-huge", b"uplink:\n  loss: {model: bernoulli, retry_timeout_ms: 1.0e+200}\n",
+          ("uplink.loss.retry_timeout_ms", "at most")),
+        # names the file system cannot take, or that a listing would show as something else
+        v("end:name-too-long", y({"name": "run" * 90}), ("name", "200 bytes")),
+        v("end:name-surrogate", b'name: "ok\\ud800"\n', ("name", "position 2")),
+        v("end:name-del", b'name: "a\\x7fb"\n', ("name", "position 1")),
+        v("end:name-bidi", b'name: "exe.\\u202etxt"\n', ("name", "position 4")),
+        Case("end:sweep-name-bidi", ("sweep", "{d}/w.yaml", "--out", "{d}/out"),
+             (("w.yaml", b'name: "a\\u2066b"\ngrid:\n  uplink.latency_ms: [1, 2]\n'),), 2, ("w.yaml", "name")),
+        # CSV integers: device indices no fleet has
+        v("end:arrival-device-int64", y({"arrivals": {"process": "trace", "trace": "{d}/r.csv"}}),
+          ("arrivals.trace", "r.csv", "line 3"), extra=(("r.csv", b"device,time_s\n0,1\n9223372036854775808,2\n"),)),
+        v("end:interval-device-huge", y({"availability": {"process": "trace", "trace": "{d}/o.csv"}}),
+          ("availability.trace", "o.csv", "line 2"), extra=(("o.csv", b"start_s,end_s,device\n1,2,123456789012\n"),)),
+        # YAML 1.1 booleans as keys, and merge keys that still may not repeat a key
+        v("end:key-off", b"arrivals:\n  off: 5\n", ("arrivals.off",), absent=("False",)),
+        v("end:key-yes-top", b"yes: 1\n", ("yes: unknown key",), absent=("True",)),
+        v("end:merge-duplicate", b"uplink: &a {latency_ms: 1}\ndownlink:\n  <<: *a\n  latency_ms: 2\n  latency_ms: 3\n",
+          ("line 4", "line 5", "latency_ms")),
+        # resource-sized command-line arguments
+        Case("end:run-threads", ("run", "{d}/s.yaml", "--threads", "100000"), (("s.yaml", b"{}\n"),), 2,
+             ("--threads", "1024")),
+        Case("end:sweep-threads", ("sweep", "{d}/s.yaml", "--grid", "uplink.latency_ms=1,2", "--threads", "4096",
+                                   "--out", "{d}/out"), (("s.yaml", b"{}\n"),), 2, ("--threads", "1024")),
+        Case("end:profile-threads", ("profile", "--model", "fmnist_edge_cnn", "--threads", "100000", "--out",
+                                     "{d}/p.yaml"), (), 2, ("--threads", "1024")),
+        Case("end:profile-batch", ("profile", "--model", "fmnist_edge_cnn", "--batch-sizes", "1,100000000", "--out",
+                                   "{d}/p.yaml"), (), 2, ("--batch-sizes", "65,536")),
+        # nothing predicted: advice for the cause (exit 1: the input was valid)
+        Case("end:run-all-devices-off", ("run", "{d}/s.yaml", *fast),
+             (("s.yaml", y({"availability": {"process": "trace", "trace": "{d}/off.csv"}})),
+              ("off.csv", b"start_s,end_s\n0,100\n")), 1, ("no sample", "off", "availability")),
+        Case("end:run-arrivals-after-end", ("run", "{d}/s.yaml", *fast),
+             (("s.yaml", y({"arrivals": {"process": "trace", "trace": "{d}/r.csv"}})), ("r.csv", b"time_s\n50\n")),
+             1, ("no sample arrived", "arrivals.trace", "duration_s")),
+        Case("end:run-no-flops", ("run", "{d}/s.yaml", *fast),
+             (("s.yaml", y({"fleet": {"profile": {"peak_flops_per_s": 1e-300}}})),), 1,
+             ("no sample", "fleet.profile", "peak_flops_per_s")),
+    ]
+
+
+def t3a_deyo_cases() -> list[Case]:
+    v, y = _validate, _yaml
+    return [
+        v("t3a:filter-k-zero", y({"method": {"name": "t3a", "t3a_filter_k": 0}}), ("method.t3a_filter_k", "got 0")),
+        v("t3a:filter-k-minus-two", y({"method": {"name": "t3a", "t3a_filter_k": -2}}),
+          ("method.t3a_filter_k", "-1 (keep all)")),
+        v("deyo:edge-cannot-train", y({"method": {"name": "deyo", "deployment": "edge"}, "fleet": {"profile": "rpi4"}}),
+          ("method.deployment", "deyo", "rpi4", "can train")),
+        v("deyo:class-edge-cannot-train", y({"method": {"name": "deyo", "deployment": "edge"}, "fleet": {
+            "profile": "jetson-nano", "classes": [{"name": "a", "count": 1, "profile": "rpi4"}]}}),
+          ("fleet.classes[0].method.deployment", "rpi4", "can train")),
+        v("deyo:deployment-unknown", y({"method": {"name": "deyo", "deployment": "fog"}}),
+          ("method.deployment", "fog")),
+        v("deyo:patches-zero", y({"method": {"name": "deyo", "deyo_patches": 0}}), ("method.deyo_patches",)),
+        v("deyo:patches-above-image", y({"method": {"name": "deyo", "deyo_patches": 12}, "data": {"image_size": 8}}),
+          ("method.deyo_patches", "data.image_size")),
+    ]
+
+
+def roid_rotta_cases() -> list[Case]:
+    v, y = _validate, _yaml
+    cases = []
+    for name in ("roid", "rotta"):
+        cases += [
+            v(f"{name}:edge-cannot-train", y({"method": {"name": name, "deployment": "edge"},
+                                             "fleet": {"profile": "rpi4"}}),
+              ("method.deployment", name, "rpi4", "can train")),
+            v(f"{name}:class-edge-cannot-train", y({"method": {"name": name, "deployment": "edge"}, "fleet": {
+                "profile": "jetson-nano", "classes": [{"name": "a", "count": 1, "profile": "rpi4"}]}}),
+              ("fleet.classes[0].method.deployment", "rpi4", "can train")),
+            v(f"{name}:deployment-unknown", y({"method": {"name": name, "deployment": "fog"}}),
+              ("method.deployment", "fog")),
+        ]
+    return cases + [v("rotta:memory-zero", y({"method": {"name": "rotta", "rotta_memory": 0}}),
+                      ("method.rotta_memory",)),
+                    v("rotta:update-every-zero", y({"method": {"name": "rotta", "rotta_update_every": 0}}),
+                      ("method.rotta_update_every",))]
+
+
+# ---- issue 27: finite state (bounds where a hyper-parameter means nothing, non-finite checkpoints and runs) ----
+def _checkpoint(model: str, poison: str) -> bytes:
+    """A zoo model's state dict with its first floating tensor all NaN ('nan') or one value infinite ('inf')."""
+    import torch
+
+    from cemasim.models import zoo
+
+    state = zoo.spec(model).builder().state_dict()
+    name = next(k for k, t in state.items() if t.is_floating_point())
+    if poison == "nan":
+        state[name] = torch.full_like(state[name], float("nan"))
+    else:
+        state[name].view(-1)[0] = float("inf")
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def finite_state_cases() -> list[Case]:
+    v, y = _validate, _yaml
+    fast = ("--quiet", "--out", "{d}/out", "--set", "duration_s=4", "--set", "drain_s=2", "--set", "fleet.devices=1",
+            "--set", "output.plots=false", "--set", "compute_device=cpu", "--set", "arrivals.max_wait_s=1")
+    return [
+        v("finite:temperature-denormal", y({"cloud": {"temperature": 1e-300}}),
+          ("cloud.temperature", "at least 0.001")),
+        v("finite:temperature-huge", y({"cloud": {"temperature": 1e300}}), ("cloud.temperature", "at most 100")),
+        v("finite:distill-lr-huge", y({"cloud": {"distill_lr": 1e300}}), ("cloud.distill_lr", "at most 10")),
+        v("finite:foundation-lr-denormal", y({"cloud": {"foundation_lr": 5e-324}}),
+          ("cloud.foundation_lr", "at least 1e-10")),
+        v("finite:e0-huge", y({"cloud": {"e0": 1e300}}), ("cloud.e0", "at most 1")),
+        v("finite:method-lr-huge", y({"method": {"name": "tent", "lr": 1e300}}), ("method.lr", "at most 10")),
+        v("finite:sar-rho-huge", y({"method": {"name": "sar", "sar_rho": 1e300}}), ("method.sar_rho", "at most 10")),
+        v("finite:lame-knn-batch", y({"method": {"name": "lame", "lame_knn": 100}, "arrivals": {"batch_size": 16}}),
+          ("method.lame_knn", "arrivals.batch_size - 1 = 15", "got 100")),
+        v("finite:lame-knn-class-batch", y({"method": {"name": "lame", "lame_knn": 8}, "fleet": {
+            "devices": 4, "classes": [{"name": "small", "count": 2, "arrivals": {"batch_size": 4}}]}}),
+          ("method.lame_knn", "fleet.classes[0].arrivals.batch_size - 1 = 3")),
+        v("finite:replay-min-above-capacity", y({"cloud": {"replay_capacity": 100, "replay_min": 500}}),
+          ("cloud.replay_min", "cloud.replay_capacity (100)", "got 500")),
+        v("finite:replay-min-at-capacity", y({"cloud": {"replay_capacity": 100, "replay_min": 100}}),
+          ("cloud.replay_min", "cloud.replay_only_batch")),
+        v("finite:checkpoint-nan", y({"models": {"edge_weights": "{d}/nan.pt"}}),
+          ("models.edge_weights", "nan.pt", "non-finite"), extra=(("nan.pt", _checkpoint("fmnist_edge_cnn", "nan")),)),
+        v("finite:checkpoint-one-inf", y({"models": {"foundation_weights": "{d}/inf.pt"}}),
+          ("models.foundation_weights", "inf.pt", "non-finite"),
+          extra=(("inf.pt", _checkpoint("fmnist_foundation_cnn", "inf")),)),
+        # inside every bound, yet gamma x CE overflows float32: the run stops at its first distillation (exit 1)
+        Case("finite:run-distillation-overflows", ("run", "{d}/s.yaml", *fast),
+             (("s.yaml", y({"method": {"name": "upload_all"}, "cloud": {"chunk_size": 4, "gamma": 1e300}})),), 1,
+             ("the distillation of device 0", "gamma = 1e+300", "check cloud.distill_lr")),
+    ]
+
+
+def sweep_integrity_cases() -> list[Case]:
+    """Issue 27: a sweep's points are what they say (no key the sweep sets itself, nothing twice) and its
+    size is refused before any point is validated."""
+    scenario = (("s.yaml", b"{}\n"),)
+
+    def sweep_file(case_id: str, data: dict[str, Any], names: tuple[str, ...],
+                   extra: tuple[tuple[str, bytes], ...] = ()) -> Case:
+        return Case(case_id, ("sweep", "{d}/w.yaml", "--out", "{d}/out"), (("w.yaml", _yaml(data)),) + extra, 2,
+                    ("w.yaml",) + names)
+
+    def cli(case_id: str, args: tuple[str, ...], names: tuple[str, ...]) -> Case:
+        return Case(case_id, ("sweep", "{d}/s.yaml", *args, "--out", "{d}/out"), scenario, 2, names)
+
+    ladder = list(range(60))
+    return [
+        sweep_file("sweep:seed-in-grid", {"grid": {"seed": [3, 4]}}, ("grid.seed", "seeds: [5, 6]")),
+        Case("sweep:validate-seed-in-grid", ("validate", "{d}/w.yaml"),
+             (("w.yaml", _yaml({"base": None, "grid": {"seed": [1, 9]}})),), 2, ("grid.seed", "seeds")),
+        cli("sweep:seed-in-cli-grid", ("--grid", "seed=7,8"), ("grid.seed", "--seeds 5,6")),
+        sweep_file("sweep:seed-in-set", {"set": {"seed": 4}, "grid": {"uplink.latency_ms": [1, 2]}},
+                   ("set.seed", "seeds")),
+        sweep_file("sweep:output-dir-in-grid", {"grid": {"output.dir": ["a", "b"]}}, ("grid.output.dir", "/runs")),
+        sweep_file("sweep:seeds-repeated", {"grid": {"uplink.latency_ms": [1, 2]}, "seeds": [2, 5, 2]},
+                   ("seeds: 2 is listed twice",)),
+        cli("sweep:cli-seeds-repeated", ("--grid", "uplink.latency_ms=1,2", "--seeds", "4,4"),
+            ("seeds: 4 is listed twice",)),
+        sweep_file("sweep:grid-value-repeated", {"grid": {"downlink.bandwidth_mbps": [3, 3.0]}},
+                   ("grid.downlink.bandwidth_mbps: 3.0 is listed twice",)),
+        cli("sweep:cli-grid-value-repeated", ("--grid", "method.name=cema,source,cema"),
+            ("grid.method.name", "twice")),
+        sweep_file("sweep:grid-values-same-scenario", {"grid": {"selection": [None, {}]}},
+                   ("grid.selection", "same scenario")),
+        cli("sweep:cli-grid-key-twice", ("--grid", "fleet.devices=1,2", "--grid", "fleet.devices=4"),
+            ("--grid fleet.devices", "twice")),
+        sweep_file("sweep:grid-product-huge", {"grid": {"uplink.latency_ms": ladder, "downlink.latency_ms": ladder,
+                                                        "arrivals.max_wait_s": [x + 1 for x in ladder]}},
+                   ("grid x seeds", "216,000 runs", "100,000")),
+        sweep_file("sweep:seeds-huge", {"grid": {"uplink.latency_ms": [1]}, "seeds": 10**12},
+                   ("grid x seeds", "1,000,000,000,000 runs")),
+        cli("sweep:cli-seeds-huge", ("--grid", "uplink.latency_ms=1", "--seeds", "1000000000"),
+            ("grid x seeds", "1,000,000,000 runs")),
+        sweep_file("sweep:base-is-a-sweep", {"base": "inner.yaml", "grid": {"uplink.latency_ms": [1, 2]}},
+                   ("inner.yaml", "base"), extra=(("inner.yaml", _yaml({"grid": {"fleet.devices": [1]}})),)),
+    ]

@@ -87,11 +87,54 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     numbers = all(isinstance(sel[k], (int, float)) and not isinstance(sel[k], bool) for k in ("e_min", "e_max"))
     if numbers and sel["e_min"] >= sel["e_max"]:
         problems.append(f"selection.e_min: must be below selection.e_max ({sel['e_max']}), got {sel['e_min']}")
+    problems += _method_bound_problems(sc)
+    problems += _deyo_problems(sc)
     gated = ("cema", "upload_all", "random_upload")  # methods whose uploads feed CEMA's cloud
     if sel["policy"] in ("budget", "staleness", "backpressure") and sc["method"]["name"] not in gated:
         problems.append(f"selection.policy: {sel['policy']} gates the uploads of {', '.join(gated)}; "
                         f"method.name is {sc['method']['name']}")
     return problems
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _method_bound_problems(sc: dict[str, Any]) -> list[str]:
+    """Values that make a method meaningless: LAME's graph complete, a replay buffer that never reaches replay_min."""
+    problems = []
+    knn = sc["method"]["lame_knn"]
+    if sc["method"]["name"] == "lame" and _integer(knn):
+        views = [("arrivals", sc["arrivals"])] + [(f"fleet.classes[{i}].arrivals", c["arrivals"])
+                                                  for i, c in enumerate(sc["fleet"]["classes"] or [])
+                                                  if isinstance(c, dict) and isinstance(c.get("arrivals"), dict)]
+        sizes: set[Any] = set()
+        for path, arrivals in views:
+            size = arrivals.get("batch_size")
+            if _integer(size) and size > 1 and knn >= size - 1 and size not in sizes:
+                sizes.add(size)  # a class that keeps the top level's batch size is not reported again
+                problems.append(f"method.lame_knn: must be below {path}.batch_size - 1 = {size - 1}, got {knn} "
+                                "(every sample of a batch would neighbour all the others, and one class would take "
+                                "the whole batch)")
+    cloud = sc["cloud"]
+    low, capacity, replay_only = cloud["replay_min"], cloud["replay_capacity"], cloud["replay_only_batch"]
+    if _integer(low) and _integer(capacity) and low > capacity:
+        problems.append(f"cloud.replay_min: must be at most cloud.replay_capacity ({capacity}), got {low} (the "
+                        "buffer never holds that many: replay would never start)")
+    elif _integer(low) and low == capacity and _integer(replay_only) and replay_only > 0:
+        problems.append(f"cloud.replay_min: must be below cloud.replay_capacity ({capacity}) while "
+                        f"cloud.replay_only_batch is {replay_only}, got {low} (replay-only steps need more than "
+                        "replay_min samples, which the buffer never holds; or set cloud.replay_only_batch: 0)")
+    return problems
+
+
+def _deyo_problems(sc: dict[str, Any]) -> list[str]:
+    """DeYO's tile grid must fit the image (a null image_size is at least 28 px, above deyo_patches' bound)."""
+    patches, size = sc["method"]["deyo_patches"], sc["data"]["image_size"]
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (patches, size))
+    if sc["method"]["name"] == "deyo" and ok and patches > size:
+        return [f"method.deyo_patches: must be at most data.image_size ({size}) tiles per side, got {patches}"]
+    return []
 
 
 def _number(value: Any) -> float | None:

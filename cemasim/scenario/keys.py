@@ -6,11 +6,13 @@ from the validator. Bounds on what sizes memory or work are the MAX_* constants.
 
 from __future__ import annotations
 
+from cemasim.csvfile import MAX_DEVICES  # also bounds the device indices of trace and interval files
 from cemasim.models.profiles import PROFILE
 from cemasim.scenario.classes import OVERRIDABLE
 from cemasim.schema import (
     Field,
     Section,
+    at_least,
     at_most,
     between,
     non_negative,
@@ -25,9 +27,21 @@ F = Field
 # at validation, not a 37 GiB allocation or a run that never ends.
 SELECTION_POLICIES = ("static", "dynamic", "budget", "staleness", "backpressure")  # = methods.policies.POLICIES
 
-MAX_DEVICES = 10**6
 MAX_SAMPLES = 10**8  # samples planned per run (devices x rate_hz x duration_s)
 MAX_PIECES = 10**7  # timeline bins, shift segments, outage/on-off periods per device
+MAX_RETRIES = 100  # per message; Linux TCP gives up after 15 (tcp_retries2)
+
+# Bounds where a hyper-parameter stops meaning anything (README, "Finite state"); each accepts every value
+# the papers use. Extreme values inside them that still overflow stop the run (methods/optim.py).
+LEARNING_RATE = (positive, at_least(1e-10, "a smaller step changes no float32 weight"),
+                 at_most(10, "published rates are 1e-5 to 0.1; larger steps throw BN weights, 1 at the start, off"))
+LR_BOUNDS = "in [1e-10, 10]: published TTA and distillation rates are 1e-5 to 0.1"
+
+
+def support_size(v: int) -> str | None:
+    """T3A's filter_K: -1 keeps every support; 0 would leave classes without a prototype."""
+    return None if v == -1 or v >= 1 else f"must be -1 (keep all) or at least 1, got {v!r}"
+
 
 SEGMENT = Section(
     "One stretch of a device's shift schedule.",
@@ -59,7 +73,9 @@ LOSS = Section(
         "loss_good": F((float,), 0.0, "gilbert_elliott: loss probability in the good state", "", (between(0, 1),)),
         "loss_bad": F((float,), 0.5, "gilbert_elliott: loss probability in the bad state", "", (between(0, 1),)),
         "max_retries": F((int,), 5, "retransmissions before the message is dropped (every message: uploads, "
-                         "reports, refreshes; the link idles during each timeout)", "", (non_negative,)),
+                         "reports, refreshes; the link idles during each timeout); at most 100, so that a link "
+                         "whose attempts take no simulated time (retry_timeout_ms 0, no latency, loss rate 1) "
+                         "still ends", "", (non_negative, at_most(MAX_RETRIES, "retransmissions of one message"))),
         "retry_timeout_ms": F((float,), None, "wait after a lost attempt before resending; null = one round trip "
                               "(2 x latency_ms) + 200 ms (Linux's minimum TCP RTO)", "ms", (non_negative,),
                               nullable=True),
@@ -100,8 +116,9 @@ def link_section(direction: str, default_mbps: float) -> Section:
         "trace_phase": F((str,), "random", "random: each device starts at a random point of the trace (devices "
                          "are not synchronised); zero: every device starts at its beginning", "",
                          (one_of("random", "zero"),)),
-        "trace_bin_ms": F((float,), 100.0, "Mahimahi: delivery opportunities are counted in bins this wide",
-                          "ms", (positive,)),
+        "trace_bin_ms": F((float,), 100.0, "Mahimahi: delivery opportunities are counted in bins this wide "
+                          "(at least 1 ms, the timestamps' resolution)", "ms",
+                          (positive, at_least(1.0, "Mahimahi timestamps are whole milliseconds"))),
         "shared_mbps": F((float,), None, "capacity of a shared segment (access point, cell) behind the devices' "
                          "own links, shared max-min fairly; null = none", "Mbit/s", (positive,), nullable=True),
         "group_size": F((int,), None, "devices per shared segment (consecutive devices of a class); null = the "
@@ -240,11 +257,13 @@ SCHEMA = Section(
             "bn_prior": F((float,), 0.0, "bn_adapt only: weight of the source statistics mixed with the "
                           "test-batch statistics (unbiased variance; the authors' BNAdaptation momentum is "
                           "1 - bn_prior)", "", (between(0, 1),)),
-            "deployment": F((str,), "cloud", "tent/pl/eta/eata/sar/cotta: edge = adapt on the device (its profile must "
-                            "allow training); cloud = upload samples, the cloud adapts the device's copy",
+            "deployment": F((str,), "cloud", "tent/pl/eta/eata/sar/cotta/deyo/roid/rotta: edge = adapt on the "
+                            "device (its profile must allow training); cloud = upload samples, the cloud adapts the "
+                            "device's copy. Forward-only methods (source, bn_adapt, onda, lame, t3a) always run on the "
+                            "edge",
                             "", (one_of("edge", "cloud"),)),
-            "lr": F((float,), None, "learning rate of tent/pl/eta/eata/sar/cotta; null = the preset's value for "
-                    "the method (method.preset)", "", (positive,), nullable=True),
+            "lr": F((float,), None, "learning rate of tent/pl/eta/eata/sar/cotta/deyo/roid/rotta; null = the "
+                    "preset's value for the method (method.preset); " + LR_BOUNDS, "", LEARNING_RATE, nullable=True),
             "preset": F((str,), "auto", "learning-rate preset of every method and of CEMA's cloud where the "
                         "scenario leaves them null: imagenet (the authors' values), fmnist_zoo (chosen on the "
                         "validation corruptions for the shipped zoo, analysis/hparams/), auto (fmnist_zoo for "
@@ -256,10 +275,15 @@ SCHEMA = Section(
             "fisher_alpha": F((float,), 2000.0, "eata: weight of the Fisher regulariser", "", (non_negative,)),
             "fisher_samples": F((int,), 2000, "eata: clean samples for the Fisher information", "samples",
                                 (positive, at_most(10**6, "clean samples held in memory"))),
-            "sar_rho": F((float,), 0.05, "sar: sharpness neighbourhood radius", "", (positive,)),
+            "sar_rho": F((float,), 0.05, "sar: sharpness neighbourhood radius (L2 over the adapted affine "
+                         "tensors); at most 10: papers use 0.01 to 2 (SAR 0.05, SAM's grid to 0.5, ASAM's to 2), and a "
+                         "larger radius exceeds the norm of the BN weights themselves, so nothing local is probed",
+                         "", (positive, at_most(10, "SAM's neighbourhood would outsize the weights"))),
             "sar_reset": F((float,), 0.2, "sar: reset when the EMA of the loss falls below this", "",
                            (non_negative,)),
-            "lame_knn": F((int,), 5, "lame: neighbours of the affinity graph", "", (positive,)),
+            "lame_knn": F((int,), 5, "lame: neighbours of the affinity graph; below arrivals.batch_size - 1 "
+                          "(with more, every sample neighbours all others: one class wins the batch); batches of "
+                          "one sample have no neighbours (LAME predicts as the source)", "", (positive,)),
             "cotta_anchor": F((float,), None, "cotta: augment the teacher when the source's mean confidence is "
                               "below this; null = CoTTA's own value for the class count: 0.92 up to 10 classes "
                               "(CIFAR-10), 0.72 up to 100 (CIFAR-100), 0.1 above (ImageNet)", "",
@@ -270,6 +294,32 @@ SCHEMA = Section(
                                "each step", "", (between(0, 1),)),
             "answer_bytes": F((int,), 8, "cloud_inference: downlink bytes per answered sample", "bytes",
                               (positive,)),
+            # t3a and deyo (cemasim/methods/t3a.py, deyo.py)
+            "t3a_filter_k": F((int,), 100, "t3a: supports kept per class, the lowest-entropy ones (the authors' "
+                              "filter_K, chosen from 1, 5, 20, 50, 100, -1); -1 or null = all (a device then holds "
+                              "every feature it saw)", "supports", (support_size,), nullable=True),
+            "deyo_margin": F((float,), 0.5, "deyo: entropy filter E < deyo_margin", "x ln C", (positive,)),
+            "deyo_e0": F((float,), 0.4, "deyo: entropy weight exp(-(E - deyo_e0)) of the kept samples", "x ln C",
+                         (positive,)),
+            "deyo_plpd": F((float,), 0.2, "deyo: PLPD filter p(yhat|x) - p(yhat|x shuffled) > deyo_plpd (the "
+                           "authors' default; their ImageNet-C ResNet-50-BN script uses 0.3)", "", (between(-1, 1),)),
+            "deyo_patches": F((int,), 4, "deyo: the shuffled image is a deyo_patches x deyo_patches grid of tiles "
+                              "(the authors' patch_len)", "",
+                              (positive, at_most(16, "tiles per side of images of 28 px or more"))),
+            # roid and rotta (cemasim/methods/roid.py, rotta.py); the authors' defaults
+            "roid_momentum_src": F((float,), 0.99, "roid: weight ensembling after each step, p <- m p + (1 - m) "
+                                   "p_source (1 = none)", "", (between(0, 1),)),
+            "roid_temperature": F((float,), 1 / 3, "roid: sample weights exp(diversity x certainty / temperature), "
+                                  "both scaled to [0, 1]", "",
+                                  (at_least(0.02, "below 1/88 the weights exp(1 / temperature) overflow float32"),)),
+            "rotta_alpha": F((float,), 0.05, "rotta: robust BN statistics <- (1 - alpha) x theirs + alpha x the "
+                             "batch's", "", (between(0, 1),)),
+            "rotta_nu": F((float,), 0.001, "rotta: teacher <- (1 - nu) teacher + nu student after each update", "",
+                          (between(0, 1),)),
+            "rotta_memory": F((int,), 64, "rotta: capacity of the category-balanced memory bank (images held by "
+                              "each device)", "samples", (positive, at_most(10**4, "images held per device"))),
+            "rotta_update_every": F((int,), 64, "rotta: the student and the teacher update every this many "
+                                    "samples, on the memory bank", "samples", (positive,)),
         }),
         "selection": Section("CEMA's edge-side sample selection (thresholds are fractions of ln C).", {
             "e_max": F((float,), 0.4, "initial/static upper entropy bound (S_high); the cloud's loss weighting "
@@ -333,8 +383,9 @@ SCHEMA = Section(
             "chunk_size": F((int,), 32, "uploaded samples per foundation + distillation step", "samples",
                             (positive,)),
             "replay_capacity": F((int,), 10000, "FIFO replay buffer capacity", "samples", (positive,)),
-            "replay_min": F((int,), 256, "replay starts once the buffer holds this many", "samples",
-                            (non_negative,)),
+            "replay_min": F((int,), 256, "replay starts once the buffer holds this many (at most replay_capacity; "
+                            "replay-only steps start above it, so below replay_capacity when replay_only_batch > 0)",
+                            "samples", (non_negative,)),
             "replay_batch": F((int,), 96, "replayed samples added to each distillation chunk", "samples",
                               (non_negative,)),
             "replay_only_batch": F((int,), 128, "samples of the replay-only step after a batch without a "
@@ -345,17 +396,23 @@ SCHEMA = Section(
             "replay_scope": F((str,), "device", "device: one replay buffer per device; shared: one for all",
                               "", (one_of("device", "shared"),)),
             "foundation_lr": F((float,), None, "SGD lr of the foundation entropy step; null = the preset's "
-                               "(imagenet 2.5e-4; method.preset)", "", (positive,), nullable=True),
+                               "(imagenet 2.5e-4; method.preset); " + LR_BOUNDS, "", LEARNING_RATE, nullable=True),
             "distill_lr": F((float,), None, "SGD lr of the distillation step; null = the preset's (imagenet "
-                            "2.5e-3; method.preset)", "", (positive,), nullable=True),
+                            "2.5e-3; method.preset); " + LR_BOUNDS, "", LEARNING_RATE, nullable=True),
             "momentum": F((float,), 0.9, "SGD momentum of both steps", "", (between(0, 1),)),
             "e0": F((float,), 0.4, "E0 of the cloud's sample weights exp(E0 - E) in the foundation step and the "
                     "distillation, for every method on CEMA's cloud (the authors' 0.4 ln C; independent of "
-                    "selection.e_max, which only selects)", "x ln C", (positive,)),
+                    "selection.e_max, which only selects). exp(E0 - E) = C^e0 exp(-E): e0 scales both steps' "
+                    "learning rates by C^e0, so at most 1 (a factor C)", "x ln C",
+                    (positive, at_most(1, "above, E0 only multiplies the learning rates by C^e0"))),
             "alpha": F((float,), 3.0, "weight of the student entropy term", "", (non_negative,)),
             "beta": F((float,), 3.0, "weight of the KL term", "", (non_negative,)),
             "gamma": F((float,), 1.0, "weight of the pseudo-label CE term", "", (non_negative,)),
-            "temperature": F((float,), 1.0, "distillation temperature T", "", (positive,)),
+            "temperature": F((float,), 1.0, "distillation temperature T, in [0.001, 100]: papers use 0.04 to 20; "
+                             "the T^2-scaled KL term vanishes as T -> 0 and its float32 softened logits lose their "
+                             "differences as T grows", "",
+                             (positive, at_least(1e-3, "the KL term would vanish"),
+                              at_most(100, "float32 softened logits would lose their differences"))),
             "refresh_every": F((int,), 1, "send refreshed parameters every K test batches of a device", "",
                                (positive,)),
             "refresh_dtype": F((str,), "float32", "refresh payload precision: float32 or float16", "",
@@ -380,6 +437,8 @@ def schema_markdown() -> str:
         "Generated by `cemasim docs` from `cemasim/scenario/keys.py`; do not edit by hand.",
         "Units live in key names and in the unit column; `x ln C` means a fraction of ln(number of classes).",
         "Any key can be overridden on the command line: `cemasim run FILE --set uplink.bandwidth_mbps=2`.",
+        "Every time (unit s or ms) is at most 10^9 s (~32 years); a time that must be > 0 is at least 1 µs, and a rate "
+        "in 1/s at least 10^-9 (so that 1 / rate and the windows of a run stay finite numbers).",
         "",
     ]
     return "\n".join(head + document(SCHEMA)).rstrip() + "\n"
