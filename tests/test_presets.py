@@ -19,9 +19,7 @@ SELECTED = Path(__file__).resolve().parent.parent / "analysis" / "hparams" / "se
 
 def test_fmnist_zoo_preset_is_the_validation_selection():
     chosen = pd.read_csv(SELECTED)
-    selected = {k: v for k, v in presets.FMNIST_ZOO.items() if k not in presets.PENDING_SELECTION}
-    assert dict(zip(chosen["preset_key"], chosen["value"])) == pytest.approx(selected)
-    assert all(presets.FMNIST_ZOO[k] == presets.IMAGENET[k] for k in presets.PENDING_SELECTION)  # placeholders
+    assert dict(zip(chosen["preset_key"], chosen["value"])) == pytest.approx(presets.FMNIST_ZOO)
     assert set(presets.FMNIST_ZOO) == set(presets.IMAGENET)
 
 
@@ -60,12 +58,7 @@ def bn_predictions():
             .sort_values(["device", "arrival_s"])["pred"].to_numpy())
 
 
-PENDING = pytest.mark.xfail("deyo" in presets.PENDING_SELECTION, strict=True,
-                            reason="deyo's fmnist_zoo rate is the ImageNet placeholder (2.5e-4), too small to act")
-
-
-@pytest.mark.parametrize("method", ["tent", "pl", "eta", "eata", "sar", "cotta", pytest.param("deyo", marks=PENDING),
-                                    "t3a"])
+@pytest.mark.parametrize("method", ["tent", "pl", "eta", "eata", "sar", "cotta", "deyo", "roid", "rotta", "t3a"])
 def test_every_baseline_step_changes_predictions(method, bn_predictions):
     samples = simulate(small(f"method.name={method}", "method.cotta_views=4", seed=1))[0]["samples"]
     pred = samples.sort_values(["device", "arrival_s"])["pred"].to_numpy()

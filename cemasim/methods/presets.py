@@ -26,13 +26,9 @@ IMAGENET: dict[str, float] = {
 }  # fmt: skip
 FMNIST_ZOO: dict[str, float] = {
     "tent": 0.003, "pl": 0.003, "eta": 0.001, "eata": 0.01, "sar": 0.01, "cotta": 0.001,
-    "deyo": 2.5e-4,  # TODO(lead): placeholder = IMAGENET's until select_hparams.py --only deyo has run
-    "roid": 2.5e-4, "rotta": 1e-3,  # TODO(lead): ImageNet placeholders until select_hparams.py --only roid rotta
+    "deyo": 0.001, "roid": 0.00025, "rotta": 0.03,
     "foundation_lr": 0.001, "distill_lr": 0.0025,
 }  # fmt: skip
-# fmnist_zoo keys that still hold the ImageNet value, not yet chosen on the validation corruptions
-# (TODO(lead): python analysis/hparams/select_hparams.py --only deyo roid rotta, then empty this set)
-PENDING_SELECTION = frozenset({"deyo", "roid", "rotta"})
 PRESETS: dict[str, dict[str, float]] = {"imagenet": IMAGENET, "fmnist_zoo": FMNIST_ZOO}  # + "auto" (scenario/keys.py)
 
 
