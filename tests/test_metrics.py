@@ -126,8 +126,9 @@ def test_comm_accuracy_and_pareto_only_when_the_swept_keys_change_communication(
     from cemasim.results.figures import changes_communication, sweep_figures
 
     saved = drawn(monkeypatch)
-    for keys in (["fleet.devices"], ["fleet.devices", "method.name"]):
-        sweep_figures(fake_sweep("fleet.devices", [4, 16, 64], ["cema", "upload_all"]), keys, tmp_path)
+    # a table's swept keys are all its keys: one method when only the fleet size is swept
+    for keys, methods in ((["fleet.devices"], ["cema"]), (["fleet.devices", "method.name"], ["cema", "upload_all"])):
+        sweep_figures(fake_sweep("fleet.devices", [4, 16, 64], methods), keys, tmp_path)
         assert "accuracy_vs_fleet_devices" in saved
         assert not any(s.startswith(("comm_accuracy", "pareto")) for s in saved)  # fleet sizes are not a front
         saved.clear()

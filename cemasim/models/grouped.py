@@ -104,8 +104,11 @@ def _conv(layer: nn.Conv2d, groups: int, x: Tensor) -> Tensor:
         (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
         height, width = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1
         out = x.new_empty((x.shape[0], layer.out_channels, height, width))
-        for start in range(0, x.shape[0], SLOW_CHUNK):  # written in place: a torch.cat of the parts cost as
-            _slow_conv(layer, x[start:start + SLOW_CHUNK], out[start:start + SLOW_CHUNK])  # much as a layer
+        # a chunk's images each take one thread for their matrix product, a lone image's product may be
+        # split over threads, and MKL then sums in another order (seen on AVX-512): chunks only on one thread
+        chunk = SLOW_CHUNK if torch.get_num_threads() == 1 else 1
+        for start in range(0, x.shape[0], chunk):  # written in place: a torch.cat of the parts cost as
+            _slow_conv(layer, x[start:start + chunk], out[start:start + chunk])  # much as a layer
         return out
     return torch.cat([layer._conv_forward(part, layer.weight, layer.bias) for part in _split(x, groups)])
 
