@@ -92,8 +92,11 @@ def no_predictions_message(sc: Scenario, fleet: Fleet, missed: int) -> str:
         return (f"{head}no sample arrived during the {sc.duration_s:g} s of arrivals (duration_s); check that "
                 "arrivals.trace's time_s are seconds below duration_s, or raise arrivals.rate_hz or duration_s")
     horizon = sc.duration_s + sc.drain_s
-    device, ready_s = min(((d, float(d.batches.ready_s[0])) for d in fleet.devices if len(d.batches)),
-                          key=lambda pair: pair[1])
+    first = min(((d, float(d.batches.ready_s[0])) for d in fleet.devices if len(d.batches)),
+                key=lambda pair: pair[1], default=None)
+    if first is None:  # samples arrived, but no device has a test batch: the last message's cause
+        return _no_batch_message(sc, head)
+    device, ready_s = first
     size = int(device.batches.stops[0] - device.batches.starts[0])
     compute_s = device.cost.seconds(size)
     if ready_s < horizon <= ready_s + compute_s:
@@ -105,6 +108,10 @@ def no_predictions_message(sc: Scenario, fleet: Fleet, missed: int) -> str:
         return (f"{head}the first test batch closed at {ready_s:g} s (device {device.index}) but no prediction was "
                 f"recorded by the end at {horizon:g} s (duration_s + drain_s): predictions that travel (method "
                 f"{sc.method.name}) wait for the links and the devices' availability; lengthen drain_s")
+    return _no_batch_message(sc, head)
+
+
+def _no_batch_message(sc: Scenario, head: str) -> str:
     return (f"{head}{sc.duration_s:g} s of arrivals (duration_s) and {sc.drain_s:g} s of drain "
             f"(drain_s) end before a test batch closes (a batch closes at arrivals.batch_size = "
             f"{sc.arrivals.batch_size} samples or arrivals.max_wait_s = {sc.arrivals.max_wait_s:g} s after its first "

@@ -770,12 +770,18 @@ def _base_label(base: Any) -> str | None:
 
 def _recover_finished(sweep: Sweep, folder: Path, points: list[Point], rows: list[dict[str, Any]]) -> set[str]:
     """Record points whose run folder is complete but whose row is missing (the sweep was killed, or
-    its table lost); returns their ids."""
+    its table lost); returns their ids. A folder whose summary.json is damaged (not a JSON object) is
+    not recovered: the point runs again, from a cleared folder."""
     found = set()
     for p in points:
         run = folder / "runs" / p.folder_name
         if writer.is_complete(run):
-            summary = json.loads((run / writer.COMPLETE).read_text())
+            try:
+                summary = json.loads((run / writer.COMPLETE).read_bytes())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(summary, dict):
+                continue
             rows.append(row_for(sweep, p, {"ok": True, "summary": summary, "folder": str(run)}, math.nan))
             found.add(p.point_id)
     if found:

@@ -348,3 +348,21 @@ def test_a_run_folder_whose_summary_was_deleted_is_redone(tmp_path, monkeypatch,
     assert "1 recorded runs have an incomplete run folder" in capsys.readouterr().err
     assert [r["point_id"] for r in ran] == [first["point_id"].iloc[1]] and (lost / "summary.json").is_file()
     assert sorted(table["point_id"]) == sorted(first["point_id"]) and (table["status"] == "ok").all()
+
+
+@pytest.mark.parametrize("body", [b'{"acc', b"[1, 2]"], ids=["not-json", "not-an-object"])
+def test_a_damaged_summary_of_an_unrecorded_run_is_run_again_on_resume(tmp_path, monkeypatch, body):
+    """A run folder finished but never recorded is recovered from its summary.json; a damaged one is not
+    an internal error: that point runs again."""
+    from tests.test_sweep import fake_run_point
+
+    monkeypatch.setattr(sweep, "run_point", fake_run_point)
+    spec = sweep.build_sweep("t", None, {}, {"uplink.latency_ms": [1, 2]}, 1)
+    first = sweep.run_sweep(spec, tmp_path, progress=False)
+    (tmp_path / "t" / "results.parquet").unlink()  # as if the sweep was killed before recording
+    damaged = Path(first["run_folder"].iloc[0])
+    (damaged / "summary.json").write_bytes(body)
+    ran: list = []
+    table = sweep.run_sweep(spec, tmp_path, progress=False, on_row=ran.append)
+    assert [r["point_id"] for r in ran] == [first["point_id"].iloc[0]]  # the other one was recovered
+    assert sorted(table["point_id"]) == sorted(first["point_id"]) and (table["status"] == "ok").all()
