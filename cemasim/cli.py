@@ -122,7 +122,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         raise ConfigError(unknown_name("kind", args.kind, list(registries)), source="list")
     for entry in registries[args.kind]().entries():
-        print(f"{entry.name:24s} {entry.help}")
+        where = entry.meta.get("deployments")  # methods: where each may run, its default first
+        print(f"{entry.name:24s} " + (f"[{'|'.join(where)}] " if where else "") + entry.help)
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from cemasim.errors import ConfigError
@@ -29,6 +29,7 @@ class Entry(Generic[T]):
     name: str
     obj: T
     help: str
+    meta: dict[str, Any] = field(default_factory=dict)  # what a registry's users declare beside the object
 
 
 class Registry(Generic[T]):
@@ -45,10 +46,10 @@ class Registry(Generic[T]):
 
         return deco
 
-    def add(self, name: str, obj: T, help: str = "") -> None:
+    def add(self, name: str, obj: T, help: str = "", **meta: Any) -> None:
         if name in self._entries:
             raise ValueError(f"{self.kind} '{name}' is already registered")
-        self._entries[name] = Entry(name, obj, help)
+        self._entries[name] = Entry(name, obj, help, meta)
 
     def get(self, name: str) -> T:
         try:
@@ -58,6 +59,11 @@ class Registry(Generic[T]):
 
     def unknown(self, name: Any) -> str:
         return unknown_name(self.kind, name, self.names())
+
+    def meta(self, name: str) -> dict[str, Any]:
+        """What was declared with the entry (e.g. a method's deployments); {} for unknown names."""
+        entry = self._entries.get(name)
+        return entry.meta if entry else {}
 
     def names(self) -> list[str]:
         return list(self._entries)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from cemasim.methods.method import Method
-from cemasim.methods.registry import METHODS
+from cemasim.methods.registry import IN_CLOUD, METHODS
 
 
 @dataclass
@@ -26,4 +26,4 @@ class CloudInference(Method):
 
 
 METHODS.add("cloud_inference", lambda sc, c: CloudInference(name="cloud_inference"),
-            "every sample uploaded; the frozen foundation model's answer is the prediction")
+            "every sample uploaded; the frozen foundation model's answer is the prediction", deployments=IN_CLOUD)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from cemasim.methods.method import Method
-from cemasim.methods.registry import METHODS
+from cemasim.methods.registry import METHODS, ON_EDGE
 from cemasim.methods.tta import classifier_features, lame_predict
 from cemasim.models import norm
 
@@ -46,10 +46,12 @@ class Lame(Method):
         return lame_predict(logits, features, self.knn).clamp_min(1e-20).log()
 
 
-METHODS.add("source", lambda sc, c: Method(name="source"), "frozen source model, source BN statistics, uploads nothing")
+METHODS.add("source", lambda sc, c: Method(name="source"), "frozen source model, source BN statistics, uploads nothing",
+            deployments=ON_EDGE)
 METHODS.add("bn_adapt", lambda sc, c: BNAdapt(name="bn_adapt", prior=sc.method.bn_prior),
-            "test-batch BN statistics on the edge (method.bn_prior mixes in the source's), uploads nothing")
+            "test-batch BN statistics on the edge (method.bn_prior mixes in the source's), uploads nothing",
+            deployments=ON_EDGE)
 METHODS.add("onda", lambda sc, c: Onda(name="onda"),
-            "EMA of BN statistics from the source (momentum 0.1), uploads nothing")
+            "EMA of BN statistics from the source (momentum 0.1), uploads nothing", deployments=ON_EDGE)
 METHODS.add("lame", lambda sc, c: Lame(name="lame", knn=sc.method.lame_knn),
-            "frozen model + kNN Laplacian output correction over each batch, uploads nothing")
+            "frozen model + kNN Laplacian output correction over each batch, uploads nothing", deployments=ON_EDGE)

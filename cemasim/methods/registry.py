@@ -11,6 +11,22 @@ from cemasim.registry import Registry
 
 METHODS: Registry[Any] = Registry("method")
 
+# Where a method may run (METHODS.add(..., deployments=...)); the first is its default, what a
+# scenario's `method.deployment: null` means. The TTA family defaults to the cloud, as it always has.
+ON_EDGE = ("edge",)  # forward-only: predicts on the device, uploads nothing
+OFFLOAD_OR_EDGE = ("cloud", "edge")  # back-propagates: offloaded, or on a device that can train
+IN_CLOUD = ("cloud",)  # the cloud's model does the learning (CEMA, upload-all, cloud inference)
+
+
+def deployments(name: str) -> tuple[str, ...]:
+    """The deployments `name` supports, its default first ({} for unknown names: reported elsewhere)."""
+    return tuple(METHODS.meta(name).get("deployments", ()))
+
+
+def default_deployment(name: str) -> str | None:
+    allowed = deployments(name)
+    return allowed[0] if allowed else None
+
 
 def ln_c(num_classes: int) -> float:
     """ln C: thresholds are given as fractions of it."""

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from cemasim.methods.losses import entropy
 from cemasim.methods.method import Method
 from cemasim.methods.optim import Learner
-from cemasim.methods.registry import METHODS
+from cemasim.methods.registry import METHODS, ON_EDGE
 from cemasim.methods.tta import classifier_features, last_linear
 from cemasim.models import norm
 
@@ -96,4 +96,4 @@ def _build(sc: Any, num_classes: int) -> T3A:
 
 
 METHODS.add("t3a", _build, "forward-only prototype classifier from per-class support sets of test features "
-            "(method.t3a_filter_k), uploads nothing; runs on devices that cannot train")
+            "(method.t3a_filter_k), uploads nothing; runs on devices that cannot train", deployments=ON_EDGE)

@@ -61,6 +61,7 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
             problems.append(f"{path}: {registry.unknown(name)}")
 
     need(METHODS, sc["method"]["name"], "method.name")
+    problems += _deployment_problems(sc["method"])
     need(DATASETS, sc["data"]["dataset"], "data.dataset")
     name = sc["data"]["dataset"]
     dataset = DATASETS.get(name) if isinstance(name, str) and name in DATASETS else None
@@ -94,6 +95,23 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
         problems.append(f"selection.policy: {sel['policy']} gates the uploads of {', '.join(gated)}; "
                         f"method.name is {sc['method']['name']}")
     return problems
+
+
+def _deployment_problems(method: dict[str, Any]) -> list[str]:
+    """Fill a null method.deployment with the method's own default; refuse one it does not support."""
+    from cemasim.methods.registry import default_deployment, deployments
+
+    allowed = deployments(method["name"]) if isinstance(method["name"], str) else ()
+    if not allowed:
+        return []  # unknown method: reported by method.name
+    if method["deployment"] is None:
+        method["deployment"] = default_deployment(method["name"])
+    elif method["deployment"] not in allowed:
+        where = {"edge": "runs on the device only (forward passes; it uploads nothing)",
+                 "cloud": "learns in the cloud only (the device runs forward passes)"}[allowed[0]]
+        return [f"method.deployment: {method['name']} {where}, so '{method['deployment']}' is not one of its "
+                f"deployments; allowed: {', '.join(allowed)} (or null for its default, {allowed[0]})"]
+    return []
 
 
 def _integer(value: Any) -> bool:

@@ -257,11 +257,12 @@ SCHEMA = Section(
             "bn_prior": F((float,), 0.0, "bn_adapt only: weight of the source statistics mixed with the "
                           "test-batch statistics (unbiased variance; the authors' BNAdaptation momentum is "
                           "1 - bn_prior)", "", (between(0, 1),)),
-            "deployment": F((str,), "cloud", "tent/pl/eta/eata/sar/cotta/deyo/roid/rotta: edge = adapt on the "
-                            "device (its profile must allow training); cloud = upload samples, the cloud adapts the "
-                            "device's copy. Forward-only methods (source, bn_adapt, onda, lame, t3a) always run on the "
-                            "edge",
-                            "", (one_of("edge", "cloud"),)),
+            "deployment": F((str,), None, "where the method runs; null = its own default. tent/pl/eta/eata/sar/"
+                            "cotta/deyo/roid/rotta: cloud (default) = upload samples, the cloud adapts the device's "
+                            "copy; edge = adapt on the device (its profile must allow training). Forward-only methods "
+                            "(source, bn_adapt, onda, lame, t3a) run on the edge only; cema, upload_all, random_upload "
+                            "and cloud_inference in the cloud only (`cemasim list methods`)",
+                            "", (one_of("edge", "cloud"),), nullable=True),
             "lr": F((float,), None, "learning rate of tent/pl/eta/eata/sar/cotta/deyo/roid/rotta; null = the "
                     "preset's value for the method (method.preset); " + LR_BOUNDS, "", LEARNING_RATE, nullable=True),
             "preset": F((str,), "auto", "learning-rate preset of every method and of CEMA's cloud where the "
