@@ -179,6 +179,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from cemasim.results.figures import paired_figures
 
     spec = _sweep_from_args(args)
+    if args.baseline:
+        _check_baseline(spec, args.baseline)  # a typo stops here, not after the whole sweep ran
     out = Path(args.out)
     from cemasim.results.writer import check_writable
 
@@ -264,6 +266,18 @@ def _baseline(text: str) -> tuple[str, Any]:
         return parse_baseline(text)
     except ValueError as exc:
         raise ConfigError(str(exc), source="sweep") from None
+
+
+def _check_baseline(spec, text: str) -> None:
+    """--baseline KEY=VALUE names a swept key and one of its values (1 and 1.0 are the same value)."""
+    key, value = _baseline(text)
+    if key not in spec.grid:
+        raise ConfigError(f"--baseline {text}: {key} is not a swept key (swept: {', '.join(spec.grid) or 'none'})",
+                          source="sweep")
+    values = spec.grid[key]
+    if not any(v == value and isinstance(v, bool) == isinstance(value, bool) for v in values):  # True is not 1
+        raise ConfigError(f"--baseline {text}: {value!r} is not one of {key}'s values "
+                          f"({', '.join(map(repr, values))})", source="sweep")
 
 
 def _print_paired(table, keys: list[str], text: str) -> None:

@@ -260,3 +260,25 @@ def test_seeds_on_the_command_line_are_a_count_or_a_list_and_each_run_gets_its_l
     spec = _sweep_from_args(args)
     assert [p.seed for p in spec.points] == seeds
     assert [spec.scenarios[p.point_id]["seed"] for p in spec.points] == seeds  # the run's seed is its label's
+
+
+@pytest.mark.parametrize(("baseline", "problem"), [
+    ("method.name=bn_adpt", "'bn_adpt' is not one of method.name's values ('source', 'cema')"),
+    ("uplink.latency_ms=1", "uplink.latency_ms is not a swept key (swept: method.name)"),
+    ("method.name", "expected KEY=VALUE")])
+def test_a_wrong_baseline_stops_the_sweep_before_any_run(tmp_path, capsys, baseline, problem):
+    (tmp_path / "s.yaml").write_text("{}\n")
+    code = main(["sweep", str(tmp_path / "s.yaml"), "--grid", "method.name=source,cema", "--seeds", "2",
+                 "--out", str(tmp_path / "out"), "--baseline", baseline, "--quiet"])
+    assert code == 2 and problem in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
+
+
+def test_a_baseline_value_matches_as_the_grid_reads_it():
+    from cemasim.cli import _check_baseline
+
+    spec = tiny_sweep({"uplink.bandwidth_mbps": [1, 5.0], "selection.dynamic_e_max": [True, False]})
+    _check_baseline(spec, "uplink.bandwidth_mbps=1.0")  # 1 and 1.0 are one value
+    _check_baseline(spec, "selection.dynamic_e_max=false")
+    with pytest.raises(ConfigError, match="is not one of"):
+        _check_baseline(spec, "selection.dynamic_e_max=0")  # a number is not a switch
