@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from cemasim import __version__
 from cemasim.errors import CemasimError, ConfigError
+from cemasim.results.warnings import run_warnings, sweep_warnings
 
 SUMMARY_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("accuracy", "acc %", lambda v: f"{100 * v:.2f}"),
@@ -25,7 +26,10 @@ SUMMARY_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("param_age_mean_s", "param age s", lambda v: f"{v:.1f}"),
     ("refreshes", "refreshes", str),
     ("cloud_utilization", "cloud util %", lambda v: f"{100 * v:.1f}"),
+    ("cloud_load", "cloud load %", lambda v: f"{100 * v:.1f}"),  # above 100: work arrives faster than it is done
     ("gpu_wait_mean_s", "GPU wait s", lambda v: f"{v:.2f}"),
+    ("uploads_never_used", "never trained", str),
+    ("in_flight_samples", "queued at end", str),
     ("energy_j", "device J", lambda v: f"{v:.1f}"),
     ("wall_time_s", "wall s", lambda v: f"{v:.1f}"),
 ]
@@ -69,7 +73,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{sc.source}: results in {out.folder}", file=sys.stderr)
     if rows:
         print(format_table(rows))
+        _print_warnings([f"{name}: {text}" for name, summary in rows for text in run_warnings(summary)])
     return 1 if failed else 0
+
+
+def _print_warnings(lines: list[str]) -> None:
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -192,12 +202,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     folder = out / spec.name
     keys = list(spec.grid)
     metrics = ["accuracy", "upload_ratio", "uplink_bytes", "upload_delay_p95_s", "dropped_samples",
-               "param_age_mean_s", "cloud_utilization"]
+               "param_age_mean_s", "cloud_utilization", "cloud_load", "gpu_wait_p95_s", "uploads_never_used",
+               "in_flight_samples"]
     ok = table[table["status"] == "ok"] if len(table) else table
     if len(ok):
         summary = sw.summarize_sweep(ok, keys, [m for m in metrics if m in ok])
         cols = [c for c in summary if not c.endswith(("_lo", "_hi"))]
         print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        _print_warnings(sweep_warnings(ok.to_dict("records")))
         if args.baseline:
             _print_paired(ok, keys, args.baseline)
         if not args.no_plots:

@@ -123,6 +123,7 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
         "refresh_delay_mean_s": _mean(applied["applied_s"] - applied["created_s"]) if len(applied) else math.nan,
         "refresh_delay_p95_s": _p95(applied["applied_s"] - applied["created_s"]) if len(applied) else math.nan,
         "param_age_mean_s": _mean(samples["param_age_s"]) if n else math.nan,
+        "test_batches_per_device": float(samples.groupby("device")["batch_seq"].nunique().mean()) if n else 0.0,
         "prediction_latency_mean_s": _mean(samples["latency_s"]) if n else math.nan,
         **cloud_keys(tables.get("cloud_jobs"), uploads, cloud_busy_s, gpus,
                      sim_time_s if arrival_period_s is None else arrival_period_s),
