@@ -17,6 +17,10 @@ __version__ = "0.1.0"
 __all__ = ["RunResult", "Scenario", "load_scenario", "paired", "simulate", "sweep"]
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__} - {"Any"})  # the lazily imported API shows in dir() and completion
+
+
 def __getattr__(name: str) -> Any:
     if name in __all__:
         from cemasim import api

@@ -27,9 +27,10 @@ import sys
 import time
 import traceback
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, Iterator
 
 import pandas as pd
 import yaml
@@ -406,6 +407,26 @@ def _new_pool(workers: int) -> Any:
                                initargs=(os.getpid(),))
 
 
+@contextmanager
+def _workers_skip_main() -> Iterator[None]:
+    """Spawned workers first import the parent's __main__ file; a script that calls cemasim.sweep()
+    without an `if __name__ == "__main__":` guard would start its sweep again in every worker, which
+    breaks the pool. The workers need nothing of __main__ (they run run_point on plain scenario data),
+    so while a worker is started __main__ looks as it does in an interactive session: no file to import."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__.pop("__file__", None)
+            main.__dict__["__spec__"] = None
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
+            if "__spec__" not in saved:
+                main.__dict__.pop("__spec__", None)
+
+
 def _until_broken(pool: Any, workers: int, todo: deque[Job], retry: deque[Job],
                   retried: set[str]) -> Generator[Done, None, None]:
     """Run jobs from `retry` (alone) and `todo` (at most `workers` at once: each submitted run is on a
@@ -417,7 +438,8 @@ def _until_broken(pool: Any, workers: int, todo: deque[Job], retry: deque[Job],
     seen: dict[int, Any] = {}  # the pool's worker processes: a broken pool forgets its dead ones
 
     def submit(job: Job) -> None:
-        pending[pool.submit(run_point, *job[1:])] = job
+        with _workers_skip_main():  # the pool spawns its workers inside submit
+            pending[pool.submit(run_point, *job[1:])] = job
         seen.update(getattr(pool, "_processes", {}))
 
     while todo or retry or pending:

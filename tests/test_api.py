@@ -132,3 +132,25 @@ def test_paired_finds_a_swept_top_level_key():
     out = cemasim.paired(table, "method.name=base", ["accuracy"])
     assert out["duration_s"].tolist() == [10, 20] and out["pairs"].tolist() == [2, 2]
     assert out["accuracy_diff"].tolist() == pytest.approx([0.055, 0.075])
+
+
+def test_a_script_without_a_main_guard_runs_a_parallel_sweep(tmp_path):
+    """Spawned workers do not re-run the user's script (its sweep would start again in every worker)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "study.py"  # no `if __name__ == "__main__":`
+    script.write_text(
+        "import cemasim\n"
+        "table = cemasim.sweep('scenarios/quickstart.yaml', {'method.name': ['source', 'bn_adapt']}, workers=2,\n"
+        "                      set={'duration_s': 20, 'drain_s': 20, 'fleet.devices': 1, 'output.plots': False,\n"
+        "                           'compute_device': 'cpu'})\n"
+        "print('STATUS', sorted(table['status']))\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("STATUS") == 1 and "STATUS ['ok', 'ok']" in done.stdout
+
+
+def test_dir_shows_the_api():
+    assert {"load_scenario", "simulate", "sweep", "paired", "Scenario", "RunResult"} <= set(dir(cemasim))
