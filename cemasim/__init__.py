@@ -6,7 +6,7 @@ SimPy decides *when* things happen; real PyTorch models decide *what* happens.
     sc = cemasim.load_scenario("scenarios/quickstart.yaml", {"fleet.devices": 4})
     result = cemasim.simulate(sc)
 
-The API (load_scenario, simulate, sweep, paired, Scenario, RunResult) is imported on first use, so
+The API (load_scenario, simulate, sweep, paired, plot, Scenario, RunResult) is imported on first use, so
 `import cemasim` stays light; see docs/python.md.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["RunResult", "Scenario", "load_scenario", "paired", "simulate", "sweep"]
+__all__ = ["RunResult", "Scenario", "load_scenario", "paired", "plot", "simulate", "sweep"]
 
 
 def __dir__() -> list[str]:

@@ -61,12 +61,20 @@ def load_scenario(path: str | Path | None = None, overrides: dict[str, Any] | li
     return sc.with_overrides(overrides) if overrides else sc
 
 
-def simulate(sc: Scenario, progress: bool = False) -> RunResult:
-    """Run `sc` in memory; nothing is written."""
+def _interactive() -> bool:
+    """A person is watching: stderr is a terminal, or Python runs a notebook or an interactive prompt."""
+    import sys
+
+    return sys.stderr.isatty() or hasattr(sys, "ps1") or "ipykernel" in sys.modules
+
+
+def simulate(sc: Scenario, progress: bool | None = None) -> RunResult:
+    """Run `sc` in memory; nothing is written. `progress`: None shows a bar in interactive use."""
     from cemasim import runner
     from cemasim.results.summary import accuracy_by_domain, timeline
 
     _check("simulate", [(isinstance(sc, Scenario), "sc", "a Scenario (cemasim.load_scenario(...))", sc)])
+    progress = _interactive() if progress is None else progress
     tables, summary, result = runner.simulate(sc, progress)  # RunError when nothing was predicted
     return RunResult(summary, tables, timeline(tables, sc.output.timeline_bin_s),
                      accuracy_by_domain(tables["samples"]), result.protocol)
@@ -75,13 +83,15 @@ def simulate(sc: Scenario, progress: bool = False) -> RunResult:
 def sweep(base: Scenario | str | Path | None, grid: dict[str, list[Any]] | None = None, seeds: int | list[int] = 1, *,
           set: dict[str, Any] | None = None, variants: dict[str, dict[str, Any]] | None = None, name: str = "sweep",
           out: str | Path | None = None, workers: int = 1, backend: str = "local", threads: int | None = None,
-          progress: bool = False) -> pd.DataFrame:
+          progress: bool | None = None) -> pd.DataFrame:
     """Run base x grid x seeds (x variants, named override sets) and return the results table (one row per
     run: grid values, seed, status, every summary metric). With `out`, run folders and results.parquet
     go to out/name and a re-run resumes; without it nothing stays on disk. Seeds pair the data:
-    compare methods with `paired`. numpy numbers and arrays are taken as the Python values they hold."""
+    compare methods with `paired`. numpy numbers and arrays are taken as the Python values they hold.
+    `progress`: None shows bars in interactive use (a terminal, a notebook), nothing in a batch job."""
     from cemasim import sweeps as sw
 
+    progress = _interactive() if progress is None else progress
     grid, seeds, fixed, variants, workers, threads = map(_plain, (grid, seeds, set, variants, workers, threads))
     _check("sweep", [
         (base is None or isinstance(base, (Scenario, str, Path)), "base", "a Scenario, a file path or None", base),
@@ -120,6 +130,67 @@ def paired(table: pd.DataFrame, baseline: str, metrics: list[str] | None = None)
         return paired_differences(ok, _grid_columns(table), metrics, parse_baseline(baseline))
     except ValueError as exc:
         raise ConfigError(str(exc), source="cemasim.paired()") from None
+
+
+def plot(source: pd.DataFrame | str | Path | list[str | Path], out: str | Path | None = None, *,
+         baseline: str | None = None, formats: tuple[str, ...] | list[str] = ("png",)) -> list[Path]:
+    """Draw what `cemasim plot` draws and return the files written: a sweep's figures from its results
+    table (a DataFrame of cemasim.sweep, with `out`) or its folder, or run folders compared (a list).
+    `baseline` ('KEY=VALUE') adds the paired-difference figures of a sweep. Everything is read and
+    checked before the first figure is drawn."""
+    from cemasim.results.figures import check_formats, paired_figures, read_run, run_figures, sweep_figures
+    from cemasim.results.stats import parse_baseline
+
+    sources = source if isinstance(source, list) else [source]
+    _check("plot", [
+        (all(isinstance(s, (pd.DataFrame, str, Path)) for s in sources) and len(sources) > 0, "source",
+         "a results table (DataFrame), a sweep or run folder, or a list of run folders", source),
+        (out is None or isinstance(out, (str, Path)), "out", "a folder path or None", out),
+        (baseline is None or isinstance(baseline, str), "baseline", "'KEY=VALUE' or None", baseline),
+        (isinstance(formats, (tuple, list)) and _strings(list(formats)), "formats", "e.g. ('png', 'pdf')", formats)])
+    kinds = check_formats(",".join(formats))
+    try:
+        base = parse_baseline(baseline) if baseline else None
+    except ValueError as exc:
+        raise ConfigError(str(exc), source="cemasim.plot()") from None
+    if isinstance(source, pd.DataFrame):
+        if out is None:
+            raise ConfigError("out: a folder for the figures is needed with a results table", source="cemasim.plot()")
+        tables = [(source, _grid_columns(source), Path(out))]
+        runs = []
+    else:
+        tables, runs = _read_plot_sources([Path(s) for s in sources], out)
+    written: list[Path] = []
+    for table, keys, folder in tables:
+        written += sweep_figures(table, keys, folder, kinds)
+        if base is not None:
+            try:
+                written += paired_figures(table, keys, base, folder, kinds)
+            except ValueError as exc:
+                raise ConfigError(str(exc), source="cemasim.plot()") from None
+    if runs:
+        written += run_figures([read_run(r) for r in runs], Path(out) if out else Path("figures"), kinds)
+    return written
+
+
+def _read_plot_sources(paths: list[Path], out: str | Path | None) -> tuple[list, list[Path]]:
+    """(sweep tables with their grid keys and figure folders, run folders) of `plot`'s paths."""
+    from cemasim import sweeps as sw
+    from cemasim.results.writer import is_complete
+
+    tables, runs = [], []
+    for item in paths:
+        table = item if item.suffix == ".parquet" else item / "results.parquet"
+        if table.is_file():
+            keys = sw.sweep_grid_keys(table.parent)
+            df, _ = sw.table_for_reading(table, keys)
+            tables.append((df, keys, Path(out) if out else table.parent / "figures"))
+        elif is_complete(item):
+            runs.append(item)
+        else:
+            raise ConfigError(f"{item}: neither a complete run folder (summary.json) nor a sweep (results.parquet)",
+                              source="cemasim.plot()")
+    return tables, runs
 
 
 def _grid_columns(table: pd.DataFrame) -> list[str]:

@@ -154,3 +154,22 @@ def test_a_script_without_a_main_guard_runs_a_parallel_sweep(tmp_path):
 
 def test_dir_shows_the_api():
     assert {"load_scenario", "simulate", "sweep", "paired", "Scenario", "RunResult"} <= set(dir(cemasim))
+
+
+def test_plot_draws_a_sweeps_and_runs_figures_from_python(tmp_path):
+    table = cemasim.sweep(REPO / "scenarios" / "quickstart.yaml", {"method.name": ["source", "bn_adapt"]}, seeds=2,
+                          set={"duration_s": 20, "drain_s": 20, "fleet.devices": 1, "output.plots": False,
+                               "compute_device": "cpu"}, out=tmp_path / "sweeps", name="p")
+    from_table = cemasim.plot(table, tmp_path / "a", baseline="method.name=source")
+    assert from_table and all(p.is_file() and p.suffix == ".png" for p in from_table)
+    assert any(p.name.startswith("paired_vs_source") for p in from_table)
+    from_folder = cemasim.plot(tmp_path / "sweeps" / "p", tmp_path / "b")
+    assert sorted(p.name for p in from_folder) == sorted(p.name for p in from_table if "paired" not in p.name)
+    runs = [Path(f) for f in table["run_folder"][:2]]
+    assert (tmp_path / "c" / "runs_comm_accuracy.png") in cemasim.plot(runs, tmp_path / "c")
+    with pytest.raises(ConfigError, match="out: a folder"):
+        cemasim.plot(table)
+    with pytest.raises(ConfigError, match="neither a complete run folder"):
+        cemasim.plot(tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="formats"):
+        cemasim.plot(table, tmp_path / "d", formats="png")
