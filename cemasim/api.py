@@ -157,7 +157,7 @@ def plot(source: pd.DataFrame | str | Path | list[str | Path], out: str | Path |
         if out is None:
             raise ConfigError("out: a folder for the figures is needed with a results table", source="cemasim.plot()")
         tables = [(source, _grid_columns(source), Path(out))]
-        runs = []
+        runs: list[Path] = []
     else:
         tables, runs = _read_plot_sources([Path(s) for s in sources], out)
     written: list[Path] = []

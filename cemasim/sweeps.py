@@ -414,7 +414,8 @@ def _workers_skip_main() -> Iterator[None]:
     breaks the pool. The workers need nothing of __main__ (they run run_point on plain scenario data),
     so while a worker is started __main__ looks as it does in an interactive session: no file to import."""
     main = sys.modules.get("__main__")
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main is not None and k in main.__dict__}
+    saved: dict[str, Any] = {k: main.__dict__[k] for k in ("__file__", "__spec__")
+                             if main is not None and k in main.__dict__}
     try:
         if main is not None:
             main.__dict__.pop("__file__", None)

@@ -282,3 +282,18 @@ def test_a_baseline_value_matches_as_the_grid_reads_it():
     _check_baseline(spec, "selection.dynamic_e_max=false")
     with pytest.raises(ConfigError, match="is not one of"):
         _check_baseline(spec, "selection.dynamic_e_max=0")  # a number is not a switch
+
+
+def test_run_comparison_labels_name_the_keys_that_differ_not_the_folders():
+    from cemasim.results.figures import RunData, run_labels
+
+    def run(folder, **keys):
+        return RunData(folder, {}, 1.0, 80.0, {"name": folder, "output.dir": folder, "seed": 0, **keys})
+
+    runs = [run("cema_3f2a", **{"method.name": "cema", "uplink.bandwidth_mbps": 0.01}),
+            run("upload_all_9c1b", **{"method.name": "upload_all", "uplink.bandwidth_mbps": 5})]
+    assert run_labels(runs) == ["cema, bandwidth_mbps=0.01", "upload_all, bandwidth_mbps=5"]
+    same = [run("a", **{"method.name": "cema"}), run("b", **{"method.name": "cema"})]
+    assert run_labels(same) == ["a", "b"]  # nothing differs but the folder: its name is the label
+    long = [run("a", **{"shift.segments": [{"corruption": "fog"}] * 5}), run("b", **{"shift.segments": []})]
+    assert all(len(label) <= 40 for label in run_labels(long))

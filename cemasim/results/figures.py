@@ -8,7 +8,7 @@ import inspect
 import json
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -364,6 +364,7 @@ class RunData:
     tables: dict[str, pd.DataFrame]
     uplink_mb: float
     accuracy_pct: float
+    scenario: dict[str, Any] = field(default_factory=dict)  # flattened: 'uplink.bandwidth_mbps' -> 5
 
 
 def read_run(folder: Path) -> RunData:
@@ -375,7 +376,34 @@ def read_run(folder: Path) -> RunData:
     if (folder / "reports.parquet").is_file():
         tables["reports"] = _table(folder / "reports.parquet", columns)
     summary = _summary(folder / "summary.json")
-    return RunData(_run_label(folder), tables, summary["uplink_bytes"] / 1e6, 100 * summary["accuracy"])
+    name, scenario = _run_label(folder)
+    return RunData(name, tables, summary["uplink_bytes"] / 1e6, 100 * summary["accuracy"], scenario)
+
+
+IGNORED_IN_LABELS = ("name", "output.")  # they differ between runs without changing what was simulated
+
+
+def run_labels(runs: list[RunData]) -> list[str]:
+    """Each run named by the scenario keys whose values differ between the runs ('cema, bandwidth_mbps=0.01'),
+    the method first; the folder names when the scenarios differ in nothing else (or only one run)."""
+    keys = sorted({k for r in runs for k in r.scenario}, key=lambda k: (k != "method.name", k))
+    varied = [k for k in keys if not k.startswith(IGNORED_IN_LABELS)
+              and len({json.dumps(r.scenario.get(k), sort_keys=True, default=str) for r in runs}) > 1]
+    if len(runs) < 2 or not varied:
+        return [r.name for r in runs]
+
+    def show(key: str, value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        text = text if len(text) <= 24 else text[:21] + "..."
+        return text if key == "method.name" else f"{key.split('.')[-1]}={text}"
+
+    return [", ".join(show(k, r.scenario.get(k)) for k in varied) for r in runs]
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
 
 
 def _damaged(path: Path, why: str) -> DataError:
@@ -410,31 +438,32 @@ def run_figures(runs: list[RunData], out: Path, formats: tuple[str, ...] = ("png
     """Communication-accuracy curves over time (one per run) and a final-accuracy/bytes scatter."""
     plt = _pyplot()
     out.mkdir(parents=True, exist_ok=True)
+    names = run_labels(runs)
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    for run in runs:
+    for i, (run, name) in enumerate(zip(runs, names)):
         mb, acc = cumulative_accuracy_vs_uplink(run.tables)
-        line, = ax.plot(mb, acc, lw=1.4, label=run.name)
+        line, = ax.plot(mb, acc, lw=1.4, label=name, color=_style(i)["color"])
         ax.scatter(mb[-1:], acc[-1:], s=16, color=line.get_color(), zorder=3)
-    ax.set(xlabel="uplink sent so far (MB, uploads and reports)", ylabel="accuracy so far (%)",
+    ax.set(xlabel="uplink sent so far, the whole fleet (MB, uploads and reports)", ylabel="accuracy so far (%)",
            title="communication vs accuracy over each run")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, len(runs))
     paths = _save(fig, out, "runs_comm_accuracy", formats)
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
-    for run in runs:
-        ax.scatter([run.uplink_mb], [run.accuracy_pct], s=30, label=run.name)
-        ax.annotate(run.name, (run.uplink_mb, run.accuracy_pct), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.set(xlabel="uplink (MB)", ylabel="accuracy (%)", title="final accuracy vs uplink")
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for i, (run, name) in enumerate(zip(runs, names)):  # a legend, not labels on the points: they collide
+        ax.scatter([run.uplink_mb], [run.accuracy_pct], s=30, label=name, **_style(i))
+    ax.set(xlabel="uplink, the whole fleet (MB)", ylabel="accuracy (%)", title="final accuracy vs uplink")
     ax.grid(alpha=0.3)
+    _legend(ax, len(runs))
     return paths + _save(fig, out, "runs_accuracy_uplink", formats)
 
 
-def _run_label(folder: Path) -> str:
+def _run_label(folder: Path) -> tuple[str, dict[str, Any]]:
     from cemasim.yamlfile import read_yaml
 
     sc = read_yaml(folder / "scenario.yaml", "run's scenario")
-    method = sc.get("method")
+    method = sc.get("method") if isinstance(sc, dict) else None
     name = method.get("name") if isinstance(method, dict) else None
     if not isinstance(name, str):
         raise _damaged(folder / "scenario.yaml", "no method.name")
-    return f"{name} ({folder.name})" if name not in folder.name else folder.name
+    return (f"{name} ({folder.name})" if name not in folder.name else folder.name), _flatten(sc)
