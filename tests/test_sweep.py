@@ -297,3 +297,20 @@ def test_run_comparison_labels_name_the_keys_that_differ_not_the_folders():
     assert run_labels(same) == ["a", "b"]  # nothing differs but the folder: its name is the label
     long = [run("a", **{"shift.segments": [{"corruption": "fog"}] * 5}), run("b", **{"shift.segments": []})]
     assert all(len(label) <= 40 for label in run_labels(long))
+
+
+def test_a_pareto_step_is_drawn_only_when_the_paired_seeds_resolve_it():
+    from cemasim.results.figures import pareto_front, resolved_front
+
+    rows = []
+    for seed, noise in enumerate([0.0, 0.02, -0.02]):
+        rows += [{"m": "a", "seed": seed, "status": "ok", "uplink_bytes": 1e6, "accuracy": 0.70 + noise},
+                 {"m": "b", "seed": seed, "status": "ok", "uplink_bytes": 2e6, "accuracy": 0.75 + noise},  # +5 always
+                 {"m": "c", "seed": seed, "status": "ok", "uplink_bytes": 3e6,
+                  "accuracy": 0.76 + noise + (0.03, -0.03, 0.01)[seed]}]  # +0.3 on average, noisy
+    table = pd.DataFrame(rows)
+    summary = sw.summarize_sweep(table, ["m"], ["uplink_bytes", "accuracy"])
+    front = pareto_front(summary["uplink_bytes"].to_numpy(float), summary["accuracy"].to_numpy(float))
+    assert list(summary["m"].iloc[front]) == ["a", "b", "c"]
+    assert resolved_front(table, summary, front, ["m"]) == [True, False]
+    assert resolved_front(None, summary, front, ["m"]) == [False, False]  # no seeds, nothing resolved

@@ -166,7 +166,7 @@ def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path, formats:
             progress(i, total)
     if comm:
         paths += comm_accuracy(summary, grid_keys, out, formats)
-        paths += pareto(summary, grid_keys, out, formats)
+        paths += pareto(summary, grid_keys, out, formats, ok)
         if progress is not None:
             progress(total, total)
     summary.to_csv(out / "summary_by_point.csv", index=False)
@@ -230,8 +230,48 @@ def _metric_vs_key(summary, key, metric, hue, out, formats) -> list[Path]:
     return _save(fig, out, f"{metric}_vs_{key.replace('.', '_')}", formats)
 
 
+def byte_unit(values: np.ndarray) -> tuple[float, str]:
+    """(scale, unit) that shows bytes as kB, MB or GB by the largest value (files keep exact bytes)."""
+    top = np.nanmax(values) if len(values) and np.isfinite(values).any() else 0.0
+    for scale, unit in ((1e-9, "GB"), (1e-6, "MB"), (1e-3, "kB")):
+        if top * scale >= 1:
+            return scale, unit
+    return 1.0, "bytes"
+
+
+def _value_text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) else str(value)
+
+
+def _seeds_caption(summary: pd.DataFrame) -> str:
+    seeds = summary["seeds"] if "seeds" in summary else pd.Series([1])
+    n = f"{int(seeds.min())}" if seeds.min() == seeds.max() else f"{int(seeds.min())}-{int(seeds.max())}"
+    return ("1 seed: no error bars" if seeds.max() < 2
+            else f"mean of {n} seeds; bars: ± 1 standard error over seeds")
+
+
+def _standard_error(g: pd.DataFrame, metric: str, scale: float) -> np.ndarray:
+    """± 1 standard error of the mean over seeds (the 95 % half-width over t), light enough to show the line."""
+    from cemasim.results.stats import t975
+
+    dof = (g["seeds"].to_numpy(int) - 1) if "seeds" in g else np.zeros(len(g), int)
+    half = np.nan_to_num(g[f"{metric}_ci95"].to_numpy(float))
+    return np.array([h / t975(d) if d >= 1 else 0.0 for h, d in zip(half, dof)]) * scale
+
+
+def _label_points(ax, x: np.ndarray, y: np.ndarray, values: pd.Series, color: Any) -> None:
+    """Each point's swept value; points that coincide (a link that never binds) share one label."""
+    groups: dict[tuple[float, float], list[str]] = {}
+    for xi, yi, v in zip(x, y, values):
+        groups.setdefault((round(float(xi), 9), round(float(yi), 9)), []).append(_value_text(v))
+    for (xi, yi), texts in groups.items():
+        ax.annotate(", ".join(texts), (xi, yi), fontsize=6.5, xytext=(3, 3), textcoords="offset points", color=color)
+
+
 def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats) -> list[Path]:
-    """Accuracy against uplink bytes and against uploaded samples, one curve per method."""
+    """Accuracy against the fleet's uplink bytes and uploaded samples: one line per method through its
+    points in the order of the swept key, each point labelled with that key's value, the 95 % CI drawn
+    lightly (none with one seed, and the caption says so)."""
     plt = _pyplot()
     # one curve per method, or else per value of the other swept keys, each along the first key
     hue = [k for k in grid_keys if k == "method.name"] or grid_keys[1:]
@@ -239,18 +279,26 @@ def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, format
     for xcol in ("uplink_bytes", "uploaded_samples"):
         if xcol not in summary:
             continue
-        fig, ax = plt.subplots(figsize=(5.2, 3.6))
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
         order = [k for k in grid_keys if k not in hue and _numeric(summary[k])][:1] or [xcol]
+        scale, unit = byte_unit(summary[xcol].to_numpy(float)) if xcol == "uplink_bytes" else (1.0, "")
         n = 0
         for n, (name, group) in enumerate(_curves(summary, hue), start=1):
             g = group.sort_values(order)  # follow the swept key, so the curve reads as a what-if path
-            x = g[xcol].to_numpy(float) * SCALE.get(xcol, 1)
+            x = g[xcol].to_numpy(float) * scale
             y = g["accuracy"].to_numpy(float) * 100
-            ax.errorbar(x, y, yerr=_bounded_err(g, "accuracy", 100), xerr=_bounded_err(g, xcol, SCALE.get(xcol, 1)),
-                        ms=4, capsize=2, label=name or None, **{**_style(n - 1), "lw": 1.2, **_emphasis(name)})
+            style = {**_style(n - 1), "lw": 1.4, **_emphasis(name)}
+            ax.plot(x, y, ms=5, label=name or None, **style)
+            if (g["seeds"] > 1).any():
+                ax.errorbar(x, y, yerr=_standard_error(g, "accuracy", 100), fmt="none", lw=0.8, alpha=0.4,
+                            color=style["color"], zorder=1)
+            if order[0] != xcol:  # each point says where on the swept key it stands
+                _label_points(ax, x, y, g[order[0]], style["color"])
         _style_x(ax, summary[xcol].to_numpy(float))
-        along = f" (along {label(order[0])})" if order[0] != xcol else ""
-        ax.set(xlabel=label(xcol), ylabel=label("accuracy"), title=f"communication vs accuracy{along}")
+        along = f", points labelled by {label(order[0])}" if order[0] != xcol else ""
+        xlabel = f"uplink, the whole fleet ({unit})" if xcol == "uplink_bytes" else "uploaded samples, the whole fleet"
+        ax.set(xlabel=xlabel, ylabel=label("accuracy"))
+        ax.set_title(f"communication vs accuracy{along}\n({_seeds_caption(summary)})", fontsize=9)
         ax.grid(alpha=0.3)
         _legend(ax, n if hue else 0)
         paths += _save(fig, out, f"comm_accuracy_{xcol}", formats)
@@ -335,23 +383,58 @@ def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array(front, dtype=int)
 
 
-def pareto(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats) -> list[Path]:
+def resolved_front(table: pd.DataFrame | None, summary: pd.DataFrame, front: np.ndarray,
+                   grid_keys: list[str]) -> list[bool]:
+    """For each step between consecutive front points (by bytes): does the accuracy gain of the costlier
+    point hold on paired seeds (its 95 % interval above 0)? Without a per-run table or with one seed, no."""
+    from cemasim.results.stats import ci95
+
+    if table is None or "seed" not in table or not grid_keys:
+        return [False] * max(len(front) - 1, 0)
+    ok = table[table["status"] == "ok"] if "status" in table else table
+    per_point = {tuple(summary.iloc[i][grid_keys]): ok[(ok[grid_keys] == summary.iloc[i][grid_keys]).all(axis=1)]
+                 .set_index("seed")["accuracy"] for i in front}
+    steps = []
+    for a, b in zip(front[:-1], front[1:]):
+        diff = (per_point[tuple(summary.iloc[b][grid_keys])] - per_point[tuple(summary.iloc[a][grid_keys])]).dropna()
+        half = ci95(diff)
+        steps.append(bool(len(diff) > 1 and np.isfinite(half) and diff.mean() - half > 0))
+    return steps
+
+
+def pareto(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats,
+           table: pd.DataFrame | None = None) -> list[Path]:
+    """Every point with its 95 % CI; the Pareto front (fewer bytes, higher accuracy) drawn only along
+    the steps whose accuracy gain the paired seeds resolve: a front through noise is not a front."""
     plt = _pyplot()
-    x = summary["uplink_bytes"].to_numpy(float) * 1e-6
+    scale, unit = byte_unit(summary["uplink_bytes"].to_numpy(float))
+    x = summary["uplink_bytes"].to_numpy(float) * scale
     y = summary["accuracy"].to_numpy(float) * 100
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     hue = [k for k in grid_keys if k == "method.name"]
     n = 0
     for n, (name, group) in enumerate(_curves(summary, hue), start=1):
-        ax.scatter(group["uplink_bytes"] * 1e-6, group["accuracy"] * 100, s=22, label=name or None,
-                   **_style(n - 1), zorder=_emphasis(name).get("zorder", 2))
+        style = _style(n - 1)
+        gx, gy = group["uplink_bytes"].to_numpy(float) * scale, group["accuracy"].to_numpy(float) * 100
+        ax.scatter(gx, gy, s=22, label=name or None, **style, zorder=_emphasis(name).get("zorder", 2))
+        if (group["seeds"] > 1).any():
+            ax.errorbar(gx, gy, yerr=_standard_error(group, "accuracy", 100), fmt="none", lw=0.8, alpha=0.4,
+                        color=style["color"])
     front = pareto_front(x, y)
-    ax.plot(x[front], y[front], "k--", lw=1, label="Pareto front")
+    steps = resolved_front(table, summary, front, grid_keys)
+    drawn = False
+    for (a, b), ok in zip(zip(front[:-1], front[1:]), steps):
+        if ok:
+            ax.plot(x[[a, b]], y[[a, b]], "k--", lw=1, label=None if drawn else "Pareto front (resolved steps)")
+            drawn = True
+    note = "" if drawn else "; no step of the front is resolved by the paired seeds, none drawn"
     _style_x(ax, x)
-    ax.set(xlabel=label("uplink_bytes"), ylabel=label("accuracy"), title="accuracy vs communication")
+    ax.set(xlabel=f"uplink, the whole fleet ({unit})", ylabel=label("accuracy"))
+    ax.set_title(f"accuracy vs communication\n({_seeds_caption(summary)}{note})", fontsize=9)
     ax.grid(alpha=0.3)
-    _legend(ax, n + 1)
-    summary.iloc[front].to_csv(out / "pareto_front.csv", index=False)
+    _legend(ax, n + drawn)
+    front_table = summary.iloc[front].assign(step_resolved=[None, *steps] if len(front) else [])  # vs the previous
+    front_table.to_csv(out / "pareto_front.csv", index=False)
     return _save(fig, out, "pareto_accuracy_uplink", formats)
 
 
