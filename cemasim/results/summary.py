@@ -89,6 +89,13 @@ def cloud_keys(jobs: pd.DataFrame | None, uploads: pd.DataFrame, cloud_busy_s: f
     }
 
 
+def _batches_per_device(samples: pd.DataFrame) -> float:
+    """Test batches a device predicted, mean over the devices that predicted (NaN without batch numbers)."""
+    if not {"device", "batch_seq"} <= set(samples.columns):
+        return math.nan
+    return float(samples.groupby("device")["batch_seq"].nunique().mean()) if len(samples) else 0.0
+
+
 def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: float, events: int,
               cloud_busy_s: float, gpus: int, cloud_active_w: float = 0.0,
               arrival_period_s: float | None = None) -> dict[str, Any]:
@@ -123,7 +130,7 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
         "refresh_delay_mean_s": _mean(applied["applied_s"] - applied["created_s"]) if len(applied) else math.nan,
         "refresh_delay_p95_s": _p95(applied["applied_s"] - applied["created_s"]) if len(applied) else math.nan,
         "param_age_mean_s": _mean(samples["param_age_s"]) if n else math.nan,
-        "test_batches_per_device": float(samples.groupby("device")["batch_seq"].nunique().mean()) if n else 0.0,
+        "test_batches_per_device": _batches_per_device(samples),
         "prediction_latency_mean_s": _mean(samples["latency_s"]) if n else math.nan,
         **cloud_keys(tables.get("cloud_jobs"), uploads, cloud_busy_s, gpus,
                      sim_time_s if arrival_period_s is None else arrival_period_s),
