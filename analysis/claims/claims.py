@@ -89,10 +89,10 @@ def static_e_max_at_rate(run_folder: Path, e_min: float, num_classes: int) -> fl
 
 def run_arms(seeds: list[int], workers: int) -> pd.DataFrame:
     from cemasim import scenario
-    from cemasim.data.datasets import DATASETS
+    from cemasim.models.zoo import MODELS
 
     sc = scenario.load(STUDY)
-    num_classes = DATASETS.get(sc.data.dataset).num_classes
+    num_classes = MODELS.get(sc.models.edge).num_classes  # the study's zoo edge model: C of "x ln C"
     pass_s = sum(s["duration_s"] for s in sc.shift.segments)
     passes = int(round(sc.duration_s / pass_s))
     best = strongest()
