@@ -193,15 +193,8 @@ def figures(table: pd.DataFrame) -> None:
         for strategy in edge.index:
             g = t[t["strategy"] == strategy].sort_values("uplink_mbps")
             ax.plot(1e3 * g["uplink_mbps"], g["gain_vs_bn"], ls="--", label=f"{strategy} (device trains)")
-        ax.set_xscale("log")
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_title(f"{shift} shift ({'60' if shift == 'fast' else '300'} s segments)")
-        ax.set_xlabel("uplink per device (kbit/s)")
-    axes[0].set_ylabel("accuracy gain over bn_adapt (points, 95 % CI)")
-    axes[1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(HERE / "gain_vs_uplink.png", dpi=150)
-    plt.close(fig)
+        _panel(ax, f"{shift} shift ({SHIFTS[shift]} s segments)", "uplink per device (kbit/s)")
+    _save(plt, fig, axes, "accuracy gain over bn_adapt (points, 95 % CI)", "gain_vs_uplink.png")
 
     # what each cloud strategy pays for its gain: bytes both ways per device-hour, one marker per uplink
     cloud = table[table["deployment"] == "cloud"]
@@ -215,14 +208,23 @@ def figures(table: pd.DataFrame) -> None:
             ax.plot(total, g["gain_vs_bn"], color=color, lw=0.8, label=strategy)
             for x, y, u in zip(total, g["gain_vs_bn"], g["uplink_mbps"]):
                 ax.plot(x, y, markers[u], color=color, ms=4)
-        ax.set_xscale("log")
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_title(f"{shift} shift: markers v ^ s o = 5, 20, 100 kbit/s, 5 Mbit/s")
-        ax.set_xlabel("uplink + downlink KB per device-hour")
-    axes[0].set_ylabel("accuracy gain over bn_adapt (points)")
+        _panel(ax, f"{shift} shift: markers v ^ s o = 5, 20, 100 kbit/s, 5 Mbit/s",
+               "uplink + downlink KB per device-hour")
+    _save(plt, fig, axes, "accuracy gain over bn_adapt (points)", "gain_vs_bytes.png")
+
+
+def _panel(ax, title: str, xlabel: str) -> None:
+    ax.set_xscale("log")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+
+
+def _save(plt, fig, axes, ylabel: str, name: str) -> None:
+    axes[0].set_ylabel(ylabel)
     axes[1].legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(HERE / "gain_vs_bytes.png", dpi=150)
+    fig.savefig(HERE / name, dpi=150)
     plt.close(fig)
 
 
