@@ -138,7 +138,7 @@ def plot(source: pd.DataFrame | str | Path | list[str | Path], out: str | Path |
     table (a DataFrame of cemasim.sweep, with `out`) or its folder, or run folders compared (a list).
     `baseline` ('KEY=VALUE') adds the paired-difference figures of a sweep. Everything is read and
     checked before the first figure is drawn."""
-    from cemasim.results.figures import check_formats, paired_figures, read_run, run_figures, sweep_figures
+    from cemasim.results.figures import check_formats, paired_figures, run_figures, sweep_figures
     from cemasim.results.stats import parse_baseline
 
     sources = source if isinstance(source, list) else [source]
@@ -157,9 +157,11 @@ def plot(source: pd.DataFrame | str | Path | list[str | Path], out: str | Path |
         if out is None:
             raise ConfigError("out: a folder for the figures is needed with a results table", source="cemasim.plot()")
         tables = [(source, _grid_columns(source), Path(out))]
-        runs: list[Path] = []
+        runs: list = []
     else:
-        tables, runs = _read_plot_sources([Path(s) for s in sources], out)
+        from cemasim import sweeps as sw
+
+        tables, runs, _ = sw.plot_sources([Path(s) for s in sources], Path(out) if out else None, "cemasim.plot()")
     written: list[Path] = []
     for table, keys, folder in tables:
         written += sweep_figures(table, keys, folder, kinds)
@@ -169,28 +171,8 @@ def plot(source: pd.DataFrame | str | Path | list[str | Path], out: str | Path |
             except ValueError as exc:
                 raise ConfigError(str(exc), source="cemasim.plot()") from None
     if runs:
-        written += run_figures([read_run(r) for r in runs], Path(out) if out else Path("figures"), kinds)
+        written += run_figures(runs, Path(out) if out else Path("figures"), kinds)
     return written
-
-
-def _read_plot_sources(paths: list[Path], out: str | Path | None) -> tuple[list, list[Path]]:
-    """(sweep tables with their grid keys and figure folders, run folders) of `plot`'s paths."""
-    from cemasim import sweeps as sw
-    from cemasim.results.writer import is_complete
-
-    tables, runs = [], []
-    for item in paths:
-        table = item if item.suffix == ".parquet" else item / "results.parquet"
-        if table.is_file():
-            keys = sw.sweep_grid_keys(table.parent)
-            df, _ = sw.table_for_reading(table, keys)
-            tables.append((df, keys, Path(out) if out else table.parent / "figures"))
-        elif is_complete(item):
-            runs.append(item)
-        else:
-            raise ConfigError(f"{item}: neither a complete run folder (summary.json) nor a sweep (results.parquet)",
-                              source="cemasim.plot()")
-    return tables, runs
 
 
 def _grid_columns(table: pd.DataFrame) -> list[str]:

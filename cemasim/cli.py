@@ -346,33 +346,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     """Read and check every input and output folder first, then draw: a damaged input or a bad --format or
     --out stops the command before any figure is written."""
     from cemasim import sweeps as sw
-    from cemasim.results.figures import check_formats, paired_figures, read_run, run_figures
-    from cemasim.results.stats import one_row_per_run
-    from cemasim.results.writer import check_writable, is_complete
+    from cemasim.results.figures import check_formats, paired_figures, run_figures
+    from cemasim.results.writer import check_writable
 
     formats = check_formats(args.format)
     baseline = _baseline(args.baseline) if args.baseline else None
-    sweeps, runs = [], []
-    for item in map(Path, args.paths):
-        table = item if item.suffix == ".parquet" else item / "results.parquet"
-        if table.is_file():
-            keys = sw.sweep_grid_keys(table.parent)
-            df, note = sw.table_for_reading(table, keys)
-            if note:
-                print(f"warning: {note}", file=sys.stderr)
-            try:  # two runs of one point and seed (tables joined by hand): refused before any figure
-                one_row_per_run(df[df["status"] == "ok"], keys)
-            except ValueError as exc:
-                raise ConfigError(f"{table}: {exc}", source="plot") from None
-            sweeps.append((df, keys, Path(args.out) if args.out else table.parent / "figures"))
-        elif is_complete(item):
-            runs.append(read_run(item))
-        elif (item / "scenario.yaml").is_file():
-            raise ConfigError(f"{item}: an incomplete run folder (no summary.json: the run was interrupted or "
-                              "could not be written); run it again", source="plot")
-        else:
-            raise ConfigError(f"{item}: neither a run folder (summary.json) nor a sweep (results.parquet)",
-                              source="plot")
+    sweeps, runs, notes = sw.plot_sources(list(map(Path, args.paths)), Path(args.out) if args.out else None)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     run_out = Path(args.out) if args.out else Path("figures")
     for out in [out for *_, out in sweeps] + ([run_out] if runs else []):
         check_writable(out, "--out" if args.out else "figure folder")

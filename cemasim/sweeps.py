@@ -638,6 +638,40 @@ def _rows_on_disk(folder: Path, keys: list[str]) -> tuple[list[dict[str, Any]], 
     return rows, skipped
 
 
+PlotSweep = tuple[pd.DataFrame, list[str], Path]  # a sweep's table, its grid keys, its figure folder
+
+
+def plot_sources(paths: list[Path], out: Path | None, source: str = "plot") -> tuple[list[PlotSweep], list[Any],
+                                                                                    list[str]]:
+    """What `cemasim plot` and `cemasim.plot` draw from: (sweeps, runs read with read_run, notes to print),
+    every path read and checked in order before any figure is drawn; ConfigError names a path that is
+    neither, DataError a damaged run."""
+    from cemasim.results.figures import read_run
+    from cemasim.results.stats import one_row_per_run
+
+    sweeps, runs, notes = [], [], []
+    for item in paths:
+        table = item if item.suffix == ".parquet" else item / "results.parquet"
+        if table.is_file():
+            keys = sweep_grid_keys(table.parent)
+            df, note = table_for_reading(table, keys)
+            notes += [note] if note else []
+            try:  # two runs of one point and seed (tables joined by hand): refused before any figure
+                one_row_per_run(df[df["status"] == "ok"], keys)
+            except ValueError as exc:
+                raise ConfigError(f"{table}: {exc}", source=source) from None
+            sweeps.append((df, keys, out if out else table.parent / "figures"))
+        elif writer.is_complete(item):
+            runs.append(read_run(item))
+        elif (item / "scenario.yaml").is_file():
+            raise ConfigError(f"{item}: an incomplete run folder (no summary.json: the run was interrupted or "
+                              "could not be written); run it again", source=source)
+        else:
+            raise ConfigError(f"{item}: neither a complete run folder (summary.json) nor a sweep "
+                              "(results.parquet)", source=source)
+    return sweeps, runs, notes
+
+
 def sweep_grid_keys(folder: Path) -> list[str]:
     """The grid keys of the sweep whose sweep.yaml is in `folder` (none without one); a damaged file
     raises ConfigError naming it."""
