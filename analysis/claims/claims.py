@@ -43,9 +43,8 @@ HERE = Path(__file__).resolve().parent
 STUDY = HERE.parent.parent / "scenarios" / "study.yaml"
 FIXED = {"output.plots": False, "compute_device": "cpu"}
 SEEDS = 20  # seeds 0..19, fixed before the runs
-CAN_TRAIN_PROFILE = "jetson-nano"
 sys.path.insert(0, str(HERE.parent / "hparams"))
-from strongest import strongest  # noqa: E402
+from strongest import CAN_TRAIN_PROFILE, strongest  # noqa: E402
 
 
 def _sweep(name: str, grid: dict, fixed: dict, seeds: list[int], workers: int,

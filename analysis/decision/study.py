@@ -44,7 +44,7 @@ from cemasim.results.stats import ci95
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "analysis" / "hparams"))
-from strongest import strongest  # noqa: E402
+from strongest import CAN_TRAIN_PROFILE, strongest  # noqa: E402
 
 STUDY = ROOT / "scenarios" / "study.yaml"
 SEEDS = [0, 1, 2]
@@ -57,7 +57,6 @@ TTA = ["tent", "pl", "eta", "eata", "sar", "cotta", "deyo", "roid", "rotta"]
 CLOUD = ["cema", "upload_all", "cloud_inference"]
 BASELINE = "bn_adapt"
 FIXED = {"output.plots": False, "compute_device": "cpu"}
-CAN_TRAIN_PROFILE = "jetson-nano"
 
 
 def _segments(seconds: int) -> list[dict]:

@@ -33,9 +33,10 @@ STUDY = HERE.parent.parent / "scenarios" / "study.yaml"
 SEEDS = [100, 101]
 VALIDATION_SEGMENTS = [{"corruption": c, "severity": 5, "duration_s": 60}
                        for c in ("speckle_noise", "gaussian_blur", "spatter", "saturate")]
+CAN_TRAIN_PROFILE = "jetson-nano"  # where edge-only methods back-propagate (claims and decision use it too)
 CLASSES = {
     "edge_only": {"methods": ["tent", "pl", "eta", "eata", "sar", "cotta", "deyo", "roid", "rotta"],
-                  "fixed": {"method.deployment": "edge", "fleet.profile": "jetson-nano"}},
+                  "fixed": {"method.deployment": "edge", "fleet.profile": CAN_TRAIN_PROFILE}},
     "forward_only": {"methods": ["source", "bn_adapt", "onda", "lame", "t3a"], "fixed": {"fleet.profile": "rpi4"}},
 }
 
