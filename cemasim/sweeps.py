@@ -452,7 +452,7 @@ def _until_broken(pool: Any, workers: int, todo: deque[Job], retry: deque[Job],
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         if any(isinstance(fut.exception(), BrokenProcessPool) for fut in done):
             wait(pending, timeout=30)  # a broken pool fails every future it holds at once
-            yield from _after_death(pending, _death(list(seen.values())), retry, retried)
+            yield from _after_death(pending, _death(pool, list(seen.values())), retry, retried)
             return
         for fut in done:
             yield pending.pop(fut)[0], fut.result()
@@ -479,12 +479,11 @@ def _after_death(pending: dict[Any, Job], cause: str, retry: deque[Job],
               "one at a time, in a fresh pool", file=sys.stderr)
 
 
-def _death(processes: list[Any]) -> str:
+def _death(pool: Any, processes: list[Any]) -> str:
     """Why a pool broke: the exit of its first dead worker (the pool then terminates the others)."""
     import signal
 
-    for proc in processes:
-        proc.join(timeout=5)  # a dead worker's exit code is known once it is reaped
+    _reaped(pool, processes)
     codes = [p.exitcode for p in processes if p.exitcode is not None]
     first = next((c for c in codes if c != -signal.SIGTERM), codes[0] if codes else None)
     if first is None:
@@ -496,6 +495,21 @@ def _death(processes: list[Any]) -> str:
     except ValueError:  # a signal without a name (real-time signals)
         name = ""
     return f"killed by signal {-first}{name}" + (" — out of memory?" if first == -signal.SIGKILL else "")
+
+
+def _reaped(pool: Any, processes: list[Any], timeout: float = 10.0) -> None:
+    """Wait until the exit status of each worker is known. The broken pool's manager thread reaps its
+    workers itself: joining them here as well races it for each status, and the thread whose waitpid
+    loses reads "no such child" and no status (before the winner has stored it), so wait for the
+    manager thread, then for every status to be stored, whoever reaped it."""
+    import time
+
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while any(p.exitcode is None for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _stop_pool(pool: Any) -> None:

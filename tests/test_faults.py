@@ -267,6 +267,30 @@ def test_a_killed_worker_is_retried_in_a_fresh_pool_and_a_run_that_dies_twice_is
     assert len(_complete_runs(out / "f")) == 2
 
 
+def test_a_workers_exit_status_reaped_by_the_pools_own_thread_is_still_named():
+    """The race behind an 'exit status unknown': the broken pool's manager thread reaps a dead worker
+    (its waitpid wins) and stores the status a moment later; a waitpid here in between finds no child.
+    The thread below does exactly that, through the worker's own Process object."""
+    import multiprocessing as mp
+    import threading
+    from types import SimpleNamespace
+
+    worker = mp.get_context("spawn").Process(target=time.sleep, args=(60,))
+    worker.start()
+    os.kill(worker.pid, signal.SIGKILL)
+
+    def manager() -> None:  # what concurrent.futures' manager thread does, slowed at its worst moment
+        _, status = os.waitpid(worker.pid, 0)
+        time.sleep(0.5)
+        worker._popen.returncode = os.waitstatus_to_exitcode(status)
+
+    thread = threading.Thread(target=manager)
+    thread.start()
+    time.sleep(0.1)  # the status is taken, not yet stored
+    assert sweep._death(SimpleNamespace(_executor_manager_thread=thread), [worker]).startswith(
+        "killed by signal 9, SIGKILL")
+
+
 def _write(folder: Path, files: tuple[tuple[str, bytes], ...]) -> None:
     for name, body in files:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
