@@ -154,6 +154,31 @@ def test_delays_spanning_decades_get_a_log_axis_and_legends_name_drawn_lines(tmp
     assert cema and all(cema[0].get_zorder() > line.get_zorder() for line in others)  # CEMA drawn on top
 
 
+def test_a_fleet_sweep_shows_where_the_cloud_saturates(tmp_path, monkeypatch):
+    """4/32/128 devices on a small cloud: the load figure draws the 100 % line, the GPU wait and the
+    upload-to-training time get figures, and device counts spanning more than a decade a log axis."""
+    from cemasim.results.figures import sweep_figures
+
+    saved = drawn(monkeypatch)
+    table = fake_sweep("fleet.devices", [4, 32, 128], ["cema"])
+    table["cloud_load"] = table["fleet.devices"] * 0.018  # 228 % at 128 devices
+    table["gpu_wait_mean_s"] = table["fleet.devices"] * 0.36
+    table["upload_to_training_mean_s"] = table["fleet.devices"] * 0.5
+    table["uploads_never_used"] = (table["fleet.devices"] - 60).clip(lower=0) * 30
+    sweep_figures(table, ["fleet.devices"], tmp_path)
+    load = saved["cloud_load_vs_fleet_devices"]
+    assert any(list(line.get_ydata()) == [100, 100] for line in load.get_lines())  # the saturation line
+    assert load.get_xscale() == "log"
+    assert {"gpu_wait_mean_s_vs_fleet_devices", "upload_to_training_mean_s_vs_fleet_devices",
+            "uploads_never_used_vs_fleet_devices"} <= set(saved)
+    saved.clear()  # a bandwidth sweep at a few percent load: no saturation figures, the line replaced by a note
+    sweep_figures(fake_sweep("uplink.bandwidth_mbps", [0.01, 1.0], ["cema"]), ["uplink.bandwidth_mbps"], tmp_path)
+    assert not any(s.startswith(("gpu_wait", "upload_to_training")) for s in saved)
+    util = saved["cloud_utilization_vs_uplink_bandwidth_mbps"]
+    assert not any(list(line.get_ydata()) == [100, 100] for line in util.get_lines())
+    assert any("off the axis" in t.get_text() for t in util.texts)
+
+
 def test_run_plots_mark_segment_boundaries(run):
     from cemasim.results.plots import segment_changes
 

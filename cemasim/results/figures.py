@@ -32,6 +32,7 @@ LABELS = {
     "cloud_load": "cloud GPU load over the arrivals (%)",
     "gpu_wait_mean_s": "mean GPU queue wait (s)",
     "uploads_never_used": "uploads never trained on",
+    "upload_to_training_mean_s": "mean upload-to-training time (s)",
     "prediction_latency_mean_s": "mean prediction latency (s)",
     "dropped_samples": "dropped uploads",
     "uplink.bandwidth_mbps": "uplink bandwidth (Mbit/s)",
@@ -47,6 +48,11 @@ SCALE = {"accuracy": 100, "upload_ratio": 100, "cloud_utilization": 100, "cloud_
          "downlink_bytes": 1e-6}
 SWEEP_METRICS = ["accuracy", "uplink_bytes", "uploaded_samples", "upload_delay_mean_s", "param_age_mean_s",
                  "cloud_utilization", "cloud_load"]
+# Where a sweep changes the cloud's load (fleet size, GPUs, arrivals), how the cloud keeps up: time
+# uploads wait for a GPU and to be trained on, and uploads it never trained on at all.
+LOAD_KEYS = ("fleet.", "cloud.gpus", "cloud.profile", "cloud.batch", "arrivals.")
+SATURATION_METRICS = ["gpu_wait_mean_s", "upload_to_training_mean_s", "uploads_never_used"]
+SATURATED = {"cloud_load": 100.0, "cloud_utilization": 100.0}  # % of the GPUs' time: above is more work than time
 # summary_by_point.csv also carries these (no figure each): what a study's README tabulates.
 TABLE_METRICS = ["samples", "upload_ratio", "dropped_samples", "upload_delay_p95_s", "refreshes", "wall_time_s",
                  "gpu_wait_mean_s", "gpu_wait_p95_s", "uploads_trained", "uploads_never_used",
@@ -110,13 +116,15 @@ def _numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and values.nunique() > 1
 
 
-def _spans_decades(values: np.ndarray) -> bool:
+def _spans_decades(values: np.ndarray, ratio: float = 50) -> bool:
     v = values[np.isfinite(values) & (values > 0)]
-    return bool(len(v)) and v.max() / v.min() > 50
+    return bool(len(v)) and len(v) == len(values[np.isfinite(values)]) and v.max() / v.min() >= ratio
 
 
 def _style_x(ax, values: np.ndarray) -> None:
-    if _spans_decades(values):
+    """A log x axis where the swept values span a decade or more (4, 32, 128 devices; 5 kbit/s to
+    5 Mbit/s): on a linear one the small values crowd into one corner."""
+    if _spans_decades(values, 10):
         ax.set_xscale("log")
 
 
@@ -155,7 +163,9 @@ def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path, formats:
     if ok.empty:
         return []
     metrics = [m for m in SWEEP_METRICS if m in ok]  # one figure each
-    summary = summarize_sweep(ok, grid_keys, metrics + [m for m in TABLE_METRICS if m in ok])
+    if any(k.startswith(LOAD_KEYS) for k in grid_keys):
+        metrics += [m for m in SATURATION_METRICS if m in ok]
+    summary = summarize_sweep(ok, grid_keys, metrics + [m for m in TABLE_METRICS if m in ok and m not in metrics])
     paths: list[Path] = []
     jobs = [(key, metric) for key in grid_keys if _numeric(summary[key]) for metric in metrics]
     comm = comm_figures_apply(summary, grid_keys)
@@ -222,12 +232,26 @@ def _metric_vs_key(summary, key, metric, hue, out, formats) -> list[Path]:
             lo, hi = bounded_band(g[metric].to_numpy(float), ci, metric)
             ax.fill_between(x, lo * scale, hi * scale, alpha=0.2, color=style["color"], zorder=style.get("zorder"))
     _style_x(ax, summary[key].to_numpy(float))
+    if metric in SATURATED:
+        _saturation_line(ax, SATURATED[metric], np.nanmax(summary[metric].to_numpy(float) * scale, initial=0))
     if metric.endswith("_s") and _spans_decades(summary[metric].to_numpy(float)):
         ax.set_yscale("log")  # delays spanning decades
     ax.set(xlabel=label(key), ylabel=label(metric))
     ax.grid(alpha=0.3)
     _legend(ax, n if hue else 0)
     return _save(fig, out, f"{metric}_vs_{key.replace('.', '_')}", formats)
+
+
+def _saturation_line(ax, limit: float, top: float) -> None:
+    """The 100 % line of a cloud-load figure; where every point is far below it (under half), a note
+    instead, so a few-percent curve is not flattened against the axis."""
+    if top >= limit / 2:
+        ax.axhline(limit, color="0.25", ls="--", lw=1, zorder=1)
+        ax.annotate("saturated above", (1, limit), xycoords=("axes fraction", "data"), xytext=(-3, 3),
+                    textcoords="offset points", ha="right", va="bottom", fontsize=7, color="0.25")
+    else:
+        ax.annotate(f"saturation ({limit:.0f} %) off the axis", (0.99, 0.98), xycoords="axes fraction",
+                    ha="right", va="top", fontsize=7, color="0.25")
 
 
 def byte_unit(values: np.ndarray) -> tuple[float, str]:
