@@ -54,6 +54,19 @@ def test_gains_are_paired_by_seed_and_device_runs_count_at_every_uplink():
     assert table.loc["bn_adapt", "uplink_mbps"] == 5.0  # the device-alone run stands at each uplink
 
 
+def test_cema_is_compared_with_the_strongest_of_each_kind_on_the_same_seeds():
+    runs = _runs({("bn_adapt", None): [0.80, 0.70, 0.60], ("cema", 5.0): [0.83, 0.73, 0.63],
+                  ("upload_all", 5.0): [0.84, 0.74, 0.64], ("sar@edge", None): [0.82, 0.72, 0.62],
+                  ("tent@edge", None): [0.81, 0.71, 0.61], ("tent@cloud", 5.0): [0.805, 0.71, 0.60]})
+    versus = study.cema_versus(runs, study.strategies(runs)).set_index("against")
+    assert versus.loc["strongest edge-trained", "strategy"] == "sar@edge"  # the best edge method, not tent
+    assert versus.loc["strongest edge-trained", "cema_minus"] == pytest.approx(1.0)
+    assert versus.loc["upload everything", "cema_minus"] == pytest.approx(-1.0)
+    assert versus.loc["strongest forward-only", "cema_minus"] == pytest.approx(3.0)
+    assert versus.loc["strongest offloaded TTA", "strategy"] == "tent@cloud"
+    assert versus["resolved"].all()  # the same difference on every seed
+
+
 def test_the_winner_and_the_ties_within_the_interval():
     runs = _runs({("bn_adapt", None): [0.80, 0.70, 0.60],
                   ("cema", 5.0): [0.83, 0.73, 0.63],  # +3 on every seed

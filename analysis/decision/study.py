@@ -14,18 +14,19 @@ Strategies (every method in every deployment it supports):
 Conditions: uplinks of 5, 20 and 100 kbit/s and 5 Mbit/s (downlink as in the study, 20 Mbit/s),
 fast shifts (the study's 60 s segments) and slow ones (300 s segments: in 15 minutes a device sees
 the first three corruptions, five minutes each). What runs on the device alone does not depend on
-the uplink, so it runs once per shift speed. To fit about an hour on two cores, the offloaded TTA
+the uplink, so it runs once per shift speed. To bound the number of runs, the offloaded TTA
 methods run at every uplink only for Tent (the paper's offloaded baseline) and the strongest
 edge-only method (analysis/hparams/strongest.csv, chosen on the validation corruptions); the other
 seven are offloaded at 5 Mbit/s only. This rule was fixed before any run.
 
     python analysis/hparams/strongest.py --workers 2       # first, once: the strongest per class
-    python analysis/decision/study.py --workers 2          # about an hour here (2 cores)
+    python analysis/decision/study.py --workers 2          # 246 runs; a rerun resumes
 
 Writes runs.csv (one row per run), strategies.csv (per strategy, shift and uplink: paired gain over
 bn_adapt with its CI, bytes per device-hour up and down, p95 upload delay, parameter age, device
 compute per sample, whether the device must train), decision.csv (per uplink, shift speed and
-device kind: the winner, the strategies tied with it within the CI), the figures, and prints the
+device kind: the winner, the strategies tied with it within the CI), cema_vs.csv (CEMA minus each
+alternative a deployer weighs, paired, per shift and uplink), the figures, and prints the
 decision table. Run folders go to sweeps/ (not committed); a rerun resumes.
 """
 
@@ -174,57 +175,112 @@ def decide(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["device", "shift", "uplink_mbps"], ascending=[False, True, True])
 
 
+def cema_versus(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Per (shift, uplink): CEMA minus each alternative a deployer weighs, paired by seed (points, 95 %
+    t CI): the strongest edge-trained method of the shift, the strongest offloaded TTA method at that
+    uplink, uploading everything, and bn_adapt (the strongest forward-only method)."""
+    runs = expand_uplinks(runs)
+    wide = runs.pivot_table(index=["shift", "uplink_mbps", "seed"], columns="strategy", values="accuracy")
+    rows = []
+    for (shift, uplink), t in table.groupby(["shift", "uplink_mbps"]):
+        best = lambda rows: rows.sort_values("gain_vs_bn", ascending=False)["strategy"].iloc[0]  # noqa: E731
+        against = {"strongest edge-trained": best(t[t["must_train"]]),
+                   "strongest offloaded TTA": best(t[t["strategy"].str.endswith("@cloud")]),
+                   "upload everything": "upload_all", "strongest forward-only": BASELINE}
+        per_seed = wide.loc[(shift, uplink)]
+        cema = t.set_index("strategy").loc["cema"]
+        for role, other in against.items():
+            diff = 100 * (per_seed["cema"] - per_seed[other]).dropna()
+            half = ci95(diff)
+            ref = t.set_index("strategy").loc[other]
+            rows.append({"shift": shift, "uplink_mbps": uplink, "against": role, "strategy": other,
+                         "seeds": len(diff), "cema_minus": round(float(diff.mean()), 2), "ci95": round(half, 2),
+                         "resolved": bool(abs(diff.mean()) > half),
+                         "cema_uplink_kb_per_device_hour": cema["uplink_kb_per_device_hour"],
+                         "other_uplink_kb_per_device_hour": ref["uplink_kb_per_device_hour"]})
+    return pd.DataFrame(rows)
+
+
+# The figures show the decision: the cloud strategies that ran at every uplink as lines, and what a
+# device does alone as horizontal references (the strongest edge-trained method of the shift, and
+# bn_adapt, the strongest forward-only method and the zero of the axis). Every strategy is in the tables.
+LINES = {"cema": ("C3", "o"), "upload_all": ("C0", "s"), "tent@cloud": ("C2", "^"), "eta@cloud": ("C4", "v"),
+         "cloud_inference": ("C7", "D")}
+FLOOR = -4.0  # points: a gain below this (cloud_inference on a full link) is marked at the axis' edge
+
+
+def _uplink_text(mbps: float) -> str:
+    return f"{1e3 * mbps:g} kbit/s" if mbps < 1 else f"{mbps:g} Mbit/s"
+
+
 def figures(table: pd.DataFrame) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, (shift, t) in zip(axes, table.groupby("shift")):
-        for strategy, g in t.groupby("strategy"):
-            if g["uplink_kb_per_device_hour"].max() == 0 and strategy not in (BASELINE, "t3a", "source"):
-                continue  # edge-only lines are flat: the best two are drawn below
-            g = g.sort_values("uplink_mbps")
-            ax.errorbar(1e3 * g["uplink_mbps"], g["gain_vs_bn"], yerr=g["ci95"].fillna(0), marker="o", ms=3,
-                        capsize=2, label=strategy)
-        edge = t[t["must_train"]].groupby("strategy")["gain_vs_bn"].mean().nlargest(2)
-        for strategy in edge.index:
-            g = t[t["strategy"] == strategy].sort_values("uplink_mbps")
-            ax.plot(1e3 * g["uplink_mbps"], g["gain_vs_bn"], ls="--", label=f"{strategy} (device trains)")
-        _panel(ax, f"{shift} shift ({SHIFTS[shift]} s segments)", "uplink per device (kbit/s)")
-    _save(plt, fig, axes, "accuracy gain over bn_adapt (points, 95 % CI)", "gain_vs_uplink.png")
+    def draw(x_of, xlabel: str, name: str, label_points: bool, ticks: list[float]) -> None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+        top = table.loc[table["strategy"].isin(LINES), "gain_vs_bn"] + table["ci95"].fillna(0)
+        for ax, shift in zip(axes, SHIFTS):
+            t = table[table["shift"] == shift]
+            for strategy, (color, marker) in LINES.items():
+                g = t[t["strategy"] == strategy].sort_values("uplink_mbps")
+                x, y, ci = x_of(g), g["gain_vs_bn"].to_numpy(float), g["ci95"].fillna(0).to_numpy(float)
+                inside = y >= FLOOR
+                ax.plot(x, np.maximum(y, FLOOR), color=color, lw=1.6, zorder=3)
+                ax.errorbar(x[inside], y[inside], yerr=ci[inside], fmt=marker, color=color, ms=5, capsize=2,
+                            elinewidth=0.8, alpha=0.9, zorder=4, label=strategy)
+                for xi, yi in zip(x[~inside], y[~inside]):  # off the axis: an arrow and the value
+                    ax.annotate(f"{strategy} {yi:+.1f}", (xi, FLOOR), xytext=(4, 6), textcoords="offset points",
+                                fontsize=7, color=color, arrowprops={"arrowstyle": "->", "color": color})
+                if label_points:  # uplinks whose bytes coincide (the link carried everything) share a label
+                    groups: dict[float, list[float]] = {}
+                    for xi, u in zip(x[inside], g["uplink_mbps"].to_numpy(float)[inside]):
+                        key = next((k for k in groups if abs(xi / k - 1) < 0.02), xi)
+                        groups.setdefault(key, []).append(u)
+                    for xi, us in groups.items():
+                        text = _uplink_text(us[0]) if len(us) == 1 else f"{_uplink_text(us[0])} to {_uplink_text(us[-1])}"
+                        ax.annotate(text, (xi, float(np.mean(y[inside][np.isclose(x[inside], xi, rtol=0.02)]))),
+                                    xytext=(4, -11) if len(us) == 1 else (-4, -11), textcoords="offset points",
+                                    ha="left" if len(us) == 1 else "right", fontsize=6, color=color)
+            edge = t[t["must_train"]].groupby("strategy")["gain_vs_bn"].mean()
+            best = edge.idxmax()
+            ax.axhline(edge[best], color="C1", ls="--", lw=1.2, zorder=2,
+                       label="strongest edge-trained (device trains)")
+            ax.annotate(f"{best} on the device {edge[best]:+.2f}", (0.01, edge[best]), xycoords=("axes fraction", "data"),
+                        xytext=(0, 3), textcoords="offset points", fontsize=7, color="C1")
+            ax.axhline(0, color="0.35", lw=0.9, zorder=2, label=f"{BASELINE} (strongest forward-only)")
+            ax.set_xscale("log")
+            _plain_ticks(ax, ticks)
+            ax.margins(x=0.06)
+            ax.set_title(f"{shift} shift ({SHIFTS[shift]} s segments)", fontsize=10)
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.25, which="both")
+        axes[0].set_ylim(FLOOR - 0.8, float(top.max()) + 0.8)
+        axes[0].set_ylabel("accuracy gain over bn_adapt (points, 95 % CI)")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+        fig.text(0.99, 0.005, f"{int(table['seeds'].min())} paired seeds; "
+                 "every strategy in strategies.csv", ha="right", va="bottom", fontsize=7, color="0.3")
+        fig.tight_layout(rect=(0, 0.13, 1, 1))
+        fig.savefig(HERE / name, dpi=150)
+        plt.close(fig)
 
-    # what each cloud strategy pays for its gain: bytes both ways per device-hour, one marker per uplink
-    cloud = table[table["deployment"] == "cloud"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    markers = dict(zip(UPLINKS_MBPS, "v^so"))
-    for ax, (shift, t) in zip(axes, cloud.groupby("shift")):
-        for i, (strategy, g) in enumerate(t.groupby("strategy")):
-            color = f"C{i % 10}"
-            g = g.sort_values("uplink_mbps")
-            total = g["uplink_kb_per_device_hour"] + g["downlink_kb_per_device_hour"]
-            ax.plot(total, g["gain_vs_bn"], color=color, lw=0.8, label=strategy)
-            for x, y, u in zip(total, g["gain_vs_bn"], g["uplink_mbps"]):
-                ax.plot(x, y, markers[u], color=color, ms=4)
-        _panel(ax, f"{shift} shift: markers v ^ s o = 5, 20, 100 kbit/s, 5 Mbit/s",
-               "uplink + downlink KB per device-hour")
-    _save(plt, fig, axes, "accuracy gain over bn_adapt (points)", "gain_vs_bytes.png")
+    draw(lambda g: 1e3 * g["uplink_mbps"].to_numpy(float), "uplink per device (kbit/s)", "gain_vs_uplink.png", False,
+         [1e3 * u for u in UPLINKS_MBPS])
+    draw(lambda g: (g["uplink_kb_per_device_hour"] + g["downlink_kb_per_device_hour"]).to_numpy(float),
+         "uplink + downlink kB per device-hour of data", "gain_vs_bytes.png", True,
+         [2000, 3000, 4000, 5000, 6000, 8000, 10000, 15000, 20000])
 
 
-def _panel(ax, title: str, xlabel: str) -> None:
-    ax.set_xscale("log")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
+def _plain_ticks(ax, ticks: list[float]) -> None:
+    """Ticks at the given values, written out (5, 20, 100, 5,000), none of matplotlib's 3x10^3."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-
-def _save(plt, fig, axes, ylabel: str, name: str) -> None:
-    axes[0].set_ylabel(ylabel)
-    axes[1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(HERE / name, dpi=150)
-    plt.close(fig)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
 
 
 def markdown(decision: pd.DataFrame) -> str:
@@ -263,6 +319,7 @@ def main() -> None:
     table.to_csv(HERE / "strategies.csv", index=False)
     decision = decide(runs, table)
     decision.to_csv(HERE / "decision.csv", index=False)
+    cema_versus(runs, table).to_csv(HERE / "cema_vs.csv", index=False)
     figures(table)
     print(markdown(decision))
     for shift in SHIFTS:
