@@ -206,9 +206,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                "in_flight_samples"]
     ok = table[table["status"] == "ok"] if len(table) else table
     if len(ok):
-        summary = sw.summarize_sweep(ok, keys, [m for m in metrics if m in ok])
-        cols = [c for c in summary if not c.endswith(("_lo", "_hi"))]
-        print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        from cemasim.results.tables import sweep_text
+
+        shown = [m for m in metrics if m in ok]
+        print(sweep_text(sw.summarize_sweep(ok, keys, shown), keys, shown))
         _print_warnings(sweep_warnings(ok.to_dict("records")))
         if args.baseline:
             _print_paired(ok, keys, args.baseline)
@@ -301,14 +302,10 @@ def _print_paired(table, keys: list[str], text: str) -> None:
         diffs = paired_differences(table, keys, metrics, _baseline(text))
     except ValueError as exc:
         raise ConfigError(str(exc), source="sweep") from None
-    shown = diffs.copy()
-    for m in metrics:
-        if m == "accuracy":  # points, the unit a reader compares
-            for suffix in ("_diff", "_diff_ci95", "_diff_lo", "_diff_hi"):
-                shown[m + suffix] = shown[m + suffix] * 100
-    cols = keys + ["pairs"] + [f"{m}_diff{s}" for m in metrics for s in ("", "_ci95")]
-    print(f"\npaired differences vs {text} (same seed; accuracy in points, 95 % t CI half-width):")
-    print(shown[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    from cemasim.results.tables import paired_text
+
+    print(f"\npaired differences vs {text} (same seed; mean ± 95 % t CI half-width):")
+    print(paired_text(diffs, keys, metrics))
 
 
 def _sweep_from_args(args: argparse.Namespace):

@@ -18,6 +18,7 @@ import pandas as pd
 from cemasim.errors import ConfigError, DataError, RunError
 from cemasim.results.plots import _pyplot, cumulative_accuracy_vs_uplink
 from cemasim.results.stats import bounded_band, paired_differences, summarize_sweep
+from cemasim.results.tables import byte_unit
 
 LABELS = {
     "accuracy": "accuracy (%)",
@@ -252,15 +253,6 @@ def _saturation_line(ax, limit: float, top: float) -> None:
     else:
         ax.annotate(f"saturation ({limit:.0f} %) off the axis", (0.99, 0.98), xycoords="axes fraction",
                     ha="right", va="top", fontsize=7, color="0.25")
-
-
-def byte_unit(values: np.ndarray) -> tuple[float, str]:
-    """(scale, unit) that shows bytes as kB, MB or GB by the largest value (files keep exact bytes)."""
-    top = np.nanmax(values) if len(values) and np.isfinite(values).any() else 0.0
-    for scale, unit in ((1e-9, "GB"), (1e-6, "MB"), (1e-3, "kB")):
-        if top * scale >= 1:
-            return scale, unit
-    return 1.0, "bytes"
 
 
 def _value_text(value: Any) -> str:
