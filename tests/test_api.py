@@ -51,6 +51,20 @@ def test_with_overrides_validates_and_follows_classes():
         sc.with_overrides({"fleet.devices": -1})
 
 
+def test_a_scenario_survives_pickle_and_deepcopy():
+    """multiprocessing, joblib and Ray pickle what a user hands them; unpickling asked the read-only
+    view for _data before it had one and recursed without end."""
+    import copy
+    import pickle
+
+    sc = cemasim.load_scenario(REPO / "scenarios" / "quickstart.yaml", {"fleet.devices": 3})
+    _ = sc.uplink  # a kept view travels too
+    for again in (pickle.loads(pickle.dumps(sc)), copy.deepcopy(sc)):
+        assert again.to_dict() == sc.to_dict() and again.source == sc.source
+        assert again.uplink.bandwidth_mbps == sc.uplink.bandwidth_mbps
+        assert again.with_overrides({"fleet.devices": 4}).fleet.devices == 4
+
+
 def test_sweep_with_variants_and_out(tmp_path):
     base = small("duration_s=12", "fleet.devices=1")
     table = cemasim.sweep(base, variants={"near": {"uplink.latency_ms": 1}, "far": {"uplink.latency_ms": 500}},

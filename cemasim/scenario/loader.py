@@ -29,6 +29,8 @@ class Scenario:
     def __getattr__(self, name: str) -> Any:
         """A key's value, a section as a view; kept as an instance attribute, so that the next lookup
         does not come here (a fleet build asks dozens a device)."""
+        if name in _OWN or name.startswith("__"):  # unpickling asks for these before __init__ has run
+            raise AttributeError(name)
         try:
             value = self._data[name]
         except KeyError:
@@ -67,7 +69,8 @@ class Scenario:
 
 
 # a key named like the view's own attributes is read, never kept (it would hide them)
-_NOT_KEPT = frozenset(dir(Scenario)) | {"_data", "source", "_given"}
+_OWN = frozenset({"_data", "source", "_given"})
+_NOT_KEPT = frozenset(dir(Scenario)) | _OWN
 
 
 def parse_assignments(items: list[str], flag: str = "--set") -> tuple[list[tuple[str, Any]], list[str]]:
