@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -23,12 +23,20 @@ class RunOutput:
     tables: dict[str, pd.DataFrame]
 
 
-def simulate(sc: Scenario, progress: bool = False) -> tuple[dict[str, pd.DataFrame], dict[str, Any], Any]:
+Progress = bool | Callable[[int, int], None]  # a bar on stderr, or a callback(predicted, total)
+
+
+def simulate(sc: Scenario, progress: Progress = False) -> tuple[dict[str, pd.DataFrame], dict[str, Any], Any]:
     """Run the simulation in memory: (tables, summary, SimResult); RunError when nothing was predicted."""
     fleet = Fleet(sc)
-    bar = _progress_bar(sc, fleet.n_samples) if progress else None
+    bar = _progress_bar(sc, fleet.n_samples) if progress is True else None
+    report = None
+    if bar is not None:
+        report = lambda t, n: bar.update(n - bar.n)  # noqa: E731
+    elif callable(progress):
+        report = lambda t, n: progress(n, fleet.n_samples)  # noqa: E731
     try:
-        result = fleet.run(progress=(lambda t, n: bar.update(n - bar.n)) if bar else None)
+        result = fleet.run(progress=report)
     finally:
         if bar is not None:
             bar.close()
@@ -41,7 +49,8 @@ def simulate(sc: Scenario, progress: bool = False) -> tuple[dict[str, pd.DataFra
     return tables, summary, result
 
 
-def run(sc: Scenario, out_parent: Path | None = None, progress: bool = True, folder: Path | None = None) -> RunOutput:
+def run(sc: Scenario, out_parent: Path | None = None, progress: Progress = True,
+        folder: Path | None = None) -> RunOutput:
     """Simulate and write the run folder (see cemasim.results.writer for its contents).
 
     The folder is `folder` if given, else a new `<out_parent or output.dir>/<name>[-k]`, created before

@@ -35,7 +35,7 @@ from typing import Any, Callable, Generator, Iterator
 import pandas as pd
 import yaml
 
-from cemasim import scenario
+from cemasim import runprogress, scenario
 from cemasim.errors import ConfigError, RunError
 from cemasim.results import writer
 from cemasim.results.stats import ci95, summarize_sweep  # noqa: F401  (the sweep API's statistics)
@@ -369,11 +369,13 @@ def run_point(scenario_dict: dict[str, Any], folder: str, threads: int) -> dict[
         from cemasim import runner
 
         sc = scenario.validate(scenario_dict, source=folder)
-        out = runner.run(sc, progress=False, folder=Path(folder))
+        out = runner.run(sc, progress=runprogress.reporter(Path(folder)), folder=Path(folder))
         return {"ok": True, "summary": out.summary, "folder": str(out.folder)}
     except Exception as exc:  # recorded in the table; the sweep goes on
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
                 "folder": folder}
+    finally:
+        runprogress.clear(Path(folder))
 
 
 # ---- backends ----------------------------------------------------------------------------------
@@ -532,9 +534,14 @@ def ray_backend(jobs: list[Job], workers: int, address: str | None) -> Generator
     except ImportError:
         raise ConfigError("the Ray backend needs the 'ray' extra: pip install -e '.[ray]'", source="sweep") from None
     started = not ray.is_initialized()
-    if started:
+    if started:  # start-up takes seconds, and each worker then imports torch before its first run
+        print(f"ray: connecting to the cluster at {address} ..." if address else
+              f"ray: starting a local cluster of {workers} CPUs ...", file=sys.stderr, flush=True)
         kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
         ray.init(**kwargs, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        print(f"ray: ready ({cpus} CPUs); the first runs wait while each worker imports torch",
+              file=sys.stderr, flush=True)
     remote = ray.remote(num_cpus=1)(run_point)
     refs = {remote.remote(sc, folder, threads): pid for pid, sc, folder, threads in jobs}
     try:
@@ -803,19 +810,22 @@ def _run_locked(sweep: Sweep, folder: Path, backend: str, workers: int, address:
     for p in todo:  # a failed or interrupted earlier attempt leaves a partial folder: start it afresh
         _clear(folder / "runs" / p.folder_name)
     bar = _bar(len(sweep.points), len(sweep.points) - len(todo), f"sweep {sweep.name}") if progress else None
-    failed, start = 0, time.perf_counter()
+    start = time.perf_counter()
     iterator = ray_backend(jobs, workers, address) if backend == "ray" else local_backend(jobs, workers)
+    watch = runprogress.Watch(bar, folder / "runs") if bar is not None else None
+    if watch is not None:
+        watch.start()  # the runs in flight, as they go: "running 64% 12%"
     try:
         for point_id, result in iterator:
             row = row_for(sweep, by_id[point_id], result, time.perf_counter() - start)
             rows.append(row)
             _record(path, rows)
-            failed += not result["ok"]
             if not result["ok"]:
                 print(f"point {point_id} failed: {result['error']}", file=sys.stderr)
-            if bar is not None:
+            if watch is not None:
+                watch.failed += not result["ok"]
                 bar.update(1)
-                bar.set_postfix(failed=failed)
+                watch.show()
             if on_row is not None:
                 on_row(row)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the workers, then keep every run that finished
@@ -828,6 +838,8 @@ def _run_locked(sweep: Sweep, folder: Path, backend: str, workers: int, address:
         raise
     finally:
         iterator.close()  # stops the workers before the table is reported
+        if watch is not None:
+            watch.stop()
         if bar is not None:
             bar.close()
     return pd.DataFrame(rows)
