@@ -168,7 +168,7 @@ def test_a_fleet_sweep_shows_where_the_cloud_saturates(tmp_path, monkeypatch):
     sweep_figures(table, ["fleet.devices"], tmp_path)
     load = saved["cloud_load_vs_fleet_devices"]
     assert any(list(line.get_ydata()) == [100, 100] for line in load.get_lines())  # the saturation line
-    assert load.get_xscale() == "log"
+    assert load.get_xscale() == "log" and [t.get_text() for t in load.get_xticklabels()] == ["4", "32", "128"]
     assert {"gpu_wait_mean_s_vs_fleet_devices", "upload_to_training_mean_s_vs_fleet_devices",
             "uploads_never_used_vs_fleet_devices"} <= set(saved)
     saved.clear()  # a bandwidth sweep at a few percent load: no saturation figures, the line replaced by a note

@@ -122,11 +122,17 @@ def _spans_decades(values: np.ndarray, ratio: float = 50) -> bool:
     return bool(len(v)) and len(v) == len(values[np.isfinite(values)]) and v.max() / v.min() >= ratio
 
 
-def _style_x(ax, values: np.ndarray) -> None:
+def _style_x(ax, values: np.ndarray, label_values: bool = False) -> None:
     """A log x axis where the swept values span a decade or more (4, 32, 128 devices; 5 kbit/s to
     5 Mbit/s): on a linear one the small values crowd into one corner."""
     if _spans_decades(values, 10):
         ax.set_xscale("log")
+        ticks = np.unique(values[np.isfinite(values)])
+        if label_values and len(ticks) <= 8:  # a swept key's values, written out (4, 32, 128), not 10^1, 10^2
+            from matplotlib.ticker import NullFormatter
+
+            ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+            ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 # Keys whose values change what travels on the uplink (and so trade bytes against accuracy). A sweep of
@@ -232,7 +238,7 @@ def _metric_vs_key(summary, key, metric, hue, out, formats) -> list[Path]:
         if np.isfinite(ci).any():  # the band stays inside the metric's physical range
             lo, hi = bounded_band(g[metric].to_numpy(float), ci, metric)
             ax.fill_between(x, lo * scale, hi * scale, alpha=0.2, color=style["color"], zorder=style.get("zorder"))
-    _style_x(ax, summary[key].to_numpy(float))
+    _style_x(ax, summary[key].to_numpy(float), label_values=True)
     if metric in SATURATED:
         _saturation_line(ax, SATURATED[metric], np.nanmax(summary[metric].to_numpy(float) * scale, initial=0))
     if metric.endswith("_s") and _spans_decades(summary[metric].to_numpy(float)):
@@ -378,7 +384,7 @@ def paired_figures(table: pd.DataFrame, grid_keys: list[str], baseline: tuple[st
                 ax.plot(x, g[d] * scale, ms=4, lw=1.5, label=name or None, **style)
                 ax.fill_between(x, g[f"{d}_lo"] * scale, g[f"{d}_hi"] * scale, alpha=0.2, color=style["color"])
             ax.axhline(0, color="k", lw=0.8)
-            _style_x(ax, diffs[x_key].to_numpy(float))
+            _style_x(ax, diffs[x_key].to_numpy(float), label_values=True)
             ax.set(xlabel=label(x_key), ylabel=f"{unit} minus {value}")
             _legend(ax, n)
         pairs = int(diffs["pairs"].max())
