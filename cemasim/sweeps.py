@@ -824,7 +824,7 @@ def _run_locked(sweep: Sweep, folder: Path, backend: str, workers: int, address:
                 print(f"point {point_id} failed: {result['error']}", file=sys.stderr)
             if watch is not None:
                 watch.failed += not result["ok"]
-                bar.update(1)
+                watch.bar.update(1)
                 watch.show()
             if on_row is not None:
                 on_row(row)

@@ -240,7 +240,7 @@ def figures(table: pd.DataFrame) -> None:
                         key = next((k for k in groups if abs(xi / k - 1) < 0.02), xi)
                         groups.setdefault(key, []).append(u)
                     for xi, us in groups.items():
-                        text = _uplink_text(us[0]) if len(us) == 1 else f"{_uplink_text(us[0])} to {_uplink_text(us[-1])}"
+                        text = " to ".join(dict.fromkeys(_uplink_text(u) for u in (us[0], us[-1])))
                         ax.annotate(text, (xi, float(np.mean(y[inside][np.isclose(x[inside], xi, rtol=0.02)]))),
                                     xytext=(4, -11) if len(us) == 1 else (-4, -11), textcoords="offset points",
                                     ha="left" if len(us) == 1 else "right", fontsize=6, color=color)
@@ -248,8 +248,9 @@ def figures(table: pd.DataFrame) -> None:
             best = edge.idxmax()
             ax.axhline(edge[best], color="C1", ls="--", lw=1.2, zorder=2,
                        label="strongest edge-trained (device trains)")
-            ax.annotate(f"{best} on the device {edge[best]:+.2f}", (0.01, edge[best]), xycoords=("axes fraction", "data"),
-                        xytext=(0, 3), textcoords="offset points", fontsize=7, color="C1")
+            ax.annotate(f"{best} on the device {edge[best]:+.2f}", (0.01, edge[best]),
+                        xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points", fontsize=7,
+                        color="C1")
             ax.axhline(0, color="0.35", lw=0.9, zorder=2, label=f"{BASELINE} (strongest forward-only)")
             ax.set_xscale("log")
             _plain_ticks(ax, ticks)

@@ -29,7 +29,7 @@ class Scenario:
     def __getattr__(self, name: str) -> Any:
         """A key's value, a section as a view; kept as an instance attribute, so that the next lookup
         does not come here (a fleet build asks dozens a device)."""
-        if name in _OWN or name.startswith("__"):  # unpickling asks for these before __init__ has run
+        if name == "_data" or name.startswith("__"):  # unpickling asks before __init__ has run: no _data yet
             raise AttributeError(name)
         try:
             value = self._data[name]
@@ -69,8 +69,7 @@ class Scenario:
 
 
 # a key named like the view's own attributes is read, never kept (it would hide them)
-_OWN = frozenset({"_data", "source", "_given"})
-_NOT_KEPT = frozenset(dir(Scenario)) | _OWN
+_NOT_KEPT = frozenset(dir(Scenario)) | {"_data", "source", "_given"}
 
 
 def parse_assignments(items: list[str], flag: str = "--set") -> tuple[list[tuple[str, Any]], list[str]]:
