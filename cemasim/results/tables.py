@@ -53,9 +53,9 @@ def _cells(mean: pd.Series, ci: pd.Series | None, scale: float, percent: bool, s
     decimals = 2 if percent else (max(0, 2 - math.floor(math.log10(finite.max()))) if finite.size and
                                   finite.max() > 0 else 0)
     decimals = min(decimals, 4)
-    c = None if ci is None else ci.to_numpy(float) * scale
-    return [_fixed(mi, decimals, sign) + ("" if c is None or not np.isfinite(ci_) else f" ± {_fixed(ci_, decimals)}")
-            for mi, ci_ in zip(m, c if c is not None else [np.nan] * len(m))]
+    c = np.full(len(m), np.nan) if ci is None else ci.to_numpy(float) * scale
+    return [_fixed(mi, decimals, sign) + (f" ± {_fixed(ci_, decimals)}" if np.isfinite(ci_) else "")
+            for mi, ci_ in zip(m, c)]
 
 
 def sweep_text(summary: pd.DataFrame, keys: list[str], metrics: list[str]) -> str:
