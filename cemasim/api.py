@@ -24,6 +24,7 @@ import pandas as pd
 
 from cemasim import scenario as _scenario
 from cemasim.errors import ConfigError
+from cemasim.results.units import in_fractions, in_percent
 from cemasim.scenario import Scenario
 from cemasim.schema import show
 
@@ -32,10 +33,10 @@ from cemasim.schema import show
 class RunResult:
     """One simulated run, in memory (the same contents as a run folder, docs/outputs.md)."""
 
-    summary: dict[str, Any]  # flat metrics: accuracy, uplink_bytes, upload_delay_p95_s, ...
+    summary: dict[str, Any]  # summary.json's flat metrics (fractions): accuracy, uplink_bytes, ...
     tables: dict[str, pd.DataFrame]  # samples, uploads, reports, refreshes, cloud_jobs, devices, ...
-    timeline: pd.DataFrame  # per device and output.timeline_bin_s bin
-    accuracy_by_domain: pd.DataFrame  # per (corruption, severity)
+    timeline: pd.DataFrame  # per device and output.timeline_bin_s bin (accuracy_pct)
+    accuracy_by_domain: pd.DataFrame  # per (corruption, severity): accuracy_pct, selected_ratio_pct
     protocol: dict[str, Any]  # data, shift protocol, metric, models and weights: what a number must carry
 
     @property
@@ -76,8 +77,8 @@ def simulate(sc: Scenario, progress: bool | None = None) -> RunResult:
     _check("simulate", [(isinstance(sc, Scenario), "sc", "a Scenario (cemasim.load_scenario(...))", sc)])
     progress = _interactive() if progress is None else progress
     tables, summary, result = runner.simulate(sc, progress)  # RunError when nothing was predicted
-    return RunResult(summary, tables, timeline(tables, sc.output.timeline_bin_s),
-                     accuracy_by_domain(tables["samples"]), result.protocol)
+    return RunResult(summary, tables, in_percent(timeline(tables, sc.output.timeline_bin_s)),
+                     in_percent(accuracy_by_domain(tables["samples"])), result.protocol)
 
 
 def sweep(base: Scenario | str | Path | None, grid: dict[str, list[Any]] | None = None, seeds: int | list[int] = 1, *,
@@ -85,9 +86,10 @@ def sweep(base: Scenario | str | Path | None, grid: dict[str, list[Any]] | None 
           out: str | Path | None = None, workers: int = 1, backend: str = "local", threads: int | None = None,
           progress: bool | None = None) -> pd.DataFrame:
     """Run base x grid x seeds (x variants, named override sets) and return the results table (one row per
-    run: grid values, seed, status, every summary metric). With `out`, run folders and results.parquet
-    go to out/name and a re-run resumes; without it nothing stays on disk. Seeds pair the data:
-    compare methods with `paired`. numpy numbers and arrays are taken as the Python values they hold.
+    run: grid values, seed, status, every summary metric; fractions in percent: accuracy_pct, ...). With
+    `out`, run folders and results.parquet (the record, in fractions) go to out/name and a re-run
+    resumes; without it nothing stays on disk. Seeds pair the data: compare methods with `paired`.
+    numpy numbers and arrays are taken as the Python values they hold.
     `progress`: None shows bars in interactive use (a terminal, a notebook), nothing in a batch job."""
     from cemasim import sweeps as sw
 
@@ -104,28 +106,33 @@ def sweep(base: Scenario | str | Path | None, grid: dict[str, list[Any]] | None 
     spec = sw.build_sweep(name, base if isinstance(base, Scenario) or base is None else Path(base), dict(fixed or {}),
                           dict(grid or {}), seeds, source="cemasim.sweep()", variants=variants, progress=progress)
     if out is not None:
-        return sw.run_sweep(spec, Path(out), backend, workers, progress=progress, threads=threads)
+        return in_percent(sw.run_sweep(spec, Path(out), backend, workers, progress=progress, threads=threads))
     with tempfile.TemporaryDirectory(prefix="cemasim-sweep-") as tmp:
         table = sw.run_sweep(spec, Path(tmp), backend, workers, progress=progress, threads=threads)
-    return table.assign(run_folder="")  # the folders are gone
+    return in_percent(table).assign(run_folder="")  # the folders are gone
 
 
 def paired(table: pd.DataFrame, baseline: str, metrics: list[str] | None = None) -> pd.DataFrame:
     """Per grid point, the mean of the per-seed differences against `baseline` ('KEY=VALUE', a grid value)
-    with a paired 95 % t interval: columns <metric>_diff, _diff_ci95, _diff_lo, _diff_hi, pairs. Each
-    run counts once; ConfigError for a table that is not one sweep's or a baseline that is not in it."""
+    with a paired 95 % t interval: columns <metric>_diff, _diff_ci95, _diff_lo, _diff_hi, pairs, in the
+    table's units (a table of cemasim.sweep: accuracy_pct_diff, in points; a results.parquet read with
+    pandas: accuracy_diff, a fraction). Each run counts once; ConfigError for a table that is not one
+    sweep's or a baseline that is not in it."""
     from cemasim.results.stats import paired_differences, parse_baseline
 
     _check("paired", [
         (isinstance(table, pd.DataFrame), "table", "a results table (DataFrame) of cemasim.sweep", table),
         (isinstance(baseline, str), "baseline", "'KEY=VALUE', e.g. 'method.name=bn_adapt'", baseline),
         (metrics is None or _strings(metrics), "metrics", "a list of metric names or None", metrics)])
+    # a fraction named as in the records ('accuracy') means its percent column in a table of cemasim.sweep
+    metrics = [f"{m}_pct" if m not in table and f"{m}_pct" in table else m for m in metrics or []] or None
     missing = [c for c in ["seed", *(metrics or [])] if c not in table]
     if missing:
         raise ConfigError(f"table: no column {', '.join(missing)} (a table of cemasim.sweep has seed and the "
                           "summary metrics)", source="cemasim.paired()")
     ok = table[table["status"] == "ok"] if "status" in table else table
-    metrics = metrics or [m for m in ("accuracy", "uplink_bytes", "upload_delay_p95_s") if m in ok]
+    accuracy = "accuracy_pct" if "accuracy_pct" in ok else "accuracy"
+    metrics = metrics or [m for m in (accuracy, "uplink_bytes", "upload_delay_p95_s") if m in ok]
     try:
         return paired_differences(ok, _grid_columns(table), metrics, parse_baseline(baseline))
     except ValueError as exc:
@@ -156,7 +163,7 @@ def plot(source: pd.DataFrame | str | Path | list[str | Path], out: str | Path |
     if isinstance(source, pd.DataFrame):
         if out is None:
             raise ConfigError("out: a folder for the figures is needed with a results table", source="cemasim.plot()")
-        tables = [(source, _grid_columns(source), Path(out))]
+        tables = [(in_fractions(source), _grid_columns(source), Path(out))]
         runs: list = []
     else:
         from cemasim import sweeps as sw

@@ -4,7 +4,6 @@ exit codes: 0 ok, 1 a run failed, 2 bad input, 130 interrupted. Tracebacks only 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import traceback
 from pathlib import Path
@@ -13,40 +12,6 @@ from typing import Any, Callable
 from cemasim import __version__
 from cemasim.errors import CemasimError, ConfigError
 from cemasim.results.warnings import run_warnings, sweep_warnings
-
-SUMMARY_COLUMNS: list[tuple[str, str, Callable[[Any], str]]] = [
-    ("accuracy", "acc %", lambda v: f"{100 * v:.2f}"),
-    ("samples", "samples", str),
-    ("upload_ratio", "upload %", lambda v: f"{100 * v:.1f}"),
-    ("uplink_bytes", "uplink MB", lambda v: f"{v / 1e6:.2f}"),
-    ("downlink_bytes", "downlink MB", lambda v: f"{v / 1e6:.2f}"),
-    ("missed_samples", "missed", str),
-    ("dropped_samples", "dropped", str),
-    ("upload_delay_mean_s", "delay s", lambda v: f"{v:.3f}"),
-    ("param_age_mean_s", "param age s", lambda v: f"{v:.1f}"),
-    ("refreshes", "refreshes", str),
-    ("cloud_utilization", "cloud util %", lambda v: f"{100 * v:.1f}"),
-    ("cloud_load", "cloud load %", lambda v: f"{100 * v:.1f}"),  # above 100: work arrives faster than it is done
-    ("gpu_wait_mean_s", "GPU wait s", lambda v: f"{v:.2f}"),
-    ("uploads_never_used", "never trained", str),
-    ("in_flight_samples", "queued at end", str),
-    ("energy_j", "device J", lambda v: f"{v:.1f}"),
-    ("wall_time_s", "wall s", lambda v: f"{v:.1f}"),
-]
-
-
-def format_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    """A plain-text table of summaries, one row per run."""
-
-    def cell(fmt: Callable[[Any], str], v: Any) -> str:
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt(v)
-
-    header = ["run"] + [title for _, title, _ in SUMMARY_COLUMNS]
-    body = [[name] + [cell(fmt, s.get(key)) for key, _, fmt in SUMMARY_COLUMNS] for name, s in rows]
-    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in [header] + body]
-    return "\n".join(lines)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -72,7 +37,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         rows.append((sc.name, out.summary))
         print(f"{sc.source}: results in {out.folder}", file=sys.stderr)
     if rows:
-        print(format_table(rows))
+        from cemasim.results.tables import run_text
+
+        print(run_text(rows))
         _print_warnings([f"{name}: {text}" for name, summary in rows for text in run_warnings(summary)])
     return 1 if failed else 0
 

@@ -12,6 +12,7 @@ import pandas as pd
 from cemasim.errors import RunError
 from cemasim.results import plots, writer
 from cemasim.results.summary import accuracy_by_domain, summarize, timeline
+from cemasim.results.units import in_percent
 from cemasim.scenario import Scenario
 from cemasim.sim.fleet import Fleet
 
@@ -84,7 +85,7 @@ def _write(sc: Scenario, folder: Path, tables: dict[str, pd.DataFrame], summary:
     writer.write_tables(folder, tables)
     tl = timeline(tables, sc.output.timeline_bin_s)
     tl.to_parquet(folder / "timeline.parquet", index=False)
-    accuracy_by_domain(tables["samples"]).to_csv(folder / "accuracy_by_domain.csv", index=False)
+    in_percent(accuracy_by_domain(tables["samples"])).to_csv(folder / "accuracy_by_domain.csv", index=False)
     if sc.output.plots:
         plots.write_run_plots(tables, tl, folder / "plots", f"{sc.name} ({sc.method.name})")
     writer.write_json(folder / writer.COMPLETE, summary, atomic=True)  # last: marks the folder complete

@@ -2,8 +2,8 @@
 
     python docs/methods_table.py
 
-Rows in the order of scenarios/methods.yaml's grid; accuracy as mean ± 95 % CI half-width over
-seeds; the paired column from paired_vs_bn_adapt.csv."""
+Rows in the order of scenarios/methods.yaml's grid; accuracy (the CSVs' percent columns) as mean ±
+95 % CI half-width over seeds; the paired column from paired_vs_bn_adapt.csv."""
 
 from __future__ import annotations
 
@@ -25,12 +25,11 @@ def main() -> None:
         s = summary.loc[m]
         if m in paired.index:
             p = paired.loc[m]
-            diff = (f"{100 * p['accuracy_diff']:+.2f} [{100 * p['accuracy_diff_lo']:+.2f}, "
-                    f"{100 * p['accuracy_diff_hi']:+.2f}]")
+            diff = f"{p['accuracy_pct_diff']:+.2f} [{p['accuracy_pct_diff_lo']:+.2f}, {p['accuracy_pct_diff_hi']:+.2f}]"
         else:
             diff = "(baseline)"
-        print(f"| `{m}` | {100 * s['accuracy']:.2f} ± {100 * s['accuracy_ci95']:.2f} | {diff} | "
-              f"{100 * s['upload_ratio']:.1f} | {s['uplink_bytes'] / 1e6:.2f} |")
+        print(f"| `{m}` | {s['accuracy_pct']:.2f} ± {s['accuracy_pct_ci95']:.2f} | {diff} | "
+              f"{s['upload_ratio_pct']:.1f} | {s['uplink_bytes'] / 1e6:.2f} |")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import pytest
 import cemasim
 from cemasim import runner
 from cemasim.errors import ConfigError
+from cemasim.results.units import in_percent
 from tests.conftest import small
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,7 @@ def test_the_documented_study_runs(monkeypatch, capsys):
     assert "% accuracy" in out
     diffs = namespace["diffs"]
     assert set(diffs["method.name"]) == {"cema"} and (diffs["pairs"] == 2).all()
-    assert diffs["accuracy_diff_lo"].iloc[0] > 0  # the example shows the methods separate
+    assert diffs["accuracy_pct_diff_lo"].iloc[0] > 0  # the example shows the methods separate
     assert "CEMA - bn_adapt: +1.76 ± 0.23 points, 2 seeds" in out  # the number the comment quotes
     assert set(os.listdir(REPO)) == before  # nothing written
 
@@ -41,6 +42,10 @@ def test_simulate_equals_the_runner_and_writes_nothing(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(result.samples, tables["samples"])
     assert result.summary["accuracy"] == summary["accuracy"] and list(tmp_path.iterdir()) == []
     assert len(result.timeline) and len(result.accuracy_by_domain) and result.protocol["metric"]
+    by_domain = result.accuracy_by_domain  # DataFrames in percent; the summary dict is summary.json
+    assert (by_domain["accuracy_pct"] * by_domain["samples"]).sum() == pytest.approx(
+        100 * summary["accuracy"] * summary["samples"])
+    assert "accuracy" not in result.timeline and result.timeline["accuracy_pct"].max() <= 100
 
 
 def test_with_overrides_validates_and_follows_classes():
@@ -73,6 +78,9 @@ def test_sweep_with_variants_and_out(tmp_path):
                           seeds=1, out=tmp_path, name="v")
     assert sorted(table["variant"]) == ["far", "near"] and (table["status"] == "ok").all()
     assert (tmp_path / "v" / "results.parquet").is_file()
+    assert "accuracy" not in table and table["accuracy_pct"].between(50, 100).all()  # percent, as named
+    on_disk = pd.read_parquet(tmp_path / "v" / "results.parquet")  # the record keeps fractions
+    assert (table["accuracy_pct"].to_numpy() == 100 * on_disk["accuracy"].to_numpy()).all()
     far = table.set_index("variant").loc["far"]
     assert far["upload_delay_mean_s"] > table.set_index("variant").loc["near", "upload_delay_mean_s"]
 
@@ -145,9 +153,11 @@ def test_paired_finds_a_swept_top_level_key():
     table = pd.DataFrame({"point_id": list("abcdefgh"), "sweep": "s", "seed": [0, 1] * 4,
                           "duration_s": [10, 10, 20, 20] * 2, "method.name": ["base"] * 4 + ["new"] * 4,
                           "status": "ok", "accuracy": [0.5, 0.6, 0.7, 0.8, 0.55, 0.66, 0.77, 0.88]})
-    out = cemasim.paired(table, "method.name=base", ["accuracy"])
+    out = cemasim.paired(table, "method.name=base", ["accuracy"])  # a results.parquet's fractions
     assert out["duration_s"].tolist() == [10, 20] and out["pairs"].tolist() == [2, 2]
-    assert out["accuracy_diff"].tolist() == pytest.approx([0.055, 0.075])
+    assert out["accuracy_diff"].tolist() == pytest.approx([0.055, 0.075])  # in the table's units
+    in_points = cemasim.paired(in_percent(table), "method.name=base", ["accuracy"])  # as cemasim.sweep returns
+    assert in_points["accuracy_pct_diff"].tolist() == pytest.approx([5.5, 7.5])
 
 
 def test_a_script_without_a_main_guard_runs_a_parallel_sweep(tmp_path):

@@ -87,6 +87,10 @@ def test_run_writes_the_output_contract(tmp_path, capsys):
                  "plots/delays.png"):
         assert (folder / name).is_file(), name
     summary = json.loads((folder / "summary.json").read_text())
+    by_domain = pd.read_csv(folder / "accuracy_by_domain.csv")  # CSVs in percent, named so
+    assert list(by_domain) == ["corruption", "severity", "samples", "accuracy_pct", "selected_ratio_pct"]
+    assert (by_domain["accuracy_pct"] * by_domain["samples"]).sum() == pytest.approx(
+        100 * summary["accuracy"] * summary["samples"])
     for key in ("accuracy", "samples", "uploaded_samples", "upload_ratio", "uplink_bytes", "downlink_bytes",
                 "dropped_samples", "drops", "upload_wait_mean_s", "upload_delay_mean_s", "upload_delay_p95_s",
                 "refreshes", "param_age_mean_s", "prediction_latency_mean_s", "cloud_utilization", "sim_time_s",

@@ -96,6 +96,14 @@ def test_sweep_and_plot_report_paired_differences(tmp_path, capsys):
     figures = tmp_path / "p" / "figures"
     csv = pd.read_csv(figures / "paired_vs_source.csv")
     assert csv["method.name"].tolist() == ["bn_adapt"] and csv["pairs"].tolist() == [2]
+    # units: accuracy in points in every CSV, in a column that says so; bytes exact
+    table = pd.read_parquet(tmp_path / "p" / "results.parquet").set_index(["method.name", "seed"])["accuracy"]
+    points = 100 * (table["bn_adapt"] - table["source"]).mean()
+    assert "accuracy_diff" not in csv and csv["accuracy_pct_diff"].iloc[0] == pytest.approx(points)
+    by_point = pd.read_csv(figures / "summary_by_point.csv").set_index("method.name")
+    assert "accuracy" not in by_point and "upload_ratio" not in by_point
+    assert by_point.loc["source", "accuracy_pct"] == pytest.approx(100 * table["source"].mean())
+    assert {"accuracy_pct_ci95", "accuracy_pct_lo", "accuracy_pct_hi", "uplink_bytes"} <= set(by_point)
     assert (figures / "paired_vs_source_accuracy.png").is_file()
     assert main(["plot", str(tmp_path / "p"), "--baseline", "method.name=cema", "--format", "png"]) == 2
     assert "no finished run has that value" in capsys.readouterr().err

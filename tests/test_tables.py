@@ -49,3 +49,27 @@ def test_bytes_take_the_unit_of_the_largest_value():
     assert byte_unit(np.array([2.1e5, 3e3])) == (1e-3, "kB")
     assert byte_unit(np.array([np.nan, 1.2e9])) == (1e-9, "GB")
     assert byte_unit(np.array([12.0])) == (1.0, "bytes")
+
+
+def test_the_run_table_uses_the_same_titles_and_units():
+    from cemasim.results.tables import run_text
+
+    summary = {"accuracy": 0.8512, "samples": 15355, "uplink_bytes": 4_874_000, "downlink_bytes": 212_000,
+               "cloud_load": 2.37, "upload_delay_mean_s": 1e-17, "in_flight_samples": None}
+    header, row = run_text([("quickstart", summary)]).splitlines()
+    assert header.split()[:6] == ["run", "acc", "%", "samples", "upload", "%"]
+    assert "uplink MB" in header and "downlink kB" in header and "cloud load %" in header
+    assert row.split()[:3] == ["quickstart", "85.12", "15,355"] and "237.00" in row and "4.87" in row
+    assert "e-" not in row and row.split()[-1] == "-"  # no noise; a metric the run lacks prints '-'
+
+
+def test_fractions_become_percent_columns_that_say_so_and_back():
+    from cemasim.results.units import in_fractions, in_percent
+
+    table = pd.DataFrame({"accuracy": [0.5], "accuracy_ci95": [0.01], "accuracy_diff_lo": [-0.02],
+                          "uplink_bytes": [7], "accuracy_pass1": [0.4]})
+    shown = in_percent(table)
+    assert list(shown) == ["accuracy_pct", "accuracy_pct_ci95", "accuracy_pct_diff_lo", "uplink_bytes",
+                           "accuracy_pass1"]
+    assert shown.iloc[0].tolist() == [50.0, 1.0, -2.0, 7, 0.4]  # other columns untouched
+    pd.testing.assert_frame_equal(in_fractions(shown), table)

@@ -53,8 +53,9 @@ def run(workers: int) -> pd.DataFrame:
         fixed = {**fixed, "shift.segments": VALIDATION_SEGMENTS}
         if not on_link:
             fixed["fleet.devices"] = VALIDATION_DEVICES
-        table = cemasim.sweep(base, grid, SEEDS, set=fixed, variants=variants, name=f"validation-{policy}",
-                              out=HERE / "sweeps", workers=workers, progress=True)
+        cemasim.sweep(base, grid, SEEDS, set=fixed, variants=variants, name=f"validation-{policy}",
+                      out=HERE / "sweeps", workers=workers, progress=True)
+        table = pd.read_parquet(HERE / "sweeps" / f"validation-{policy}" / "results.parquet")  # fractions
         table = table[table["status"] == "ok"].copy()
         table["policy"], table["key"] = policy, key
         table["value"] = table["variant"].str.split("=").str[1].astype(float)

@@ -62,8 +62,10 @@ def main() -> None:
     ap.add_argument("--csv", default="ablations.csv", help="file name under analysis/commuter/")
     args = ap.parse_args()
     chosen = {name: as_values(VARIANTS[name]) for name in (args.only or VARIANTS)}
-    table = cemasim.sweep(SCENARIO, variants=chosen, seeds=args.seeds, workers=args.workers, threads=1,
-                          set={"output.plots": False, "compute_device": "cpu"}, name="commuter-ablations")
+    cemasim.sweep(SCENARIO, variants=chosen, seeds=args.seeds, workers=args.workers, threads=1,
+                  set={"output.plots": False, "compute_device": "cpu"}, name="commuter-ablations",
+                  out=HERE / "sweeps")  # resumes
+    table = pd.read_parquet(HERE / "sweeps" / "commuter-ablations" / "results.parquet")  # fractions, as the CSV
     failed = table[table["status"] != "ok"]
     if len(failed):
         raise SystemExit(f"{len(failed)} runs failed: {failed['error'].iloc[0]}")

@@ -19,6 +19,7 @@ from cemasim.errors import ConfigError, DataError, RunError
 from cemasim.results.plots import _pyplot, cumulative_accuracy_vs_uplink
 from cemasim.results.stats import bounded_band, paired_differences, summarize_sweep
 from cemasim.results.tables import byte_unit
+from cemasim.results.units import in_percent
 
 LABELS = {
     "accuracy": "accuracy (%)",
@@ -186,7 +187,7 @@ def sweep_figures(table: pd.DataFrame, grid_keys: list[str], out: Path, formats:
         paths += pareto(summary, grid_keys, out, formats, ok)
         if progress is not None:
             progress(total, total)
-    summary.to_csv(out / "summary_by_point.csv", index=False)
+    in_percent(summary).to_csv(out / "summary_by_point.csv", index=False)
     return paths
 
 
@@ -352,7 +353,7 @@ def paired_figures(table: pd.DataFrame, grid_keys: list[str], baseline: tuple[st
     diffs = paired_differences(ok, grid_keys, metrics, baseline)
     key, value = baseline
     stem = f"paired_vs_{str(value).replace('/', '_').replace('.', '_')}"
-    diffs.to_csv(out / f"{stem}.csv", index=False)
+    in_percent(diffs).to_csv(out / f"{stem}.csv", index=False)
     if diffs.empty:
         return []
     plt = _pyplot()
@@ -456,7 +457,7 @@ def pareto(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats,
     ax.grid(alpha=0.3)
     _legend(ax, n + drawn)
     front_table = summary.iloc[front].assign(step_resolved=[None, *steps] if len(front) else [])  # vs the previous
-    front_table.to_csv(out / "pareto_front.csv", index=False)
+    in_percent(front_table).to_csv(out / "pareto_front.csv", index=False)
     return _save(fig, out, "pareto_accuracy_uplink", formats)
 
 

@@ -153,7 +153,7 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
 
 def accuracy_by_domain(samples: pd.DataFrame) -> pd.DataFrame:
     return (samples.groupby(["corruption", "severity"], observed=True)
-            .agg(samples=("correct", "size"), accuracy=("correct", "mean"), upload_ratio=("selected", "mean"))
+            .agg(samples=("correct", "size"), accuracy=("correct", "mean"), selected_ratio=("selected", "mean"))
             .reset_index())
 
 

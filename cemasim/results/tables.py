@@ -1,7 +1,8 @@
-"""Text tables a person reads (the sweep summary and the paired differences that `cemasim sweep` and
-`cemasim plot` print): the unit in every header, fractions as percent (differences in points), bytes
-in kB/MB/GB, a sensible number of digits and no floating-point noise (a CI of 1.874e-16 prints 0.00).
-Files keep exact values in the units of docs/outputs.md; only what is printed is rounded."""
+"""Text tables a person reads (the run table of `cemasim run`, the sweep summary and the paired
+differences that `cemasim sweep` and `cemasim plot` print): the unit in every title, fractions as
+percent (differences in points), bytes in kB/MB/GB, a sensible number of digits and no floating-point
+noise (a CI of 1.874e-16 prints 0.00). Files keep exact values in the units of docs/outputs.md; only
+what is printed is rounded."""
 
 from __future__ import annotations
 
@@ -11,13 +12,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# metric -> (header, scale): fractions become percent; everything else keeps its unit
-PERCENT = {"accuracy": "acc %", "upload_ratio": "upload %", "cloud_utilization": "cloud util %",
-           "cloud_load": "cloud load %"}
-HEADERS = {"uploaded_samples": "uploads", "upload_delay_mean_s": "delay s", "upload_delay_p95_s": "p95 delay s",
-           "dropped_samples": "dropped", "param_age_mean_s": "param age s", "gpu_wait_mean_s": "GPU wait s",
-           "gpu_wait_p95_s": "p95 GPU wait s", "uploads_never_used": "never trained",
-           "in_flight_samples": "queued at end", "refreshes": "refreshes", "samples": "samples"}
+from cemasim.results.units import FRACTIONS
+
+# metric -> the title its column prints under: the one list for the run, sweep and paired tables.
+# Fractions print in percent and bytes in kB/MB/GB (the unit joins the title); the rest as named.
+TITLES = {"accuracy": "acc %", "samples": "samples", "upload_ratio": "upload %", "uplink_bytes": "uplink",
+          "downlink_bytes": "downlink", "uploaded_samples": "uploads", "missed_samples": "missed",
+          "dropped_samples": "dropped", "upload_delay_mean_s": "delay s", "upload_delay_p95_s": "p95 delay s",
+          "param_age_mean_s": "param age s", "refreshes": "refreshes", "cloud_utilization": "cloud util %",
+          "cloud_load": "cloud load %",  # above 100: work arrived faster than the cloud did it
+          "gpu_wait_mean_s": "GPU wait s", "gpu_wait_p95_s": "p95 GPU wait s", "uploads_never_used": "never trained",
+          "in_flight_samples": "queued at end", "energy_j": "device J", "wall_time_s": "wall s"}
+RUN_COLUMNS = ["accuracy", "samples", "upload_ratio", "uplink_bytes", "downlink_bytes", "missed_samples",
+               "dropped_samples", "upload_delay_mean_s", "param_age_mean_s", "refreshes", "cloud_utilization",
+               "cloud_load", "gpu_wait_mean_s", "uploads_never_used", "in_flight_samples", "energy_j", "wall_time_s"]
 BYTES = ("uplink_bytes", "downlink_bytes")
 
 
@@ -32,12 +40,13 @@ def byte_unit(values: np.ndarray) -> tuple[float, str]:
 
 
 def _scale(metric: str, column: pd.Series) -> tuple[float, str]:
-    if metric in PERCENT:
-        return 100.0, PERCENT[metric]
+    title = TITLES.get(metric, metric)
+    if metric in FRACTIONS:
+        return 100.0, title
     if metric in BYTES:
         scale, unit = byte_unit(column.to_numpy(float))
-        return scale, f"{metric.split('_')[0]} {unit}"
-    return 1.0, HEADERS.get(metric, metric)
+        return scale, f"{title} {unit}"
+    return 1.0, title
 
 
 def _fixed(v: Any, decimals: int, sign: str = "") -> str:
@@ -58,6 +67,18 @@ def _cells(mean: pd.Series, ci: pd.Series | None, scale: float, percent: bool, s
             for mi, ci_ in zip(m, c)]
 
 
+def run_text(rows: list[tuple[str, dict[str, Any]]]) -> str:
+    """The summaries of `cemasim run`, one row per run (its name first), in the sweep table's units."""
+    summaries = pd.DataFrame([summary for _, summary in rows])
+    shown = pd.DataFrame({"run": [name for name, _ in rows]})
+    for m in RUN_COLUMNS:
+        column = (pd.to_numeric(summaries[m], errors="coerce") if m in summaries
+                  else pd.Series(np.nan, index=shown.index))
+        scale, title = _scale(m, column)
+        shown[title] = _cells(column, None, scale, m in FRACTIONS)
+    return shown.to_string(index=False, justify="right")
+
+
 def sweep_text(summary: pd.DataFrame, keys: list[str], metrics: list[str]) -> str:
     """The per-point summary of summarize_sweep as text: keys, seeds, then 'mean ± 95 % CI' per metric
     (the CI only where a point has two seeds or more)."""
@@ -69,7 +90,7 @@ def sweep_text(summary: pd.DataFrame, keys: list[str], metrics: list[str]) -> st
             continue
         scale, header = _scale(m, summary[m])
         ci = summary[f"{m}_ci95"].where(many) if f"{m}_ci95" in summary else None
-        shown[header] = _cells(summary[m], ci, scale, m in PERCENT)
+        shown[header] = _cells(summary[m], ci, scale, m in FRACTIONS)
     return shown.to_string(index=False)
 
 
@@ -79,8 +100,8 @@ def paired_text(diffs: pd.DataFrame, keys: list[str], metrics: list[str]) -> str
     shown["pairs"] = diffs["pairs"].astype(int).astype(str)
     for m in metrics:
         scale, header = _scale(m, diffs[f"{m}_diff"])
-        header = header.replace("%", "points") if m in PERCENT else header
-        shown[f"Δ {header}"] = _cells(diffs[f"{m}_diff"], diffs[f"{m}_diff_ci95"], scale, m in PERCENT, sign="+")
+        header = header.replace("%", "points") if m in FRACTIONS else header
+        shown[f"Δ {header}"] = _cells(diffs[f"{m}_diff"], diffs[f"{m}_diff_ci95"], scale, m in FRACTIONS, sign="+")
     return shown.to_string(index=False)
 
 
