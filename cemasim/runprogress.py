@@ -5,6 +5,7 @@ minutes. Files work for every backend: a local pool, one process, or Ray nodes o
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -42,13 +43,13 @@ def clear(folder: Path) -> None:
             pass
 
 
-def running(runs: Path) -> list[float]:
-    """Fractions done of the runs now in progress under a sweep's runs/ folder, most advanced first."""
+def running(folders: list[Path]) -> list[float]:
+    """Fractions done of those run folders that hold a progress file (runs in flight), most advanced first."""
     out = []
-    for path in runs.glob(f"*/{PROGRESS_FILE}"):
+    for folder in folders:
         try:
-            done, total = (int(v) for v in path.read_text().split())
-        except (OSError, ValueError):
+            done, total = (int(v) for v in (folder / PROGRESS_FILE).read_text().split())
+        except (OSError, ValueError):  # not started, finished, or a file half-written
             continue
         if total > 0:
             out.append(min(done / total, 1.0))
@@ -57,15 +58,22 @@ def running(runs: Path) -> list[float]:
 
 class Watch:
     """Shows the in-flight runs' progress on a tqdm bar's postfix every EVERY_S seconds, with the count
-    of failed runs that the sweep loop keeps in `failed`."""
+    of failed runs that the sweep loop keeps in `failed`. Workers take runs in the order they were
+    submitted, so only the first `window` unfinished folders are looked at, not a whole sweep's."""
 
-    def __init__(self, bar: Any, runs: Path):
-        self.bar, self.runs, self.failed = bar, runs, 0
+    def __init__(self, bar: Any, folders: list[Path], window: int):
+        self.bar, self.failed, self.window = bar, 0, window
+        self._pending = dict.fromkeys(folders)  # insertion-ordered: submission order
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cemasim-run-progress", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def finished(self, folder: Path) -> None:
+        with self._lock:
+            self._pending.pop(folder, None)
 
     def stop(self) -> None:
         self._stop.set()
@@ -73,8 +81,10 @@ class Watch:
             self._thread.join(timeout=5)
 
     def show(self) -> None:
+        with self._lock:
+            first = list(itertools.islice(self._pending, self.window))
         parts = [f"failed={self.failed}"]
-        inflight = running(self.runs)
+        inflight = running(first)
         if inflight:
             parts.append("running " + " ".join(f"{100 * f:.0f}%" for f in inflight[:8]))
         self.bar.set_postfix_str(", ".join(parts))

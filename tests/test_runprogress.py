@@ -27,13 +27,23 @@ def test_the_bar_shows_each_run_in_flight(tmp_path, monkeypatch):
     (runs / "c").mkdir()  # a finished run (or one not started) has no file
     (runs / "d").mkdir()
     (runs / "d" / runprogress.PROGRESS_FILE).write_text("garbage")  # a half-written file is skipped
-    assert runprogress.running(runs) == [0.75, 0.30]
-    watch = runprogress.Watch(FakeBar(), runs)
+    folders = [runs / n for n in "abcd"]
+    assert runprogress.running(folders) == [0.75, 0.30]
+    watch = runprogress.Watch(FakeBar(), folders, window=3)
     watch.failed = 1
     watch.show()
     assert watch.bar.postfix == "failed=1, running 75% 30%"
     runprogress.clear(runs / "a")
-    assert runprogress.running(runs) == [0.75]
+    assert runprogress.running(folders) == [0.75]
+    (runs / "e").mkdir()
+    runprogress.reporter(runs / "e")(10, 100)
+    watch = runprogress.Watch(FakeBar(), [*folders, runs / "e"], window=3)  # e is 5th: outside the window
+    watch.show()
+    assert watch.bar.postfix == "failed=0, running 75%"
+    watch.finished(runs / "a")
+    watch.finished(runs / "b")  # finished runs leave the window: e comes in
+    watch.show()
+    assert watch.bar.postfix == "failed=0, running 10%"
 
 
 def test_the_reporter_writes_at_most_every_few_seconds_but_always_the_end(tmp_path):
