@@ -64,6 +64,20 @@ class TraceRate:
         self._lo, self._hi, self._rate, self._change = math.inf, -math.inf, 0.0, math.inf
 
     # -- trace time tau = t + offset -----------------------------------------------------------
+    def _lap(self, tau: float) -> tuple[int, float]:
+        """(k, p) with tau = k periods + p, p in [0, period): the one split that the rate, the next
+        change and the cumulative bits all use. `tau % period` is the exact remainder of the doubles and
+        can disagree with floor(tau / period) at a lap's start (1.02 % 0.02 = 0.019999..., the last
+        piece, where floor gives 51 laps and p = 0, the first): the rate would then be the last piece's
+        while the bits and the next change are the first piece's."""
+        k = math.floor(tau / self.period_s)
+        p = tau - k * self.period_s
+        if p < 0:  # the quotient rounded up
+            k, p = k - 1, max(p + self.period_s, 0.0)
+        if p >= self.period_s:
+            k, p = k + 1, 0.0
+        return k, p
+
     def _piece(self, p: float) -> int:
         return min(bisect_right(self._edges, p) - 1, len(self._rates) - 1)
 
@@ -74,8 +88,8 @@ class TraceRate:
     def _bits_until(self, tau: float) -> float:
         """Cumulative bits from trace time 0 to tau."""
         if self.end == "loop":
-            k = math.floor(tau / self.period_s)
-            return k * self.total + self._cum_in_period(tau - k * self.period_s)
+            k, p = self._lap(tau)
+            return k * self.total + self._cum_in_period(p)
         if tau <= self.period_s:
             return self._cum_in_period(tau)
         return self.total + (self.rates[-1] * (tau - self.period_s) if self.end == "hold" else 0.0)
@@ -103,41 +117,41 @@ class TraceRate:
         the cache gives the very floats the lookup would. Where they do not (in the last nanoseconds
         before a change round-off can move the rate's step a few ulps away from the computed change),
         the answers are kept for t alone."""
-        change = self._next_change(t)
-        index = self._rate_index(t)
+        index, change = self._locate(t)
         if not math.isfinite(change):
             hi = math.inf  # past the end of a held or stopped trace: one rate forever
         else:
             last = change - 1e-9 * max(1.0, abs(change) + abs(self.offset_s))
-            agree = last >= t and self._rate_index(last) == index and self._next_change(last) == change
+            agree = last >= t and self._locate(last) == (index, change)
             hi = math.nextafter(last if agree else t, math.inf)
         self._lo, self._hi, self._change = t, hi, change
         self._rate = self._rates[index] if index >= 0 else 0.0
 
-    def _rate_index(self, t: float) -> int:
-        """Index of the rate in force at t; -1 for the zero rate after a stopped trace."""
+    def _locate(self, t: float) -> tuple[int, float]:
+        """(index of the rate in force at t, -1 for the zero after a stopped trace; the next change),
+        from one split of the trace time, so that the rate and the change always belong to one piece."""
         tau = t + self.offset_s
-        if self.end == "loop":
-            return self._piece(tau % self.period_s)
-        if tau >= self.period_s:
-            return len(self._rates) - 1 if self.end == "hold" else -1
-        return self._piece(tau)
-
-    def _next_change(self, t: float) -> float:
-        tau = t + self.offset_s
+        after_end = (len(self._rates) - 1 if self.end == "hold" else -1), math.inf
         if self.end != "loop" and tau >= self.period_s:
-            return math.inf
-        base = math.floor(tau / self.period_s) * self.period_s if self.end == "loop" else 0.0
-        i = min(bisect_right(self._edges, tau - base), len(self._edges) - 1)
+            return after_end
+        k, p = self._lap(tau) if self.end == "loop" else (0, tau)
+        base = k * self.period_s
+        i = min(bisect_right(self._edges, p), len(self._edges) - 1)
         change = base + self._edges[i] - self.offset_s
-        while change <= t:  # round-off put t on the edge itself: the change after it is the next edge
+        while change <= t:  # round-off put t on the edge itself: t is in the piece that starts there
             i += 1
             if i == len(self._edges):
                 if self.end != "loop":
-                    return math.inf
+                    return after_end
                 base, i = base + self.period_s, 1
             change = base + self._edges[i] - self.offset_s
-        return change
+        return i - 1, change
+
+    def _rate_index(self, t: float) -> int:
+        return self._locate(t)[0]
+
+    def _next_change(self, t: float) -> float:
+        return self._locate(t)[1]
 
     def bits_between(self, t0: float, t1: float) -> float:
         if t1 <= t0:
@@ -219,7 +233,7 @@ def merge(intervals: list[DownIntervals]) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(s, kind="stable")
     starts: list[float] = []
     ends: list[float] = []
-    for a, b in zip(s[order], e[order]):
+    for a, b in zip(s[order], e[order], strict=True):
         if starts and a <= ends[-1]:
             ends[-1] = max(ends[-1], b)
         else:
