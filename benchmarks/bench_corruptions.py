@@ -31,8 +31,8 @@ import platform
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from cemasim.data.corruptions import CORRUPTION_NAMES, corrupt  # noqa: E402
+from cemasim.data.corruptions import CORRUPTION_NAMES, corrupt
 
 WORKLOADS = {"full": ((32, 256), (224, 32)), "quick": ((32, 64), (224, 8))}
 REPEATS = 3
@@ -176,10 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     head = ["corruption"]
     for size, n in workloads:
         head += [f"{size}px x{n} cemasim", f"{size}px ref", f"{size}px speed-up"]
-    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    widths = [max(len(str(r[i])) for r in [*rows, head]) for i in range(len(head))]
 
     def fmt(row: list[str]) -> str:  # markdown table row: names left-aligned, numbers right-aligned
-        cells = (str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+        cells = (str(v).ljust(w) if i == 0 else str(v).rjust(w)
+                 for i, (v, w) in enumerate(zip(row, widths, strict=True)))
         return "| " + " | ".join(cells) + " |"
 
     print(fmt(head))

@@ -237,7 +237,7 @@ def batching(quick: bool) -> None:
 
         def loop() -> None:
             with torch.no_grad():
-                for s, x in zip(states, xs):
+                for s, x in zip(states, xs, strict=True):
                     norm.forward(edge, s, x, mode)
 
         per_call = max(1, MAX_MERGED_SAMPLES // n)  # as many as the simulator's CrossDeviceBatcher merges
@@ -405,7 +405,7 @@ def batch_one(quick: bool) -> None:
     for method in BATCH1_METHODS:
         for label, *extra in VARIANTS:
             rows = {b: _run_child(BATCH_CHILD, n, batch=str(b), method=method, extra=repr(sets))
-                    for b, sets in zip((64, 1), extra)}
+                    for b, sets in zip((64, 1), extra, strict=True)}
             per = {b: r["cpu_s"] / r["predictions"] for b, r in rows.items()}
             for b, r in rows.items():
                 print(f"| {method} | {label} | {b} | {r['predictions']:,} | {r['merged']:,} | {r['cloud_jobs']:,} | "
@@ -440,10 +440,10 @@ def forward_cost(quick: bool) -> None:
         xs = [fleet.workload.materialize(b) for _, b in batches]
         corrupt_us = 1e6 * (time.perf_counter() - t0) / n
         with torch.no_grad():
-            for (d, _), x in zip(batches, xs):
+            for (d, _), x in zip(batches, xs, strict=True):
                 norm.forward(d.model, d.state, x, "eval")
             t0 = time.perf_counter()
-            for (d, _), x in zip(batches, xs):
+            for (d, _), x in zip(batches, xs, strict=True):
                 norm.forward(d.model, d.state, x, "eval")
         forward_us = 1e6 * (time.perf_counter() - t0) / n
         per[batch] = (forward_us, corrupt_us)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cemasim import __version__
 from cemasim.errors import CemasimError, ConfigError

@@ -5,12 +5,14 @@ minutes. Files work for every backend: a local pool, one process, or Ray nodes o
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 PROGRESS_FILE = ".progress"  # "<predicted> <total>"; a folder with summary.json never has one
 EVERY_S = 2.0
@@ -37,10 +39,8 @@ def reporter(folder: Path) -> Callable[[int, int], None]:
 
 def clear(folder: Path) -> None:
     for name in (PROGRESS_FILE, PROGRESS_FILE + ".tmp"):
-        try:
+        with contextlib.suppress(OSError):
             (folder / name).unlink()
-        except OSError:
-            pass
 
 
 def running(folders: list[Path]) -> list[float]:

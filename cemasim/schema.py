@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 import re
 import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from cemasim.csvfile import MAX_TIME_S
 from cemasim.registry import did_you_mean
@@ -28,8 +29,8 @@ class Field:
     unit: str = ""
     checks: tuple[Check, ...] = ()
     nullable: bool = False
-    items: "Section | None" = None  # for lists of mappings (e.g. shift segments)
-    alt: "Section | None" = None  # a mapping accepted instead of a scalar (e.g. inline profile)
+    items: Section | None = None  # for lists of mappings (e.g. shift segments)
+    alt: Section | None = None  # a mapping accepted instead of a scalar (e.g. inline profile)
 
     def type_name(self) -> str:
         names = [_TYPE_NAMES.get(t, t.__name__) for t in self.types]
@@ -45,7 +46,7 @@ class Section:
     """A mapping of named fields and sub-sections."""
 
     doc: str
-    fields: dict[str, "Field | Section"] = field(default_factory=dict)
+    fields: dict[str, Field | Section] = field(default_factory=dict)
 
 
 _TYPE_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean", list: "list", dict: "mapping"}
@@ -97,7 +98,7 @@ def plain_name(v: Any) -> str | None:
         return f"must be a plain name (one folder: no '/', '\\' or '..'), got {show(v)}"
     odd = next((c for c in v if not c.isprintable()), None)
     if odd is not None:
-        return (f"must be printable text, got {show(v)}: {ascii(odd)} at position {v.index(odd)} is a control, "
+        return (f"must be printable text, got {show(v)}: {odd!a} at position {v.index(odd)} is a control, "
                 "format (e.g. bidi) or unencodable character")
     size = len(v.encode("utf-8"))
     if size > MAX_NAME_BYTES:

@@ -27,10 +27,11 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterator
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -84,7 +85,7 @@ def digest(resolved: dict[str, Any]) -> str:
 @dataclass
 class Sweep:
     name: str
-    base: "Path | scenario.Scenario | None"
+    base: Path | scenario.Scenario | None
     fixed: dict[str, Any]
     grid: dict[str, list[Any]]
     seeds: list[int]
@@ -167,10 +168,10 @@ def split_values(text: str) -> list[str]:
         elif c == "," and depth == 0:
             parts.append(text[start:i])
             start = i + 1
-    return parts + [text[start:]]
+    return [*parts, text[start:]]
 
 
-def build_sweep(name: str, base: "Path | scenario.Scenario | None", fixed: dict[str, Any], grid: dict[str, list[Any]],
+def build_sweep(name: str, base: Path | scenario.Scenario | None, fixed: dict[str, Any], grid: dict[str, list[Any]],
                 seeds: int | list[int], source: str = "sweep",
                 variants: dict[str, dict[str, Any]] | None = None, progress: bool = True) -> Sweep:
     """Expand and validate every point before anything runs. `base`: a scenario file, a Scenario or
@@ -182,7 +183,7 @@ def build_sweep(name: str, base: "Path | scenario.Scenario | None", fixed: dict[
     sweep = Sweep(name, base, dict(fixed), dict(grid), seed_list)
     keys, dims = list(grid), [grid[k] for k in grid]
     if variants:
-        keys, dims = [VARIANT] + keys, [list(variants)] + dims
+        keys, dims = [VARIANT, *keys], [list(variants), *dims]
         sweep.grid = {VARIANT: list(variants), **sweep.grid}
     n_runs = len(seed_list) * math.prod(len(d) for d in dims)
     bar = _bar(n_runs, 0, f"validating {name}") if progress and n_runs > PROGRESS_FROM else None
@@ -190,7 +191,7 @@ def build_sweep(name: str, base: "Path | scenario.Scenario | None", fixed: dict[
     point_source = f"{source} (base {base})" if isinstance(base, Path) else source
     try:
         for combo in itertools.product(*dims):
-            point_values: dict[str, Any] = dict(zip(keys, combo))
+            point_values: dict[str, Any] = dict(zip(keys, combo, strict=True))
             chosen = {k: v for k, v in point_values.items() if k != VARIANT}
             if variants:
                 chosen.update(variants[point_values[VARIANT]])
@@ -283,7 +284,7 @@ def _canonical(value: Any) -> str:
     return json.dumps(plain(value), sort_keys=True, default=str)
 
 
-def _base_data(base: "Path | scenario.Scenario | None", source: str) -> "dict[str, Any] | scenario.Scenario":
+def _base_data(base: Path | scenario.Scenario | None, source: str) -> dict[str, Any] | scenario.Scenario:
     """The base, read once (not once a point); problems of the file itself name it, not the sweep file."""
     if base is None or isinstance(base, scenario.Scenario):
         return base if base is not None else {}
@@ -299,7 +300,7 @@ def _base_data(base: "Path | scenario.Scenario | None", source: str) -> "dict[st
     return data
 
 
-def _add_point(sweep: Sweep, base: "dict[str, Any] | scenario.Scenario", values: dict[str, Any],
+def _add_point(sweep: Sweep, base: dict[str, Any] | scenario.Scenario, values: dict[str, Any],
                overrides: dict[str, Any], seed: int, where: dict[str, list[str]], source: str) -> None:
     """Validate one point and add it to the sweep, or note its problems under the point's label."""
     try:
@@ -317,7 +318,7 @@ def _label(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items()) or "base"
 
 
-def _point_scenario(base: "dict[str, Any] | scenario.Scenario", overrides: dict[str, Any], seed: int,
+def _point_scenario(base: dict[str, Any] | scenario.Scenario, overrides: dict[str, Any], seed: int,
                     source: str) -> scenario.Scenario:
     if isinstance(base, scenario.Scenario):
         return base.with_overrides({**overrides, "seed": seed})
@@ -893,7 +894,7 @@ class SweepLock:
         self.folder = folder
         self.file: Any = None
 
-    def __enter__(self) -> "SweepLock":
+    def __enter__(self) -> SweepLock:
         try:
             import fcntl
         except ImportError:  # not POSIX: no lock (documented)

@@ -129,7 +129,7 @@ class Workload:
             start += len(batch)
         keys = [("corrupt", batch.device, batch.seq, d) for batch, d, _ in jobs]
         seeds = torch_seeds(self.seed, keys) if len(keys) > 1 else [torch_seed(self.seed, *k) for k in keys]
-        for (_, d, rows), seed in zip(jobs, seeds):
+        for (_, d, rows), seed in zip(jobs, seeds, strict=True):
             name, severity = self.domains[d]
             self._generator.manual_seed(seed)
             x[rows] = corrupt(x[rows], name, severity, generator=self._generator)
@@ -174,7 +174,7 @@ PLAN_STREAMS = ("arrivals", "shift", "images")  # the numpy streams a device's p
 def plan_streams(seed: int, devices: Sequence[int]) -> Iterator[tuple[np.random.Generator, ...]]:
     """Each device's PLAN_STREAMS (numpy_rng(seed, name, device)), seeded in one pass for all devices."""
     rngs = numpy_rngs(seed, [(name, d) for d in devices for name in PLAN_STREAMS])
-    return zip(*[rngs] * len(PLAN_STREAMS))
+    return zip(*[rngs] * len(PLAN_STREAMS), strict=True)
 
 
 def plan_available(device: int, sc, workload: Workload, domain_ids: dict[Domain, int],

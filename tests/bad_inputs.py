@@ -47,7 +47,7 @@ def _yaml(data: Any) -> bytes:
 def _validate(case_id: str, scenario: Any, names: tuple[str, ...], group: str = "class",
               extra: tuple[tuple[str, bytes], ...] = (), code: int = 2, absent: tuple[str, ...] = ()) -> Case:
     body = scenario if isinstance(scenario, bytes) else _yaml(scenario)
-    return Case(case_id, ("validate", "{d}/s.yaml"), (("s.yaml", body),) + extra, code, names, group, absent)
+    return Case(case_id, ("validate", "{d}/s.yaml"), (("s.yaml", body), *extra), code, names, group, absent)
 
 
 # ---- generated: every schema key with values of the wrong kind ---------------------------------------
@@ -397,7 +397,7 @@ def run_case(case: Case, folder: Path) -> Outcome:
             code = cli.main(argv)
         except SystemExit as exc:  # argparse
             code = exc.code if isinstance(exc.code, int) else 2
-        except Exception as exc:  # noqa: BLE001 - an escaped exception is what we count
+        except Exception as exc:
             import traceback
 
             traceback.print_exc()
@@ -596,10 +596,10 @@ def roid_rotta_cases() -> list[Case]:
             v(f"{name}:deployment-unknown", y({"method": {"name": name, "deployment": "fog"}}),
               ("method.deployment", "fog")),
         ]
-    return cases + [v("rotta:memory-zero", y({"method": {"name": "rotta", "rotta_memory": 0}}),
-                      ("method.rotta_memory",)),
-                    v("rotta:update-every-zero", y({"method": {"name": "rotta", "rotta_update_every": 0}}),
-                      ("method.rotta_update_every",))]
+    return [*cases,
+            v("rotta:memory-zero", y({"method": {"name": "rotta", "rotta_memory": 0}}), ("method.rotta_memory",)),
+            v("rotta:update-every-zero", y({"method": {"name": "rotta", "rotta_update_every": 0}}),
+              ("method.rotta_update_every",))]
 
 
 # ---- issue 27: finite state (bounds where a hyper-parameter means nothing, non-finite checkpoints and runs) ----
@@ -666,8 +666,8 @@ def sweep_integrity_cases() -> list[Case]:
 
     def sweep_file(case_id: str, data: dict[str, Any], names: tuple[str, ...],
                    extra: tuple[tuple[str, bytes], ...] = ()) -> Case:
-        return Case(case_id, ("sweep", "{d}/w.yaml", "--out", "{d}/out"), (("w.yaml", _yaml(data)),) + extra, 2,
-                    ("w.yaml",) + names)
+        return Case(case_id, ("sweep", "{d}/w.yaml", "--out", "{d}/out"), (("w.yaml", _yaml(data)), *extra), 2,
+                    ("w.yaml", *names))
 
     def cli(case_id: str, args: tuple[str, ...], names: tuple[str, ...]) -> Case:
         return Case(case_id, ("sweep", "{d}/s.yaml", *args, "--out", "{d}/out"), scenario, 2, names)

@@ -24,7 +24,7 @@ def test_the_documented_study_runs(monkeypatch, capsys):
     monkeypatch.chdir(REPO)
     before = set(os.listdir(REPO))
     namespace: dict = {}
-    exec(compile(code, "docs/python.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    exec(compile(code, "docs/python.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert "% accuracy" in out
     diffs = namespace["diffs"]

@@ -44,8 +44,8 @@ def test_validate_takes_sweep_files_and_checks_every_point(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "scenarios/quickstart.yaml: ok" in out and "scenarios/methods.yaml: ok (sweep, 42 runs)" in out
     bad = tmp_path / "bad_sweep.yaml"
-    bad.write_text("name: b\nbase: %s\ngrid: {uplink.bandwidth_mbps: [1, -2]}\n"
-                   % Path("scenarios/quickstart.yaml").resolve())
+    base = Path("scenarios/quickstart.yaml").resolve()
+    bad.write_text(f"name: b\nbase: {base}\ngrid: {{uplink.bandwidth_mbps: [1, -2]}}\n")
     assert main(["validate", str(bad)]) == 2
     assert "uplink.bandwidth_mbps: must be > 0, got -2" in capsys.readouterr().err
 

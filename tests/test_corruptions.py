@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -176,7 +177,7 @@ def test_severity_orders_degradation(name: str, c: int) -> None:
     assert d[4] > d[0], d
     if name in NOT_L1_ORDERED:
         return  # see NOT_L1_ORDERED
-    for lo, hi in zip(d, d[1:]):
+    for lo, hi in itertools.pairwise(d):
         assert hi >= lo * 0.98 - 1e-6, d  # ties allowed (e.g. JPEG quality steps on smooth images)
 
 
@@ -474,7 +475,7 @@ def test_elastic_local_distortion_grows_with_severity() -> None:
         y = corrupt(x, "elastic_transform", s, gen(0))[..., 16:-16, 16:-16]
         curv.append(((y[..., 2:, :] - 2 * y[..., 1:-1, :] + y[..., :-2, :]).abs().mean()
                      + (y[..., :, 2:] - 2 * y[..., :, 1:-1] + y[..., :, :-2]).abs().mean()).item())
-    assert curv[0] < 1e-9 and all(hi > lo for lo, hi in zip(curv, curv[1:])), curv
+    assert curv[0] < 1e-9 and all(hi > lo for lo, hi in itertools.pairwise(curv)), curv
     assert not torch.equal(corrupt(x, "elastic_transform", 1, gen(0)), x)  # the affine still moves it
 
 
@@ -518,7 +519,7 @@ def test_frost_hides_more_with_severity() -> None:
     # with severity (c1/c0 = 0.2, 0.3, 0.44, 0.47, 0.6), though pixel L1 does not.
     x = smooth_images(16, 3, 28, 28, seed=3)
     r = [((corrupt(x, "frost", s, gen(0)) - FROST[s - 1][0] * x) / FROST[s - 1][0]).mean().item() for s in range(1, 6)]
-    assert all(hi > lo for lo, hi in zip(r, r[1:])), r
+    assert all(hi > lo for lo, hi in itertools.pairwise(r)), r
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def make_tables(answers: bool = True, devices: bool = True) -> dict[str, pd.Data
         (0, 4000, 4000, 5.0, 5.0, 5.5, 5.55, "", 1, 4.0, 5.6),
         (1, 4000, 4000, 14.0, 14.0, 14.5, 14.55, "stale", 1, 13.0, NAN),
         (1, 4000, 1500, 18.0, 18.0, NAN, NAN, "link_outage", 1, 17.0, NAN),
-    ], columns=MSG + ["created_s", "applied_s"])
+    ], columns=[*MSG, "created_s", "applied_s"])
     tables = {"samples": samples, "uploads": uploads, "reports": reports, "refreshes": refreshes,
               "compute": pd.DataFrame([(0, 0.5, 0.6, 1e9), (0, 12.0, 12.5, 3e8), (1, 1.0, 1.25, 7e9),
                                        (1, 15.0, 15.5, 7e9), (2, 0.0, 0.5, 1e9)],

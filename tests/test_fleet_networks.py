@@ -69,7 +69,7 @@ def test_constant_trace_file_reproduces_the_constant_link_in_a_whole_run(tmp_pat
 def test_an_off_device_neither_predicts_nor_receives():
     sc = small("availability.process=onoff", "availability.on_s=15", "availability.off_s=8",
                "availability.in_flight=lost", "downlink.latency_ms=400", "downlink.bandwidth_mbps=0.05")
-    tables, summary, fleet_result = simulate(sc)
+    tables, summary, _fleet_result = simulate(sc)
     samples, missed = tables["samples"], tables["missed"]
     assert len(missed) > 0 and set(missed["cause"]) == {"device_off"}
     assert summary["missed_samples"] == len(missed)

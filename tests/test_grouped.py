@@ -18,7 +18,7 @@ def devices(net: nn.Module, g: int, seed: int = 0) -> list[norm.NormState]:
 
 def per_device(net: nn.Module, states: list[norm.NormState], x: torch.Tensor, mode: str) -> torch.Tensor:
     with torch.no_grad():
-        return torch.stack([norm.forward(net, s, xi, mode) for s, xi in zip(states, x)])
+        return torch.stack([norm.forward(net, s, xi, mode) for s, xi in zip(states, x, strict=True)])
 
 
 @pytest.mark.parametrize("model", ["fmnist_edge_cnn", "fmnist_foundation_cnn"])

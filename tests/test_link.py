@@ -71,7 +71,7 @@ def _mean_wait(sizes: np.ndarray, gaps: np.ndarray, bandwidth_mbps: float) -> fl
     msgs = [Message(0, float(s)) for s in sizes]
 
     def source():
-        for gap, m in zip(gaps, msgs):
+        for gap, m in zip(gaps, msgs, strict=True):
             yield env.timeout(gap)
             link.send(m)
 

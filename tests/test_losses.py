@@ -48,7 +48,7 @@ def test_distillation_loss_hand_value():
     es = -sum(p * math.log(p) for p in ps)
     et = -sum(p * math.log(p) for p in pt)
     qs, qt = torch.softmax(zs[0] / t, 0).tolist(), torch.softmax(zt[0] / t, 0).tolist()
-    kl = sum(q * math.log(q / r) for q, r in zip(qt, qs)) * t * t
+    kl = sum(q * math.log(q / r) for q, r in zip(qt, qs, strict=True)) * t * t
     ce = -math.log(ps[1])  # teacher's argmax is class 1
     expected = a * math.exp(e0 - es) * es + b * math.exp(e0 - et) * kl + g * math.exp(e0 - et) * ce
     got = distillation_loss(zs, zt, e0, a, b, g, t).item()

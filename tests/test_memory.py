@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from cemasim.methods import METHODS
-from cemasim.results.records import Columns
 from cemasim.sim.fleet import Fleet
+from cemasim.sim.records import Columns
 from tests.conftest import small
 
 

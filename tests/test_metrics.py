@@ -182,7 +182,7 @@ def test_a_fleet_sweep_shows_where_the_cloud_saturates(tmp_path, monkeypatch):
 def test_run_plots_mark_segment_boundaries(run):
     from cemasim.results.plots import segment_changes
 
-    sc, tables, _ = run
+    _sc, tables, _ = run
     changes = segment_changes(tables["samples"])
     # small(): gaussian_noise for 20 s, then fog: one boundary, at the first arrival after 20 s
     first = tables["samples"]

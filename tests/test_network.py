@@ -298,5 +298,6 @@ def test_remembered_piece_answers_the_very_floats_of_the_lookup(end):
             fresh = ((trace._rates[i] if (i := trace._rate_index(t)) >= 0 else 0.0), trace._next_change(t))
             assert got == fresh, (trial, t)
         for t in rng.choice(times, 50):
-            assert trace.next_change(t) == trace._next_change(t) and trace.rate_at(t) == \
-                (trace._rates[i] if (i := trace._rate_index(t)) >= 0 else 0.0)
+            i = trace._rate_index(t)
+            assert trace.next_change(t) == trace._next_change(t)
+            assert trace.rate_at(t) == (trace._rates[i] if i >= 0 else 0.0)

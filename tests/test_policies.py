@@ -153,7 +153,7 @@ def test_policy_defaults_are_the_validation_choice():
     corruptions (selected.csv)."""
     chosen = pd.read_csv(ROOT / "analysis" / "adaptive" / "selected.csv")
     assert sorted(chosen["policy"]) == ["backpressure", "budget", "staleness"]
-    for key, value in zip(chosen["key"], chosen["value"]):
+    for key, value in zip(chosen["key"], chosen["value"], strict=True):
         section, name = key.split(".")
         assert SCHEMA.fields[section].fields[name].default == pytest.approx(value), key
         assert getattr(PolicyConfig(), name) == pytest.approx(value), f"PolicyConfig.{name}"

@@ -19,7 +19,7 @@ SELECTED = Path(__file__).resolve().parent.parent / "analysis" / "hparams" / "se
 
 def test_fmnist_zoo_preset_is_the_validation_selection():
     chosen = pd.read_csv(SELECTED)
-    assert dict(zip(chosen["preset_key"], chosen["value"])) == pytest.approx(presets.FMNIST_ZOO)
+    assert dict(zip(chosen["preset_key"], chosen["value"], strict=True)) == pytest.approx(presets.FMNIST_ZOO)
     assert set(presets.FMNIST_ZOO) == set(presets.IMAGENET)
 
 

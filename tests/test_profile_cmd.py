@@ -30,7 +30,7 @@ def test_fit_recovers_a_linear_law():
     assert exact.overhead_s == pytest.approx(0.002) and exact.flops_per_s == pytest.approx(4e9)
     assert exact.r2 == pytest.approx(1.0) and exact.predict(flops[2]) == pytest.approx(0.002 + flops[2] / 4e9)
     noise = np.random.default_rng(0).normal(1.0, 0.02, len(flops))
-    noisy = fit_linear(flops, [(0.002 + f / 4e9) * n for f, n in zip(flops, noise)])
+    noisy = fit_linear(flops, [(0.002 + f / 4e9) * n for f, n in zip(flops, noise, strict=True)])
     assert noisy.flops_per_s == pytest.approx(4e9, rel=0.1) and 0.99 < noisy.r2 <= 1.0
 
 

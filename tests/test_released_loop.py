@@ -56,8 +56,8 @@ def released_run(sc):
         mask = np.zeros(len(x), bool)
         mask[cema.last_remain_ids.numpy()] = True
         masks.append(mask)
-    state = {n: t.detach().reshape(-1) for n, t in edge.state_dict().items() if "running" in n or n in
-             dict(edge.named_parameters()) and dict(edge.named_parameters())[n].requires_grad}
+    state = {n: t.detach().reshape(-1) for n, t in edge.state_dict().items() if "running" in n or (n in
+             dict(edge.named_parameters()) and dict(edge.named_parameters())[n].requires_grad)}
     return np.concatenate(preds), np.concatenate(masks), state
 
 

@@ -22,7 +22,7 @@ def test_generators_of_many_names_at_once_equal_one_seed_sequence_each(seed):
     names = [(name, d) for d in range(40) for name in ("arrivals", "shift", "images")] + [("link", "uplink", 7)]
     made = list(numpy_rngs(seed, names))
     assert len(made) == len(names)
-    for rng, name in zip(made, names):
+    for rng, name in zip(made, names, strict=True):
         alone = numpy_rng(seed, *name)
         assert rng.bit_generator.state == alone.bit_generator.state
         assert np.array_equal(rng.permutation(1000), alone.permutation(1000))

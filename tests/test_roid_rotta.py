@@ -149,7 +149,7 @@ def test_charged_as_two_passes_and_run_where_tent_runs(name):
 SHORT = ("duration_s=20", "drain_s=30")
 
 
-@functools.lru_cache(maxsize=None)  # bn_adapt and roid's default run serve two tests each
+@functools.cache  # bn_adapt and roid's default run serve two tests each
 def predictions(*overrides: str) -> np.ndarray:
     samples = simulate(small(*overrides, *SHORT, seed=1))[0]["samples"]
     return samples.sort_values(["device", "arrival_s"])["pred"].to_numpy()

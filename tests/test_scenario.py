@@ -142,7 +142,7 @@ def test_a_view_keeps_what_it_read_without_hiding_its_own_attributes():
     assert view["to_dict"] == 3 and view.to_dict()["to_dict"] == 3
     assert view["source"] == "a key" and view.source == "file.yaml"
     with pytest.raises(AttributeError):
-        view.missing
+        _ = view.missing
     with pytest.raises(AttributeError, match="read-only"):
         view.rate = 5
 

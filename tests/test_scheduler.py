@@ -28,7 +28,7 @@ def served_order(policy: str, jobs: list[int], blocker: int = 99, **scores) -> l
         order.append(d)
         assert start == len(order) - 1  # back to back: nothing idles
 
-    for d in [blocker] + jobs:
+    for d in [blocker, *jobs]:
         env.process(run(d))
     env.run()
     return order[1:]
@@ -141,7 +141,7 @@ def simulate(policy: str, gpus: int, arrivals: np.ndarray, devices: np.ndarray, 
         pool.release()
 
     def source():
-        for i, (t, d) in enumerate(zip(arrivals, devices)):
+        for i, (t, d) in enumerate(zip(arrivals, devices, strict=True)):
             yield env.timeout(t - env.now)
             env.process(run(i, int(d)))
 

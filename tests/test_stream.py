@@ -17,7 +17,7 @@ from tests.conftest import small
 
 def batch_bounds(times: np.ndarray, batch_size: int, max_wait_s: float) -> list[tuple[int, int, float]]:
     starts, stops, ready = batch_arrays(times, batch_size, max_wait_s)
-    return list(zip(starts.tolist(), stops.tolist(), ready.tolist()))
+    return list(zip(starts.tolist(), stops.tolist(), ready.tolist(), strict=True))
 
 
 class Cfg:
@@ -163,7 +163,7 @@ def test_a_fleets_planner_plans_each_device_as_alone(sets):
     devices = list(range(6))
     planner = Planner(sc, workload, ids)
     fields = ("times", "image_idx", "labels", "domain", "segment", "starts", "stops", "ready_s")
-    for d, streams in zip(devices, plan_streams(sc.seed, devices)):
+    for d, streams in zip(devices, plan_streams(sc.seed, devices), strict=True):
         shared, alone = planner.plan(d, None, streams)[0], plan_available(d, sc, workload, ids)[0]
         for name in fields:
             a, b = getattr(shared, name), getattr(alone, name)

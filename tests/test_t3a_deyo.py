@@ -70,7 +70,7 @@ def run_t3a(filter_k: int | None, authors_k: int) -> tuple[list[torch.Tensor], l
 @pytest.mark.parametrize("k", [1, 3])
 def test_t3a_logits_and_supports_equal_the_authors_over_batches(k):
     got, want, learner, theirs = run_t3a(k, k)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert torch.allclose(g, w, atol=1e-6)
     supports = learner.extra["t3a"]
     assert torch.allclose(supports.features, theirs.supports, atol=1e-6)
@@ -84,7 +84,7 @@ def test_t3a_keeps_every_support_when_unlimited():
     """null / -1 keep all (the authors' evident intent); their code's -1 slices [:-1], dropping each class's
     highest-entropy support, so the comparison uses a K larger than the stream."""
     got, want, learner, _ = run_t3a(None, 10**6)
-    assert all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, want))
+    assert all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, want, strict=True))
     assert len(learner.extra["t3a"].labels) == C + 4 * 8
     *_, theirs = run_t3a(None, -1)
     assert len(theirs.labels) < C + 4 * 8  # the departure, documented in the README
@@ -150,7 +150,7 @@ def test_deyo_two_steps_equal_the_authors(side, patches):
 
 
 def test_deyo_skips_the_step_when_no_sample_passes():
-    ref, ours, opt, learner = deyo_pair(8, 4)
+    _ref, ours, _opt, learner = deyo_pair(8, 4)
     x = batches(1, 8, 8)[0]
     before = {n: t.clone() for n, t in learner.state.items()}
     DeYO(lr=0.5, margin=1e-6).step(ours, learner, x)  # no sample is that certain

@@ -203,7 +203,7 @@ def test_sar_sam_step_and_reset_match_reference():
     loss2 = e2[ids2].mean(0)
     loss2.backward()
     with torch.no_grad():
-        for p, o in zip(params, old):
+        for p, o in zip(params, old, strict=True):
             p.copy_(o)
     opt.step()
     adapter = SAR(lr=lr, e_margin=margin, rho=rho, reset_constant=0.0)
@@ -247,7 +247,7 @@ def test_cotta_step_matches_reference_without_augmentation():
     loss.backward()
     opt.step()
     with torch.no_grad():
-        for t, s in zip(teacher.parameters(), ref.parameters()):
+        for t, s in zip(teacher.parameters(), ref.parameters(), strict=True):
             t.mul_(0.999).add_(0.001 * s)
     names = [n for n, _ in ours.named_parameters()]
     learner = Learner(norm.initial_state(ours, names))

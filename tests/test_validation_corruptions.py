@@ -160,5 +160,5 @@ def test_grey_images_keep_shape_range_and_determinism(name: str) -> None:
     for s in range(1, 6):
         a, b = corrupt(x, name, s, gen(s)), corrupt(x, name, s, gen(s))
         assert a.shape == x.shape and a.dtype == x.dtype
-        assert 0 <= float(a.min()) and float(a.max()) <= 1
+        assert float(a.min()) >= 0 and float(a.max()) <= 1
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -67,7 +67,7 @@ def test_reset_protocol_restarts_from_the_source_each_segment():
                                    ["shift.label_shift=dirichlet"], ["arrivals.process=onoff"]])
 def test_protocols_keep_the_invariants(extra):
     sc = small(*extra)
-    tables, summary, _ = runner.simulate(sc)
+    tables, _summary, _ = runner.simulate(sc)
     check_invariants(tables, _planned_samples(sc))
 
 
@@ -94,7 +94,7 @@ def test_cifar10_c_with_external_models_runs_the_fleet(cifar10_c_root):  # noqa:
     images = np.concatenate([b.image_idx for b in fleet.devices[0].batches])
     domains = np.concatenate([b.domain for b in fleet.devices[0].batches])
     src = fleet.workload.source
-    for img, d in zip(images, domains):  # the image's file/severity block is the sample's domain
+    for img, d in zip(images, domains, strict=True):  # the image's file/severity block is the sample's domain
         assert src.domain_names[src.domains[img]] == fleet.workload.domains[d]
     assert summary["uploaded_samples"] >= 0 and fleet.edge_spec.input_shape == (3, 32, 32)
 

@@ -125,7 +125,7 @@ def figures(name: str, summary: pd.DataFrame, paired: pd.DataFrame) -> None:
         ax.errorbar(rows[key], mean, yerr=[mean - lo, hi - mean], marker="o", capsize=3, label=arm, color=color[arm])
     ax.axhline(0, color=color["cema_dynamic"], lw=1)
     ax.set_ylabel("minus cema_dynamic, same seed (points)")
-    for ax, (metric, label) in zip(axes[1:], panels):
+    for ax, (metric, label) in zip(axes[1:], panels, strict=True):
         for arm, rows in summary.groupby("variant", sort=False):
             ax.plot(rows[key], rows[metric], marker="o", label=arm, color=color[arm])
         ax.set_ylabel(label)

@@ -70,7 +70,7 @@ def main() -> None:
     if len(failed):
         raise SystemExit(f"{len(failed)} runs failed: {failed['error'].iloc[0]}")
     drops = sorted(c for c in table if c.startswith("drops_"))
-    df = table[["variant", "seed"] + KEYS + drops].sort_values(["seed", "variant"], key=lambda c: c.map(ORDER)
+    df = table[["variant", "seed", *KEYS, *drops]].sort_values(["seed", "variant"], key=lambda c: c.map(ORDER)
                                                                 if c.name == "variant" else c).fillna(0)
     df.to_csv(HERE / args.csv, index=False)
     mean = df.drop(columns="seed").groupby("variant", sort=False).mean()

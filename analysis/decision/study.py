@@ -105,7 +105,7 @@ def run(seeds: list[int], workers: int) -> pd.DataFrame:
                 table["uplink.bandwidth_mbps"] = fixed.get("uplink.bandwidth_mbps", np.nan)
             frames.append(table)
     runs = pd.concat(frames, ignore_index=True)
-    compute = [_device_compute(Path(f), int(s)) for f, s in zip(runs["run_folder"], runs["samples"])]
+    compute = [_device_compute(Path(f), int(s)) for f, s in zip(runs["run_folder"], runs["samples"], strict=True)]
     runs["device_gflop_per_sample"] = [c[0] for c in compute]
     runs["device_busy_ms_per_sample"] = [1e3 * c[1] for c in compute]
     runs["uplink_kb_per_device_hour"] = runs["uplink_bytes"] / 1e3 / device_hours
@@ -222,7 +222,7 @@ def figures(table: pd.DataFrame) -> None:
     def draw(x_of, xlabel: str, name: str, label_points: bool, ticks: list[float]) -> None:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
         top = table.loc[table["strategy"].isin(LINES), "gain_vs_bn"] + table["ci95"].fillna(0)
-        for ax, shift in zip(axes, SHIFTS):
+        for ax, shift in zip(axes, SHIFTS, strict=True):
             t = table[table["shift"] == shift]
             for strategy, (color, marker) in LINES.items():
                 g = t[t["strategy"] == strategy].sort_values("uplink_mbps")
@@ -231,12 +231,12 @@ def figures(table: pd.DataFrame) -> None:
                 ax.plot(x, np.maximum(y, FLOOR), color=color, lw=1.6, zorder=3)
                 ax.errorbar(x[inside], y[inside], yerr=ci[inside], fmt=marker, color=color, ms=5, capsize=2,
                             elinewidth=0.8, alpha=0.9, zorder=4, label=strategy)
-                for xi, yi in zip(x[~inside], y[~inside]):  # off the axis: an arrow and the value
+                for xi, yi in zip(x[~inside], y[~inside], strict=True):  # off the axis: an arrow and the value
                     ax.annotate(f"{strategy} {yi:+.1f}", (xi, FLOOR), xytext=(4, 6), textcoords="offset points",
                                 fontsize=7, color=color, arrowprops={"arrowstyle": "->", "color": color})
                 if label_points:  # uplinks whose bytes coincide (the link carried everything) share a label
                     groups: dict[float, list[float]] = {}
-                    for xi, u in zip(x[inside], g["uplink_mbps"].to_numpy(float)[inside]):
+                    for xi, u in zip(x[inside], g["uplink_mbps"].to_numpy(float)[inside], strict=True):
                         key = next((k for k in groups if abs(xi / k - 1) < 0.02), xi)
                         groups.setdefault(key, []).append(u)
                     for xi, us in groups.items():

@@ -72,7 +72,8 @@ def strongest(path: Path = HERE / "strongest.csv") -> dict[str, str]:
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run `python analysis/hparams/strongest.py` first")
     table = pd.read_csv(path)
-    return dict(zip(table.loc[table["strongest"], "method_class"], table.loc[table["strongest"], "method"]))
+    chosen = table[table["strongest"]]
+    return dict(zip(chosen["method_class"], chosen["method"], strict=True))
 
 
 def main() -> None:

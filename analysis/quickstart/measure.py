@@ -12,6 +12,7 @@ test command (`python -m pytest -q`, as .ci/run runs it) and writes tests.csv. B
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -46,10 +47,8 @@ def measure(method: str, out: Path) -> dict:
 def machine() -> str:
     """This host in words: CPU model, cores, memory, GPU (what a wall time means)."""
     cpu = "unknown CPU"
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()).group(1).strip()
-    except (OSError, AttributeError):
-        pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     import torch
 

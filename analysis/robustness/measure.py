@@ -47,7 +47,7 @@ def run_isolated(case, folder: Path, timeout_s: float) -> tuple[str, float]:
     os.close(write)
     deadline = start + timeout_s
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, _status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
         if time.perf_counter() > deadline:
@@ -89,10 +89,13 @@ def main() -> int:
     counts = Counter((r["group"], r["outcome"]) for r in rows)
     groups = sorted({r["group"] for r in rows})
     path = out / "counts.csv"
-    old = [r for r in csv.DictReader(open(path))] if path.is_file() else []
+    old = []
+    if path.is_file():
+        with path.open() as f:
+            old = list(csv.DictReader(f))
     old = [r for r in old if r["label"] != args.label]
     new = [{"label": args.label, "group": g, "tried": sum(counts[(g, o)] for o in OUTCOMES),
-            **{o: counts[(g, o)] for o in OUTCOMES}} for g in groups + ["all"]]
+            **{o: counts[(g, o)] for o in OUTCOMES}} for g in [*groups, "all"]]
     for row in new[-1:]:
         for o in OUTCOMES:
             row[o] = sum(counts[(g, o)] for g in groups)

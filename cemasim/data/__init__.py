@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["corrupt", "CORRUPTION_NAMES", "CORRUPTIONS", "VALIDATION_CORRUPTIONS"]
+__all__ = ["CORRUPTIONS", "CORRUPTION_NAMES", "VALIDATION_CORRUPTIONS", "corrupt"]
 
 
 def __getattr__(name: str) -> Any:

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from functools import lru_cache
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from functools import cache
 
 import numpy as np
 import torch
@@ -184,7 +184,7 @@ def _extend_index(idx: np.ndarray, n: int, mode: str) -> np.ndarray:
     return np.where(m >= n, 2 * n - 1 - m, m)
 
 
-@lru_cache(maxsize=None)
+@cache
 def gaussian_matrix(n: int, sigma: float, truncate: float, mode: str) -> torch.Tensor:
     """scipy.ndimage.gaussian_filter1d(sigma, truncate, mode) along an axis of length n, as [n, n].
 
@@ -220,7 +220,7 @@ def _skimage_gaussian(x: torch.Tensor, sigma: float, truncate: float = 4.0, mode
 # --- blur -------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=None)
+@cache
 def defocus_kernel(radius: float, alias_blur: float) -> torch.Tensor:
     """ImageNet-C `disk()`: a normalised aliased disk, Gaussian-blurred, cropped to its support.
 
@@ -278,7 +278,7 @@ def _glass_permutation(n: int, h: int, w: int, delta: int, iterations: int, g: t
     for _ in range(iterations):
         d = torch.randint(-delta, delta, (len(pos), n, 2), generator=g, device=g.device).cpu().numpy()
         dst = src + d[..., 1] * w + d[..., 0]  # (dx, dy) = (d[0], d[1]) as in the original
-        for i, j in zip(src, dst):
+        for i, j in zip(src, dst, strict=True):
             perm[i], perm[j] = perm[j], perm[i]
     return perm
 
@@ -557,7 +557,7 @@ def elastic_transform(x: torch.Tensor, severity: int, g: torch.Generator) -> tor
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pil_box(in_size: int, out_size: int) -> torch.Tensor:
     """Pillow's BOX resampling (precompute_coeffs in Resample.c) as an [out, in] matrix."""
     scale = in_size / out_size
@@ -574,7 +574,7 @@ def _pil_box(in_size: int, out_size: int) -> torch.Tensor:
     return mat
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pixelate_matrix(size: int, factor: float) -> torch.Tensor:
     """BOX-downsample to int(size*factor) then BOX-upsample back, as one [size, size] matrix."""
     small = max(int(size * factor), 1)

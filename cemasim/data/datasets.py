@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -403,7 +404,7 @@ def _open_imagenet_r(req: Request) -> ImageSource:
     labels = _wnid_labels(rel, wnid_part=0)
     proto = _base_protocol(req, "imagenet-r-folders", folder) | {
         "subset_rule": f"seeded sample (seed {SUBSET_SEED}) of the sorted paths" if req.subset else "all images",
-        "num_images": len(rel), "classes_present": int(len(np.unique(labels))),
+        "num_images": len(rel), "classes_present": len(np.unique(labels)),
         "label_space": "ImageNet-1k indices; mask logits with class_mask (200)",
         "preprocess": f"RGB; resize shorter side to {resize} (bilinear), center crop {crop}",
         "cache_decoded": req.cache_decoded}

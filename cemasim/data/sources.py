@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -144,7 +145,7 @@ class FileSource(ImageSource):
                 elif i in self._pending:
                     waiting[i] = self._pending[i] if self.cache_decoded else self._pending.pop(i)
         missing = [i for i in dict.fromkeys(idx.tolist()) if i not in found and i not in waiting]
-        found.update(zip(missing, self._decode_many(missing)))
+        found.update(zip(missing, self._decode_many(missing), strict=True))
         found.update((i, fut.result()) for i, fut in waiting.items())
         if not len(idx):
             return torch.empty((0, *self.image_shape), dtype=torch.uint8)
@@ -186,7 +187,7 @@ class FileSource(ImageSource):
         else:
             images = list(self._executor().map(self._decode, indices))
         with self._lock:
-            for i, img in zip(indices, images):
+            for i, img in zip(indices, images, strict=True):
                 self._remember(i, img)
         return images
 

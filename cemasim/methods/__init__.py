@@ -23,14 +23,14 @@ from cemasim.methods.registry import METHODS
 
 # the import order is the registration order (`cemasim list methods`)
 # isort: off
-from cemasim.methods import edge_only  # noqa: E402,F401
-from cemasim.methods import t3a  # noqa: E402,F401
-from cemasim.methods import tta_methods  # noqa: E402,F401
-from cemasim.methods import deyo  # noqa: E402,F401
-from cemasim.methods import roid  # noqa: E402,F401
-from cemasim.methods import rotta  # noqa: E402,F401
-from cemasim.methods import cema  # noqa: E402,F401
-from cemasim.methods import cloud_inference  # noqa: E402,F401
+from cemasim.methods import edge_only  # noqa: F401
+from cemasim.methods import t3a  # noqa: F401
+from cemasim.methods import tta_methods  # noqa: F401
+from cemasim.methods import deyo  # noqa: F401
+from cemasim.methods import roid  # noqa: F401
+from cemasim.methods import rotta  # noqa: F401
+from cemasim.methods import cema  # noqa: F401
+from cemasim.methods import cloud_inference  # noqa: F401
 # isort: on
 
 __all__ = ["ADAPTERS", "METHODS", "Method", "build_method"]

@@ -12,8 +12,9 @@ through sgd_step (passing its loss) is checked without doing anything else.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +35,7 @@ class Learner:
     def affine_names(self) -> list[str]:
         return [n for n in self.state if not n.endswith(norm.STAT_SUFFIXES)]
 
-    def copy(self) -> "Learner":
+    def copy(self) -> Learner:
         return Learner({n: t.clone() for n, t in self.state.items()})
 
     KEPT_EXTRAS = ("source", "anchor", "fisher")  # fixed references a method sets once (TTA's source, EATA's Fisher)
@@ -123,7 +124,7 @@ def loss_and_grads(model: nn.Module, learner: Learner, x: Tensor, mode: str, los
     if loss is None:
         return logits.detach(), None, {}
     grads = torch.autograd.grad(loss, list(params.values()))
-    return logits.detach(), loss.detach(), dict(zip(names, grads))
+    return logits.detach(), loss.detach(), dict(zip(names, grads, strict=True))
 
 
 def gradient_step(model: nn.Module, learner: Learner, x: Tensor, mode: str, loss_fn: LossFn, lr: float,

@@ -100,7 +100,7 @@ class ROID(Adapter):
         # symmetric CE against the original view, not detached (theirs): the gradient flows through both
         loss = loss + (symmetric_ce(augmented, logits[keep]) * weights[keep]).sum() / n
         grads = torch.autograd.grad(loss, list(params.values()))
-        sgd_step(learner.state, dict(zip(params, grads)), learner.momentum_bufs, self.lr, self.momentum,
+        sgd_step(learner.state, dict(zip(params, grads, strict=True)), learner.momentum_bufs, self.lr, self.momentum,
                  nesterov=self.nesterov, loss=loss)
         with torch.no_grad():
             source = learner.extra["source"]

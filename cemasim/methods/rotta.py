@@ -138,7 +138,8 @@ class RoTTA(Adapter):
         timeliness = torch.exp(-age) / (1 + torch.exp(-age))
         loss = (-(targets.softmax(1) * outputs.log_softmax(1)).sum(1) * timeliness).mean()
         grads = torch.autograd.grad(loss, list(params.values()))
-        adam_step(student, dict(zip(names, grads)), learner.extra.setdefault("adam", {}), self.lr, self.betas)
+        adam_step(student, dict(zip(names, grads, strict=True)), learner.extra.setdefault("adam", {}), self.lr,
+                  self.betas)
         check_finite(loss, {n: student[n] for n in names})
         with torch.no_grad():
             for n in names:

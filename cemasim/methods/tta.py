@@ -101,7 +101,8 @@ class EATA(ETA):
         learner.extra.pop("live")
         if loss is not None:
             grads = torch.autograd.grad(loss, list(params.values()))
-            sgd_step(learner.state, dict(zip(names, grads)), learner.momentum_bufs, self.lr, self.momentum, loss=loss)
+            sgd_step(learner.state, dict(zip(names, grads, strict=True)), learner.momentum_bufs, self.lr,
+                     self.momentum, loss=loss)
             learner.steps += 1
         return logits.detach()
 
@@ -259,7 +260,7 @@ class CoTTA(Adapter):
         def loss(z: Tensor) -> Tensor:
             return soft_ce(z, z_t, self.symmetric)
 
-        logits, value, grads = loss_and_grads(model, learner, x, self.stat_mode, loss)
+        _logits, value, grads = loss_and_grads(model, learner, x, self.stat_mode, loss)
         sgd_step(learner.state, grads, learner.momentum_bufs, self.lr, self.momentum, nesterov=self.nesterov,
                  loss=value)
         learner.steps += 1

@@ -26,7 +26,7 @@ op's magnitude (torchvision's ops take one parameter set per call), chunks diffe
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -24,9 +24,10 @@ to provide weights. timm is optional (``pip install -e '.[zoo]'``) and imported 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn

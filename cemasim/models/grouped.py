@@ -19,9 +19,9 @@ Pure torch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,7 @@ def mergeable(model: nn.Module) -> bool:
     cached = getattr(model, "_cemasim_mergeable", None)
     if cached is None:
         leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-        cached = all(isinstance(m, (nn.Conv2d, nn.Linear, norm.StatBatchNorm) + PER_SAMPLE)
+        cached = all(isinstance(m, (nn.Conv2d, nn.Linear, norm.StatBatchNorm, *PER_SAMPLE))
                      or getattr(m, "elementwise", False) for m in leaves)
         object.__setattr__(model, "_cemasim_mergeable", cached)
     return cached

@@ -100,7 +100,7 @@ def median_seconds(calls: list[Callable[[], Any]], repeats: int, warmup: int, de
     sync()
     times: list[list[float]] = [[] for _ in calls]
     for _ in range(repeats):
-        for call, spent in zip(calls, times):
+        for call, spent in zip(calls, times, strict=True):
             start = time.perf_counter()
             call()
             sync()
@@ -137,10 +137,10 @@ def time_passes(model: nn.Module, input_shape: tuple[int, ...], batch_sizes: lis
 def table(timing: PassTiming) -> str:
     """Batch size, median ms, ms per sample and the fit's prediction, one row per batch size."""
     rows = [("batch", "median ms", "ms/sample", "fit ms")]
-    for b, t in zip(timing.batch_sizes, timing.median_s):
+    for b, t in zip(timing.batch_sizes, timing.median_s, strict=True):
         rows.append((str(b), f"{1e3 * t:.3f}", f"{1e3 * t / b:.4f}",
                      f"{1e3 * timing.fit.predict(timing.flops_per_sample * b):.3f}"))
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, (5, 10, 10, 10))) for r in rows)
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, (5, 10, 10, 10), strict=True)) for r in rows)
 
 
 def summary(timing: PassTiming) -> str:
@@ -166,7 +166,7 @@ def render_profile(timings: list[PassTiming], active_w: float, provenance: dict[
     lines += [f"# {k}: {v}" for k, v in provenance.items()]
     for t in timings:
         lines.append(f"# {summary(t)}")
-        lines += [f"#   batch {b}: median {1e3 * s:.4f} ms" for b, s in zip(t.batch_sizes, t.median_s)]
+        lines += [f"#   batch {b}: median {1e3 * s:.4f} ms" for b, s in zip(t.batch_sizes, t.median_s, strict=True)]
     if len(timings) > 1:
         lines.append("# the simulator times backward passes with the forward rate above; the backward fit is "
                      "for reference")

@@ -26,8 +26,8 @@ them (tbr.py starts from None, the source statistics dropped), see `unset_stats`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +71,7 @@ class StatBatchNorm(nn.Module):
         if mode == "train":
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True,
                                 self.momentum, self.eps)
-        dims = [0] + list(range(2, x.dim()))
+        dims = [0, *list(range(2, x.dim()))]
         if mode in ("tbr", "tbr_train"):
             return self._tbr(x, dims, update=mode == "tbr_train")
         if mode == "rbn":
@@ -154,7 +154,7 @@ def adaptable_names(model: nn.Module, with_stats: bool) -> list[str]:
     """Names of norm-layer affine tensors (+ BN running statistics when `with_stats`)."""
     names = []
     for mod_name, mod in model.named_modules():
-        if isinstance(mod, (StatBatchNorm,) + _NORM_TYPES):
+        if isinstance(mod, (StatBatchNorm, *_NORM_TYPES)):
             prefix = f"{mod_name}." if mod_name else ""
             names += [prefix + p for p, t in mod.named_parameters(recurse=False) if t is not None]
             if with_stats and isinstance(mod, StatBatchNorm):
@@ -225,12 +225,12 @@ def swapped(model: nn.Module, state: NormState) -> Iterator[None]:
     or buffers."""
     slots = _slots(model, tuple(state))
     saved = [table[key] for table, key in slots]
-    for (table, key), tensor in zip(slots, state.values()):
+    for (table, key), tensor in zip(slots, state.values(), strict=True):
         table[key] = tensor
     try:
         yield
     finally:
-        for (table, key), tensor in zip(slots, saved):
+        for (table, key), tensor in zip(slots, saved, strict=True):
             table[key] = tensor
 
 

@@ -18,8 +18,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -135,7 +136,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     """Top-1 accuracy; uint8 images are scaled to [0,1], float ones are used as they are."""
     model.eval()
     correct = 0
-    for xb, yb in zip(images.split(batch), labels.split(batch)):
+    for xb, yb in zip(images.split(batch), labels.split(batch), strict=True):
         xb = xb.float() / 255.0 if xb.dtype == torch.uint8 else xb
         correct += int((model(xb).argmax(1) == yb).sum())
     return correct / max(len(labels), 1)

@@ -17,9 +17,10 @@ collect BN parameters never see them. Weights ship as fp16 state dicts in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn

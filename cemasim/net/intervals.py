@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,7 @@ def intervals_for(rows: list[tuple[int | None, float, float]], device: int, caus
     return DownIntervals(starts, ends, cause, lose_in_flight)
 
 
-@lru_cache(maxsize=None)
+@cache
 def no_intervals(cause: str) -> DownIntervals:
     """The empty set of intervals, one read-only instance per cause (most of a fleet's devices and links)."""
     empty = np.zeros(0)

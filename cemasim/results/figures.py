@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import json
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -220,7 +222,7 @@ def _curves(summary: pd.DataFrame, hue: list[str]):
     for values, group in summary.groupby(hue, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
         yield ", ".join(f"{v}" if k in ("method.name",) else f"{k.split('.')[-1]}={v}"
-                        for k, v in zip(hue, values)), group
+                        for k, v in zip(hue, values, strict=True)), group
 
 
 def _metric_vs_key(summary, key, metric, hue, out, formats) -> list[Path]:
@@ -279,15 +281,23 @@ def _standard_error(g: pd.DataFrame, metric: str, scale: float) -> np.ndarray:
 
     dof = (g["seeds"].to_numpy(int) - 1) if "seeds" in g else np.zeros(len(g), int)
     half = np.nan_to_num(g[f"{metric}_ci95"].to_numpy(float))
-    return np.array([h / t975(d) if d >= 1 else 0.0 for h, d in zip(half, dof)]) * scale
+    return np.array([h / t975(d) if d >= 1 else 0.0 for h, d in zip(half, dof, strict=True)]) * scale
 
 
-def _label_points(ax, x: np.ndarray, y: np.ndarray, values: pd.Series, color: Any) -> None:
-    """Each point's swept value; points that coincide (a link that never binds) share one label."""
-    groups: dict[tuple[float, float], list[str]] = {}
-    for xi, yi, v in zip(x, y, values):
-        groups.setdefault((round(float(xi), 9), round(float(yi), 9)), []).append(_value_text(v))
-    for (xi, yi), texts in groups.items():
+def _label_points(ax, x: np.ndarray, y: np.ndarray, values: pd.Series, color: Any,
+                  near: tuple[float, float] = (0.0, 0.0)) -> None:
+    """Each point's swept value. Points closer than `near` (x, y) to a labelled one (a link that no
+    longer binds gives the same bytes and accuracy) share its label, '0.05, 0.1, 1', instead of
+    printing their labels over each other."""
+    groups: list[tuple[float, float, list[str]]] = []
+    for xi, yi, v in zip(x, y, values, strict=True):
+        for gx, gy, texts in groups:
+            if abs(xi - gx) <= near[0] and abs(yi - gy) <= near[1]:
+                texts.append(_value_text(v))
+                break
+        else:
+            groups.append((float(xi), float(yi), [_value_text(v)]))
+    for xi, yi, texts in groups:
         ax.annotate(", ".join(texts), (xi, yi), fontsize=6.5, xytext=(3, 3), textcoords="offset points", color=color)
 
 
@@ -306,6 +316,10 @@ def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, format
         order = [k for k in grid_keys if k not in hue and _numeric(summary[k])][:1] or [xcol]
         scale, unit = byte_unit(summary[xcol].to_numpy(float)) if xcol == "uplink_bytes" else (1.0, "")
         n = 0
+        # labels of points nearer than 3 % of the axes' spans would overprint each other: they share one
+        spans = [np.ptp(v[np.isfinite(v)]) if np.isfinite(v).any() else 0.0
+                 for v in (summary[xcol].to_numpy(float) * scale, summary["accuracy"].to_numpy(float) * 100)]
+        near = (0.03 * spans[0], 0.03 * spans[1])
         for n, (name, group) in enumerate(_curves(summary, hue), start=1):
             g = group.sort_values(order)  # follow the swept key, so the curve reads as a what-if path
             x = g[xcol].to_numpy(float) * scale
@@ -316,7 +330,7 @@ def comm_accuracy(summary: pd.DataFrame, grid_keys: list[str], out: Path, format
                 ax.errorbar(x, y, yerr=_standard_error(g, "accuracy", 100), fmt="none", lw=0.8, alpha=0.4,
                             color=style["color"], zorder=1)
             if order[0] != xcol:  # each point says where on the swept key it stands
-                _label_points(ax, x, y, g[order[0]], style["color"])
+                _label_points(ax, x, y, g[order[0]], style["color"], near)
         _style_x(ax, summary[xcol].to_numpy(float))
         along = f", points labelled by {label(order[0])}" if order[0] != xcol else ""
         xlabel = f"uplink, the whole fleet ({unit})" if xcol == "uplink_bytes" else "uploaded samples, the whole fleet"
@@ -418,7 +432,7 @@ def resolved_front(table: pd.DataFrame | None, summary: pd.DataFrame, front: np.
     per_point = {tuple(summary.iloc[i][grid_keys]): ok[(ok[grid_keys] == summary.iloc[i][grid_keys]).all(axis=1)]
                  .set_index("seed")["accuracy"] for i in front}
     steps = []
-    for a, b in zip(front[:-1], front[1:]):
+    for a, b in itertools.pairwise(front):
         diff = (per_point[tuple(summary.iloc[b][grid_keys])] - per_point[tuple(summary.iloc[a][grid_keys])]).dropna()
         half = ci95(diff)
         steps.append(bool(len(diff) > 1 and np.isfinite(half) and diff.mean() - half > 0))
@@ -446,7 +460,7 @@ def pareto(summary: pd.DataFrame, grid_keys: list[str], out: Path, formats,
     front = pareto_front(x, y)
     steps = resolved_front(table, summary, front, grid_keys)
     drawn = False
-    for (a, b), ok in zip(zip(front[:-1], front[1:]), steps):
+    for (a, b), ok in zip(itertools.pairwise(front), steps, strict=True):
         if ok:
             ax.plot(x[[a, b]], y[[a, b]], "k--", lw=1, label=None if drawn else "Pareto front (resolved steps)")
             drawn = True
@@ -546,7 +560,7 @@ def run_figures(runs: list[RunData], out: Path, formats: tuple[str, ...] = ("png
     out.mkdir(parents=True, exist_ok=True)
     names = run_labels(runs)
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    for i, (run, name) in enumerate(zip(runs, names)):
+    for i, (run, name) in enumerate(zip(runs, names, strict=True)):
         mb, acc = cumulative_accuracy_vs_uplink(run.tables)
         line, = ax.plot(mb, acc, lw=1.4, label=name, color=_style(i)["color"])
         ax.scatter(mb[-1:], acc[-1:], s=16, color=line.get_color(), zorder=3)
@@ -556,7 +570,7 @@ def run_figures(runs: list[RunData], out: Path, formats: tuple[str, ...] = ("png
     _legend(ax, len(runs))
     paths = _save(fig, out, "runs_comm_accuracy", formats)
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    for i, (run, name) in enumerate(zip(runs, names)):  # a legend, not labels on the points: they collide
+    for i, (run, name) in enumerate(zip(runs, names, strict=True)):  # a legend, not labels on the points: they collide
         ax.scatter([run.uplink_mb], [run.accuracy_pct], s=30, label=name, **_style(i))
     ax.set(xlabel="uplink, the whole fleet (MB)", ylabel="accuracy (%)", title="final accuracy vs uplink")
     ax.grid(alpha=0.3)

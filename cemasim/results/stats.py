@@ -67,7 +67,7 @@ def one_row_per_run(ok: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         ok = ok[~repeated]
     if "seed" not in ok:
         return ok
-    same = ok[keys + ["seed"]].astype(str).duplicated(keep=False)  # as text: grid values may be lists
+    same = ok[[*keys, "seed"]].astype(str).duplicated(keep=False)  # as text: grid values may be lists
     if same.any():
         first = ok[same].iloc[0]
         at = ", ".join([f"{k}={first[k]}" for k in keys] + [f"seed {first['seed']}"])

@@ -103,7 +103,7 @@ def summarize(tables: dict[str, pd.DataFrame], sim_time_s: float, wall_time_s: f
     with a devices table, energy (see cemasim.results.energy; cloud energy = busy GPU-seconds * cloud_active_w).
     `arrival_period_s` (the scenario's duration_s) is the period cloud utilisation is measured over
     (default: the whole simulated time)."""
-    samples, uploads, reports, refreshes = (tables[k] for k in ("samples", "uploads", "reports", "refreshes"))
+    samples, uploads, _reports, refreshes = (tables[k] for k in ("samples", "uploads", "reports", "refreshes"))
     status = upload_status(uploads)
     sent = uploads[uploads["tx_start_s"].notna()]
     received = uploads[status == "received"]

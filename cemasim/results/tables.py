@@ -64,7 +64,7 @@ def _cells(mean: pd.Series, ci: pd.Series | None, scale: float, percent: bool, s
     decimals = min(decimals, 4)
     c = np.full(len(m), np.nan) if ci is None else ci.to_numpy(float) * scale
     return [_fixed(mi, decimals, sign) + (f" ± {_fixed(ci_, decimals)}" if np.isfinite(ci_) else "")
-            for mi, ci_ in zip(m, c)]
+            for mi, ci_ in zip(m, c, strict=True)]
 
 
 def run_text(rows: list[tuple[str, dict[str, Any]]]) -> str:

@@ -34,7 +34,8 @@ def _git_commit() -> str | None:
 
 
 def manifest(seed: int, compute_device: str, wall_time_s: float, command: list[str]) -> dict[str, Any]:
-    import simpy
+    from importlib.metadata import version  # the simulator's version, without importing it here
+
     import torch
 
     return {
@@ -42,7 +43,7 @@ def manifest(seed: int, compute_device: str, wall_time_s: float, command: list[s
         "git_commit": _git_commit(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "simpy": simpy.__version__,
+        "simpy": version("simpy"),
         "pandas": pd.__version__,
         "platform": platform.platform(),
         "seed": seed,
@@ -93,8 +94,8 @@ def check_writable(parent: Path, flag: str = "--out") -> None:
         raise ConfigError(f"{flag} {parent}: is a file, not a folder", source=flag)
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".cemasim-probe-")
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".cemasim-probe-"):
+            pass  # created and removed: the folder takes new files
     except OSError as exc:
         raise ConfigError(f"{flag} {parent}: cannot write there ({exc.strerror or exc})", source=flag) from None
 

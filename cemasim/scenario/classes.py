@@ -62,7 +62,7 @@ def device_classes(sc: Any) -> list[DeviceClass]:
     data = sc.to_dict()
     classes = data["fleet"]["classes"]
     start, out = 0, []
-    for cls, size in zip(classes, class_sizes(classes, data["fleet"]["devices"])):
+    for cls, size in zip(classes, class_sizes(classes, data["fleet"]["devices"]), strict=True):
         if size:
             out.append(DeviceClass(cls["name"], type(sc)(class_view(data, cls), sc.source), range(start, start + size)))
         start += size

@@ -54,7 +54,7 @@ class Scenario:
     def to_yaml(self) -> str:
         return yaml.safe_dump(self._data, sort_keys=False)
 
-    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> "Scenario":
+    def with_overrides(self, overrides: dict[str, Any] | list[str]) -> Scenario:
         """A new, validated scenario: `{"fleet.devices": 16, "shift.segments[0].severity": 5}` (values as
         Python objects) or `["fleet.devices=16"]` (values as YAML, like `--set`), applied to what this
         scenario was built from (so device classes follow a changed top-level key as in a file)."""

@@ -51,7 +51,7 @@ class PredictAhead:
     def _holds(self, state: norm.NormState) -> bool:
         """Whether `state` is the one the cache was computed with: the same tensors, none written since."""
         tensors = list(state.values())
-        return len(tensors) == len(self.held) and all(a is b for a, b in zip(tensors, self.held)) \
+        return len(tensors) == len(self.held) and all(a is b for a, b in zip(tensors, self.held, strict=True)) \
             and [t._version for t in tensors] == self.versions
 
     def _fill(self, device: EdgeDevice, batch: TestBatch, state: norm.NormState) -> None:

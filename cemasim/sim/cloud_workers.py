@@ -16,8 +16,8 @@ device).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import simpy
 import torch
@@ -40,9 +40,9 @@ from cemasim.methods.tta import Adapter
 from cemasim.models import norm
 from cemasim.models.cost import FlopCounter
 from cemasim.models.profiles import DeviceProfile
-from cemasim.results.records import CloudJob, Recorder
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
+from cemasim.sim.records import CloudJob, Recorder
 from cemasim.sim.scheduler import GpuPool
 
 
@@ -100,7 +100,7 @@ class Cloud:
             self._settle.succeed()
 
     def chunk_s(self, n_new: int, n_distill: int) -> float:
-        f_bwd, f_fwd, e_bwd = self._chunk_flops
+        f_bwd, _f_fwd, _e_bwd = self._chunk_flops
         return self.profile.seconds(n_new * f_bwd) + self.replay_s(n_distill)
 
     def replay_s(self, n: int) -> float:

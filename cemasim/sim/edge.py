@@ -27,9 +27,9 @@ from cemasim.methods.policies import Gate, LinkView, RateMeter
 from cemasim.models import grouped, norm
 from cemasim.models.profiles import DeviceProfile
 from cemasim.net.capacity import DownIntervals
-from cemasim.results.records import Recorder
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
+from cemasim.sim.records import Recorder
 from cemasim.workload import DevicePlan, TestBatch, Workload
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ class EdgeDevice:
             self.send_stats(batch)
         rows = keep.nonzero().squeeze(1)
         sizes, images = encoded or encode(to_uint8(x[rows]), self.policy.encoding, self.policy.jpeg_quality)
-        for row, size, image in zip(rows.tolist(), sizes, images):
+        for row, size, image in zip(rows.tolist(), sizes, images, strict=True):
             up = Upload(self.index, size, sample_id=batch.first_sample_id + row, batch_seq=batch.seq, image=image,
                         segment=self.segment)
             self.recorder.uploads.append(up)
@@ -263,7 +263,7 @@ class CloudInferenceDevice(EdgeDevice):
             self.upload(batch, x, torch.ones(len(batch), dtype=torch.bool))
 
     def apply(self, answer: Answer) -> None:  # type: ignore[override]  # its downlink carries answers
-        for sample_id, pred, ent in zip(answer.sample_ids, answer.preds, answer.entropies):
+        for sample_id, pred, ent in zip(answer.sample_ids, answer.preds, answer.entropies, strict=True):
             batch, row = self.waiting.pop(sample_id)
             self.recorder.predictions(batch, self.env.now, np.array([pred]), np.array([ent]), np.array([True]),
                                       0, 0.0, float("nan"), rows=np.array([row]))
@@ -271,7 +271,7 @@ class CloudInferenceDevice(EdgeDevice):
 
     def finalize(self) -> None:
         """Record the samples that never got an answer."""
-        for sample_id, (batch, row) in sorted(self.waiting.items()):
+        for _sample_id, (batch, row) in sorted(self.waiting.items()):
             self.recorder.predictions(batch, self.env.now, np.array([-1]), np.array([float("nan")]),
                                       np.array([True]), 0, 0.0, float("nan"), rows=np.array([row]))
         self.waiting.clear()
@@ -335,6 +335,6 @@ class CrossDeviceBatcher:
                                          x.view(len(items), -1, *x.shape[1:]).to(self.compute_device), mode)
             self.calls += 1
             self.merged += len(items)
-        for (device, batch, done), images, z in zip(items, xs, logits):
+        for (device, batch, done), images, z in zip(items, xs, logits, strict=True):
             device.finish(batch, images, z)
             done.succeed()

@@ -10,10 +10,9 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 
 import simpy
 import torch
@@ -27,13 +26,13 @@ from cemasim.models.cost import FlopCounter
 from cemasim.models.profiles import DeviceProfile
 from cemasim.net.capacity import DownIntervals
 from cemasim.net.radio import RADIOS
-from cemasim.results.records import Recorder
 from cemasim.scenario import Scenario
 from cemasim.scenario.classes import DeviceClass, device_classes
 from cemasim.sim.ahead import PredictAhead
 from cemasim.sim.cloud_workers import Cloud, CloudPlan
 from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice, UploadPolicy
 from cemasim.sim.link_factory import DEVICE_OFF, LinkFactory, off_intervals
+from cemasim.sim.records import Recorder
 from cemasim.sim.wiring import wiring
 from cemasim.workload import Planner, domain_table, plan_streams
 
@@ -119,7 +118,7 @@ class Fleet:
         with gc_paused():
             for cls in device_classes(sc):
                 planner, streams = Planner(cls.view, self.workload, ids), plan_streams(cls.view.seed, cls.devices)
-                for position, (d, rngs) in enumerate(zip(cls.devices, streams)):
+                for position, (d, rngs) in enumerate(zip(cls.devices, streams, strict=True)):
                     self.devices.append(self._device(cls, position, d, planner, links, policy, horizon, rngs))
         self.n_samples = sum(dev.batches.n_samples for dev in self.devices)
         self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.torch_device) \

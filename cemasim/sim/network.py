@@ -29,8 +29,19 @@ class Resource:
 
 
 class Flow:
-    __slots__ = ("path", "own", "shared", "bits", "remaining", "rate", "done", "ok", "cause", "abort_at",
-                 "abort_cause")
+    __slots__ = (
+        "abort_at",
+        "abort_cause",
+        "bits",
+        "cause",
+        "done",
+        "ok",
+        "own",
+        "path",
+        "rate",
+        "remaining",
+        "shared",
+    )
 
     def __init__(self, env: simpy.Environment, path: list[Resource], bits: float):
         self.path, self.bits, self.remaining, self.rate = path, bits, bits, 0.0
@@ -129,10 +140,7 @@ class FluidNetwork:
             f.rate = rate
             for r in f.shared:
                 load[r] = load.get(r, 0.0) + rate
-        for r, total in load.items():
-            if not total < r.capacity.rate_at(now) * (1 - 1e-9):  # full, or too close to call: fill
-                return False
-        return True
+        return all(total < r.capacity.rate_at(now) * (1 - 1e-09) for r, total in load.items())
 
     def _fill(self, now: float) -> None:
         """Max-min fair rates by progressive filling: repeatedly the resource with the smallest fair

@@ -6,8 +6,8 @@ reports and refreshes tables are read straight off the message objects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

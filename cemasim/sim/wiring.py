@@ -5,9 +5,10 @@ there and registers its pair here with `@wire(name, device=...)`; Fleet has no p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import simpy
 
@@ -34,7 +35,7 @@ class Wiring:
 WIRINGS: dict[str | None, Wiring] = {}
 
 
-def _no_worker(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
+def _no_worker(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
     raise AssertionError("a method without a cloud worker has no uplink")
 
 
@@ -55,7 +56,7 @@ def wiring(method: Method) -> Wiring:
 
 
 @wire("cema")
-def _cema(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
+def _cema(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
     """Foundation step + distillation into the device's student, replay buffer per device or shared."""
     sc, cloud = fleet.sc, fleet.cloud_side()
     teacher = cloud.foundation_learner if sc.cloud.foundation_scope == "shared" else cloud.foundation_learner.copy()
@@ -67,7 +68,7 @@ def _cema(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
 
 
 @wire("offload")
-def _offload(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
+def _offload(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
     """The device's own TTA step, run by the cloud on its uploads."""
     cloud, method = fleet.cloud_side(), fleet.method
     assert isinstance(method, TTA) and method.adapter is not None
@@ -77,7 +78,7 @@ def _offload(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None
 
 
 @wire("inference", device=CloudInferenceDevice)
-def _inference(fleet: "Fleet", d: int, inbox: simpy.Store, downlink: Link) -> None:
+def _inference(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
     """The frozen foundation model answers every upload; the device computes nothing."""
     cloud = fleet.cloud_side()
     per_sample = cloud.foundation_flops.per_sample("forward", "eval")

@@ -101,7 +101,7 @@ def wifi_office(rng: np.random.Generator, duration_s: float) -> Trace:
 
 
 def write_csv(path: Path, trace: Trace, seed: int) -> None:
-    rows = [f"{t:g},{r:.3f},{lat:.2f}" for t, r, lat in zip(trace.times_s, trace.mbps, trace.latency_ms)]
+    rows = [f"{t:g},{r:.3f},{lat:.2f}" for t, r, lat in zip(trace.times_s, trace.mbps, trace.latency_ms, strict=True)]
     note = f"# SYNTHETIC office Wi-Fi trace written by scenarios/traces/generate.py --seed {seed}; not a measurement"
     header = [note, "time_s,mbps,latency_ms"]
     path.write_text("\n".join(header + rows) + "\n")
