@@ -38,8 +38,8 @@ def measure(method: str, out: Path) -> dict:
     if status != 0:
         raise SystemExit(f"{' '.join(cmd)} exited with {status}")
     summary = json.loads((out / "quickstart" / "summary.json").read_text())
-    return {"method": method, "accuracy": summary["accuracy"], "samples": summary["samples"],
-            "upload_ratio": summary["upload_ratio"], "uplink_mb": summary["uplink_bytes"] / 1e6,
+    return {"method": method, "accuracy_pct": 100 * summary["accuracy"], "samples": summary["samples"],
+            "upload_ratio_pct": 100 * summary["upload_ratio"], "uplink_mb": summary["uplink_bytes"] / 1e6,
             "downlink_mb": summary["downlink_bytes"] / 1e6, "simulation_wall_s": summary["wall_time_s"],
             "command_wall_s": wall, "peak_rss_gib": usage.ru_maxrss / 2**20}  # ru_maxrss is in KiB on Linux
 
