@@ -4,7 +4,7 @@ entropy-selected uploads, every sample uploaded, a random share uploaded."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ class UploadAll(Method):
 
     cloud_worker: str | None = "cema"
     policy: PolicyConfig | None = None  # selection.policy: what gates the selected samples
+    refreshes_norm_state: ClassVar[bool] = True
 
     def select(self, logits: Tensor, state: Any) -> Tensor:
         return torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
@@ -63,6 +64,9 @@ class Cema(UploadAll):
         assert self.selection is not None
         return select(logits, state, self.selection)
 
+    def recorded_threshold(self, state: SelectionState) -> float | None:
+        return state.e_max
+
 
 def policy_config(sc: Any) -> PolicyConfig:
     s = sc.selection
@@ -86,10 +90,12 @@ def _cema(sc: Any, num_classes: int) -> Method:
 
 METHODS.add("upload_all", lambda sc, c: UploadAll(name="upload_all", norm_mode=sc.method.norm_mode,
                                                   policy=policy_config(sc)),
-            "every sample uploaded; cloud foundation step + distillation (CEMA's cloud)", deployments=IN_CLOUD)
+            "every sample uploaded; cloud foundation step + distillation (CEMA's cloud)", deployments=IN_CLOUD,
+            gateable=True)
 METHODS.add("random_upload", lambda sc, c: RandomUpload(name="random_upload", norm_mode=sc.method.norm_mode,
                                                         policy=policy_config(sc),
                                                         rate=sc.selection.random_rate, seed=sc.seed),
-            "ablation: uploads a random selection.random_rate of the samples; CEMA's cloud", deployments=IN_CLOUD)
+            "ablation: uploads a random selection.random_rate of the samples; CEMA's cloud", deployments=IN_CLOUD,
+            gateable=True)
 METHODS.add("cema", _cema, "entropy-selected uploads (E_min < E < E_max); cloud foundation step + distillation",
-            deployments=IN_CLOUD)
+            deployments=IN_CLOUD, gateable=True)  # gateable: selection.policy may gate its uploads

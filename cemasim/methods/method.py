@@ -6,7 +6,7 @@ registry lines."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,13 @@ class Method:
     cloud_worker: str | None = None  # None, or the cloud's part: cema, offload, inference (sim/wiring.py)
     deployment: str = "edge"
     adapter: Adapter | None = None
+    # What a method declares to the edge and the checks (the base class never names a method):
+    # the cloud distils into the device's norm layers and sends them back (`norm_mode` then applies)
+    refreshes_norm_state: ClassVar[bool] = False
+
+    def recorded_threshold(self, state: Any) -> float | None:
+        """The selection threshold this batch used (samples.e_max, nats); None: the method has none."""
+        return None
 
     @property
     def uses_cloud(self) -> bool:
@@ -41,12 +48,12 @@ class Method:
     @property
     def carries_stats(self) -> bool:
         """Whether running statistics are part of the device state (and of refreshes)."""
-        return self.cloud_worker == "cema" and self.norm_mode in ("running", "tbr")
+        return self.refreshes_norm_state and self.norm_mode in ("running", "tbr")
 
     @property
     def sends_stats(self) -> bool:
         """tbr: the device's first batch sets its running statistics, which the cloud's copy needs."""
-        return self.cloud_worker == "cema" and self.norm_mode == "tbr"
+        return self.refreshes_norm_state and self.norm_mode == "tbr"
 
     @property
     def adapts_all_parameters(self) -> bool:
@@ -69,14 +76,12 @@ class Method:
         return norm.unset_stats(state) if self.norm_mode == "tbr" else state
 
     def edge_stat_mode(self) -> tuple[str, float]:
-        """(statistics mode, source prior) of the edge's forward passes."""
-        if self.cloud_worker == "cema" and self.norm_mode == "tbr":
-            return "tbr", 0.0
-        if self.cloud_worker == "cema" and self.norm_mode == "running":
+        """(statistics mode, source prior) of the edge's forward passes: a forward-only method keeps
+        the source statistics; one whose norm state the cloud refreshes follows its `norm_mode`
+        (methods that adapt by themselves override this)."""
+        if not self.refreshes_norm_state:
             return "eval", 0.0
-        if self.cloud_worker in ("cema", "offload"):
-            return "batch", 0.0
-        return "eval", 0.0
+        return {"tbr": ("tbr", 0.0), "running": ("eval", 0.0)}.get(self.norm_mode, ("batch", 0.0))
 
     def edge_passes(self) -> tuple[str, int]:
         """Cost of the edge's per-batch compute: (forward | backward, passes)."""

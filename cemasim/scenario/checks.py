@@ -90,7 +90,9 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
         problems.append(f"selection.e_min: must be below selection.e_max ({sel['e_max']}), got {sel['e_min']}")
     problems += _method_bound_problems(sc)
     problems += _deyo_problems(sc)
-    gated = ("cema", "upload_all", "random_upload")  # methods whose uploads feed CEMA's cloud
+    from cemasim.methods import METHODS
+
+    gated = [n for n in METHODS.names() if METHODS.meta(n).get("gateable")]  # declared at registration
     if sel["policy"] in ("budget", "staleness", "backpressure") and sc["method"]["name"] not in gated:
         problems.append(f"selection.policy: {sel['policy']} gates the uploads of {', '.join(gated)}; "
                         f"method.name is {sc['method']['name']}")

@@ -140,7 +140,7 @@ class EdgeDevice:
         if self.gate is not None and bool(keep.any()):
             assert x is not None
             keep, encoded = self.gate_uploads(x, logits, keep)
-        e_max = getattr(self.selection_state, "e_max", None)
+        e_max = self.method.recorded_threshold(self.selection_state)
         self.recorder.predictions(batch, self.env.now, logits.argmax(1).cpu().numpy(), entropy(logits).cpu().numpy(),
                                   keep.cpu().numpy(), self.version, self.version_created_s,
                                   float("nan") if e_max is None else e_max)

@@ -138,7 +138,7 @@ class Fleet:
         """The source norm state, initialised by the method when it adapts: a fresh copy, or with `shared`
         (a device that never writes it in place) the fleet's own tensors (100,000 copies are 430 MB)."""
         learner = Learner(dict(self.source_state) if shared else {n: t.clone() for n, t in self.source_state.items()})
-        if on_edge or self.method.cloud_worker == "offload":
+        if on_edge or self.method.adapter is not None:  # an adapter on the edge, or its step offloaded
             learner = self.method.init_learner(learner, self.edge_model, self._clean_images)
         return learner
 
