@@ -61,9 +61,9 @@ class Watch:
     of failed runs that the sweep loop keeps in `failed`. Workers take runs in the order they were
     submitted, so only the first `window` unfinished folders are looked at, not a whole sweep's."""
 
-    def __init__(self, bar: Any, folders: list[Path], window: int):
+    def __init__(self, bar: Any, folders: dict[str, Path], window: int):
         self.bar, self.failed, self.window = bar, 0, window
-        self._pending = dict.fromkeys(folders)  # insertion-ordered: submission order
+        self._pending = dict(folders)  # point id -> run folder, in submission order
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cemasim-run-progress", daemon=True)
@@ -71,9 +71,9 @@ class Watch:
     def start(self) -> None:
         self._thread.start()
 
-    def finished(self, folder: Path) -> None:
+    def finished(self, point_id: str) -> None:
         with self._lock:
-            self._pending.pop(folder, None)
+            self._pending.pop(point_id, None)
 
     def stop(self) -> None:
         self._stop.set()
@@ -82,7 +82,7 @@ class Watch:
 
     def show(self) -> None:
         with self._lock:
-            first = list(itertools.islice(self._pending, self.window))
+            first = list(itertools.islice(self._pending.values(), self.window))
         parts = [f"failed={self.failed}"]
         inflight = running(first)
         if inflight:

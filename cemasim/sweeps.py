@@ -814,7 +814,7 @@ def _run_locked(sweep: Sweep, folder: Path, backend: str, workers: int, address:
     start = time.perf_counter()
     iterator = ray_backend(jobs, workers, address) if backend == "ray" else local_backend(jobs, workers)
     # a broken pool's runs go again one at a time, later: a window of twice the workers still holds them
-    watch = (runprogress.Watch(bar, [Path(job[2]) for job in jobs], window=max(8, 2 * workers))
+    watch = (runprogress.Watch(bar, {job[0]: Path(job[2]) for job in jobs}, window=max(8, 2 * workers))
              if bar is not None else None)
     if watch is not None:
         watch.start()  # the runs in flight, as they go: "running 64% 12%"
@@ -826,7 +826,7 @@ def _run_locked(sweep: Sweep, folder: Path, backend: str, workers: int, address:
             if not result["ok"]:
                 print(f"point {point_id} failed: {result['error']}", file=sys.stderr)
             if watch is not None:
-                watch.finished(folder / "runs" / by_id[point_id].folder_name)
+                watch.finished(point_id)
                 watch.failed += not result["ok"]
                 watch.bar.update(1)
                 watch.show()

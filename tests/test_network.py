@@ -279,6 +279,12 @@ def test_unshared_fast_path_gives_progressive_fillings_rates_to_the_bit(seed):
         assert any(total >= r.capacity.rate_at(0.0) * (1 - 1e-9) for r, total in load.items())
 
 
+def _looked_up(trace: TraceRate, t: float) -> tuple[float, float]:
+    """The uncached lookup at t: (rate, next change)."""
+    i, change = trace._locate(t)
+    return (trace._rates[i] if i >= 0 else 0.0), change
+
+
 @pytest.mark.parametrize("end", ["loop", "hold", "stop"])
 def test_remembered_piece_answers_the_very_floats_of_the_lookup(end):
     """TraceRate keeps the piece around the last time asked; its rate and next change must equal a
@@ -294,10 +300,8 @@ def test_remembered_piece_answers_the_very_floats_of_the_lookup(end):
         times = sorted({t for e in edges for t in (e, math.nextafter(e, -math.inf), math.nextafter(e, math.inf))
                         if t >= 0} | set(rng.uniform(0, 4 * period, 300).tolist()))
         for t in times:  # forward in time, as a simulation asks, then a few jumps back
-            got = (trace.rate_at(t), trace.next_change(t))
-            fresh = ((trace._rates[i] if (i := trace._rate_index(t)) >= 0 else 0.0), trace._next_change(t))
-            assert got == fresh, (trial, t)
+            assert (trace.rate_at(t), trace.next_change(t)) == _looked_up(trace, t), (trial, t)
         for t in rng.choice(times, 50):
-            i = trace._rate_index(t)
-            assert trace.next_change(t) == trace._next_change(t)
-            assert trace.rate_at(t) == (trace._rates[i] if i >= 0 else 0.0)
+            rate, change = _looked_up(trace, t)
+            assert trace.next_change(t) == change
+            assert trace.rate_at(t) == rate

@@ -29,7 +29,7 @@ def test_the_bar_shows_each_run_in_flight(tmp_path, monkeypatch):
     (runs / "d" / runprogress.PROGRESS_FILE).write_text("garbage")  # a half-written file is skipped
     folders = [runs / n for n in "abcd"]
     assert runprogress.running(folders) == [0.75, 0.30]
-    watch = runprogress.Watch(FakeBar(), folders, window=3)
+    watch = runprogress.Watch(FakeBar(), {f.name: f for f in folders}, window=3)
     watch.failed = 1
     watch.show()
     assert watch.bar.postfix == "failed=1, running 75% 30%"
@@ -37,11 +37,11 @@ def test_the_bar_shows_each_run_in_flight(tmp_path, monkeypatch):
     assert runprogress.running(folders) == [0.75]
     (runs / "e").mkdir()
     runprogress.reporter(runs / "e")(10, 100)
-    watch = runprogress.Watch(FakeBar(), [*folders, runs / "e"], window=3)  # e is 5th: outside the window
+    watch = runprogress.Watch(FakeBar(), {f.name: f for f in [*folders, runs / "e"]}, window=3)  # e is 5th
     watch.show()
     assert watch.bar.postfix == "failed=0, running 75%"
-    watch.finished(runs / "a")
-    watch.finished(runs / "b")  # finished runs leave the window: e comes in
+    watch.finished("a")
+    watch.finished("b")  # finished runs leave the window: e comes in
     watch.show()
     assert watch.bar.postfix == "failed=0, running 10%"
 

@@ -12,7 +12,6 @@ test command (`python -m pytest -q`, as .ci/run runs it) and writes tests.csv. B
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -46,14 +45,13 @@ def measure(method: str, out: Path) -> dict:
 
 def machine() -> str:
     """This host in words: CPU model, cores, memory, GPU (what a wall time means)."""
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError, AttributeError):
-        cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()).group(1).strip()
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     import torch
 
+    from cemasim.models.measure import cpu_name
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {gpu}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {mem:.0f} GiB, {gpu}"
 
 
 def time_tests() -> dict:

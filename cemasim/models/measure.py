@@ -177,7 +177,7 @@ def render_profile(timings: list[PassTiming], active_w: float, provenance: dict[
 
 def provenance(model_name: str, weights: str, device: torch.device, repeats: int, warmup: int) -> dict[str, Any]:
     """Where and how the numbers were taken (goes into the file's comments)."""
-    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    hw = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
@@ -194,7 +194,7 @@ def provenance(model_name: str, weights: str, device: torch.device, repeats: int
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -147,12 +147,6 @@ class TraceRate:
             change = base + self._edges[i] - self.offset_s
         return i - 1, change
 
-    def _rate_index(self, t: float) -> int:
-        return self._locate(t)[0]
-
-    def _next_change(self, t: float) -> float:
-        return self._locate(t)[1]
-
     def bits_between(self, t0: float, t1: float) -> float:
         if t1 <= t0:
             return 0.0

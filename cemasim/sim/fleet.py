@@ -134,11 +134,11 @@ class Fleet:
         assert self.cloud is not None, "this method has no cloud worker"
         return self.cloud
 
-    def learner(self, on_edge: bool, shared: bool = False) -> Learner:
+    def learner(self, shared: bool = False) -> Learner:
         """The source norm state, initialised by the method when it adapts: a fresh copy, or with `shared`
         (a device that never writes it in place) the fleet's own tensors (100,000 copies are 430 MB)."""
         learner = Learner(dict(self.source_state) if shared else {n: t.clone() for n, t in self.source_state.items()})
-        if on_edge or self.method.adapter is not None:  # an adapter on the edge, or its step offloaded
+        if self.method.adapter is not None:  # an adapter on the edge, or its step offloaded to the cloud
             learner = self.method.init_learner(learner, self.edge_model, self._clean_images)
         return learner
 
@@ -164,7 +164,7 @@ class Fleet:
         cost = self._edge_cost(view)
         self.recorder.devices.append(device_row(d, cls.name, view, cost.profile, off, horizon))
         device_cls = wiring(self.method).device
-        learner = self.learner(on_edge=self.method.adapts_on_edge, shared=not self.method.edge_writes_state)
+        learner = self.learner(shared=not self.method.edge_writes_state)
         return device_cls(self.env, d, batches, self.workload, self.edge_model, learner, self.method, cost, uplink,
                           inbox, policy, self.recorder, self.torch_device,
                           reset_on_segment=view.shift.protocol == "reset",

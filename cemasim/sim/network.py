@@ -29,19 +29,8 @@ class Resource:
 
 
 class Flow:
-    __slots__ = (
-        "abort_at",
-        "abort_cause",
-        "bits",
-        "cause",
-        "done",
-        "ok",
-        "own",
-        "path",
-        "rate",
-        "remaining",
-        "shared",
-    )
+    __slots__ = ("abort_at", "abort_cause", "bits", "cause", "done", "ok", "own", "path", "rate", "remaining",
+                 "shared")
 
     def __init__(self, env: simpy.Environment, path: list[Resource], bits: float):
         self.path, self.bits, self.remaining, self.rate = path, bits, bits, 0.0

@@ -60,7 +60,7 @@ def _cema(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
     """Foundation step + distillation into the device's student, replay buffer per device or shared."""
     sc, cloud = fleet.sc, fleet.cloud_side()
     teacher = cloud.foundation_learner if sc.cloud.foundation_scope == "shared" else cloud.foundation_learner.copy()
-    CemaWorker(cloud, d, inbox, fleet.learner(on_edge=False, shared=True), downlink,
+    CemaWorker(cloud, d, inbox, fleet.learner(shared=True), downlink,
                fleet.shared_replay or ReplayBuffer(sc.cloud.replay_capacity), teacher,
                partial(torch_generator, sc.seed, "replay", d), shared_replay=fleet.shared_replay is not None,
                own_teacher=sc.cloud.foundation_scope == "device", source_state=fleet.source_state,
@@ -73,7 +73,7 @@ def _offload(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
     cloud, method = fleet.cloud_side(), fleet.method
     assert isinstance(method, TTA) and method.adapter is not None
     per_sample = method.adapter_passes() * fleet.edge_flops.per_sample("backward", "batch")
-    OffloadWorker(cloud, d, inbox, fleet.learner(on_edge=False), downlink, method.adapter,
+    OffloadWorker(cloud, d, inbox, fleet.learner(), downlink, method.adapter,
                   lambda n: cloud.profile.seconds(n * per_sample), source_state=fleet.source_state, method=method.name)
 
 
