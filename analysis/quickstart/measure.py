@@ -5,7 +5,8 @@
 Each method runs in its own `cemasim run scenarios/quickstart.yaml --set method.name=M` process;
 the command's wall time and peak RSS are measured from outside (os.wait4), the rest comes from the
 run's summary.json. Writes quickstart.csv beside this file. With --tests it also times the README's
-test command (`python -m pytest -q`, as .ci/run runs it) and writes tests.csv. Both name the machine
+test command (`python -m pytest -q`, as .ci/run runs it) and adds a dated row to tests.csv (earlier
+rows stay: this host's speed moves, and the history shows by how much). Both name the machine
 (CPU, cores, memory, GPU). Run it on an otherwise idle machine: wall times are this host's.
 """
 
@@ -83,8 +84,11 @@ def main() -> None:
     table.to_csv(HERE / "quickstart.csv", index=False)
     print(table.to_string(index=False))
     if args.tests:
-        tests = pd.DataFrame([time_tests()])
-        tests.to_csv(HERE / "tests.csv", index=False)
+        row = {"measured_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), **time_tests()}
+        path = HERE / "tests.csv"
+        earlier = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        tests = pd.concat([earlier, pd.DataFrame([row])], ignore_index=True)
+        tests.to_csv(path, index=False)
         print(tests.to_string(index=False))
 
 
