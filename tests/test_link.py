@@ -30,6 +30,23 @@ def test_fifo_serialisation_and_latency_exact():
     assert link.bytes_sent == 3000
 
 
+def test_packet_headers_by_hand():
+    """With 66 header bytes per 1448-byte segment, 3000 bytes travel as 3 segments: 3198 bytes, 3.198 ms
+    at 8 Mbit/s; wire_bytes counts them, the message's size and bytes_sent stay its payload."""
+    env = simpy.Environment()
+    inbox = simpy.Store(env)
+    link = Link(env, bandwidth_mbps=8.0, latency_ms=0.0, deliver=inbox, packet_header_bytes=66, mss_bytes=1448)
+    big, small = Message(0, 3000), Message(0, 16)
+    link.send(big)
+    link.send(small)
+    env.run()
+    assert big.received_s == pytest.approx(3198 * 8 / 8e6)
+    assert small.received_s == pytest.approx((3198 + 82) * 8 / 8e6)
+    assert (big.wire_bytes, small.wire_bytes, big.size_bytes) == (3198, 82, 3000)
+    assert link.bytes_sent == 3016
+    assert Link(env, 8.0, 0.0, inbox).wire_bits(3000) == 24000  # the default: the message's bytes alone
+
+
 def test_infinite_bandwidth_zero_latency_is_instant():
     env = simpy.Environment()
     inbox = simpy.Store(env)

@@ -207,6 +207,63 @@ def test_max_min_fair_shares_by_hand():
     assert a.done.value.ok and b.done.value.ok and env.now == pytest.approx(2.0)
 
 
+def test_fifo_segment_serves_transfers_in_start_order_by_hand():
+    """A fifo segment of 10 Mbit/s behind unlimited own links: one transfer at a time, oldest first;
+    behind a 2 Mbit/s own link the oldest takes 2 and the next the remaining 8 (work-conserving)."""
+    env = simpy.Environment()
+    net = FluidNetwork(env)
+    ap = Resource("ap", ConstantRate(10e6), fifo=True)
+    free = [Resource(f"own{i}", ConstantRate(math.inf)) for i in range(3)]
+    flows = [net.transfer([free[i], ap], bits) for i, bits in enumerate((5e6, 10e6, 5e6))]
+    assert [f.rate for f in flows] == [pytest.approx(10e6), 0.0, 0.0]
+    ends = []
+    for f in flows:
+        f.done.callbacks.append(lambda ev: ends.append(env.now))
+    env.run()
+    assert ends == pytest.approx([0.5, 1.5, 2.0])
+
+    env = simpy.Environment()
+    net = FluidNetwork(env)
+    ap = Resource("ap", ConstantRate(10e6), fifo=True)
+    slow, fast = Resource("slow", ConstantRate(2e6)), Resource("fast", ConstantRate(math.inf))
+    a, b = net.transfer([slow, ap], 4e6), net.transfer([fast, ap], 16e6)
+    assert (a.rate, b.rate) == (pytest.approx(2e6), pytest.approx(8e6))
+
+
+def test_fifo_segment_matches_mm1_mean_sojourn():
+    """Poisson arrivals, exponential sizes, one fifo resource: M/M/1, E[T] = 1 / (mu - lambda), the same
+    mean as processor sharing; its p95 is shorter (PS finishes concurrent transfers together late)."""
+    rng = np.random.default_rng(5)
+    lam, mean_bits, n = 6.0, 1e6, 30_000  # rho = 0.6: short busy periods, a tight estimate
+    gaps, sizes = rng.exponential(1 / lam, n), rng.exponential(mean_bits, n)
+    sojourns = {}
+    for fifo in (False, True):
+        env = simpy.Environment()
+        net = FluidNetwork(env)
+        ap = Resource("ap", ConstantRate(10e6), fifo=fifo)
+        own = [Resource(f"own{i}", ConstantRate(math.inf)) for i in range(n)]
+        got: list[float] = []
+
+        def transfer(i, bits, net=net, ap=ap, own=own, got=got, env=env):
+            start = env.now
+            flow = net.transfer([own[i], ap], bits)
+            yield flow.done
+            got.append(env.now - start)
+
+        def arrivals(env=env, transfer=transfer):
+            for i in range(n):
+                yield env.timeout(gaps[i])
+                env.process(transfer(i, sizes[i]))
+
+        env.process(arrivals())
+        env.run()
+        sojourns[fifo] = np.array(got)
+    assert sojourns[True].mean() == pytest.approx(1 / (10.0 - lam), rel=0.08)
+    # M/M/1 FIFO sojourn is exponential with rate mu - lambda: p95 = ln(20) / (mu - lambda)
+    assert np.quantile(sojourns[True], 0.95) == pytest.approx(math.log(20) / (10.0 - lam), rel=0.08)
+    assert np.quantile(sojourns[True], 0.95) < np.quantile(sojourns[False], 0.95)
+
+
 def test_shared_link_behind_traced_and_gated_access_links():
     env = simpy.Environment()
     net = FluidNetwork(env)

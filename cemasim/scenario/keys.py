@@ -121,8 +121,19 @@ def link_section(direction: str, default_mbps: float) -> Section:
                           (positive, at_least(1.0, "Mahimahi timestamps are whole milliseconds"))),
         "shared_mbps": F((float,), None, "capacity of a shared segment (access point, cell) behind the devices' "
                          "own links, shared max-min fairly; null = none", "Mbit/s", (positive,), nullable=True),
+        "shared_discipline": F((str,), "fair", "how the shared segment serves the transfers crossing it: fair "
+                               "(max-min fair fluid sharing, processor sharing on one segment) or fifo (in the "
+                               "order they started, each taking what its own link allows, the rest passing to the "
+                               "next: one drop-tail queue, what analysis/twin measures on a real stack)", "",
+                               (one_of("fair", "fifo"),)),
         "group_size": F((int,), None, "devices per shared segment (consecutive devices of a class); null = the "
                         "whole class shares one", "", (positive,), nullable=True),
+        "packet_header_bytes": F((int,), 0, "header bytes each packet adds on the wire: a message of S bytes "
+                                 "travels as S + ceil(S / mss_bytes) x this (TCP/IPv4 with timestamps over "
+                                 "Ethernet: 66); 0 = the message's bytes alone (analysis/twin measures the gap)",
+                                 "B", (non_negative,)),
+        "mss_bytes": F((int,), 1448, "payload bytes per packet (TCP's maximum segment size) when "
+                       "packet_header_bytes > 0", "B", (positive,)),
         "loss": LOSS,
         "outages": OUTAGES,
     })

@@ -41,10 +41,12 @@ class Link:
                  on_drop: Callable[[Message], None] | None = None, *, access: Capacity | None = None,
                  latency_s: Callable[[float], float] | None = None, shared: list[Resource] | None = None,
                  network: FluidNetwork | None = None, retransmission: Retransmission | None = None,
-                 receiver: DownIntervals | None = None, expire_s: float | None = None):
+                 receiver: DownIntervals | None = None, expire_s: float | None = None,
+                 packet_header_bytes: int = 0, mss_bytes: int = 1448):
         """`access`: the link's own capacity (default: constant `bandwidth_mbps`); `latency_s(t)`: one-way
         latency of a message leaving the wire at t (default: constant `latency_ms`); `shared`: resources
-        of `network` crossed after the own link; `receiver`: when the receiving device is off."""
+        of `network` crossed after the own link; `receiver`: when the receiving device is off;
+        `packet_header_bytes`: what each packet of `mss_bytes` payload adds on the wire."""
         self.env, self.deliver = env, deliver
         self.access = access if access is not None else \
             ConstantRate(math.inf if bandwidth_mbps is None else bandwidth_mbps * 1e6)
@@ -55,6 +57,7 @@ class Link:
         self.retransmission, self.receiver = retransmission, receiver
         self.capacity, self.drop_policy, self.expire_s = capacity, drop_policy, expire_s
         self.on_drop = on_drop
+        self.packet_header_bytes, self.mss_bytes = packet_header_bytes, mss_bytes
         self.queue: deque[Message] = deque()
         self.queued_droppable = 0
         self.bytes_sent = 0  # bytes of messages that made it across (one per message)
@@ -64,9 +67,14 @@ class Link:
         self._wake: simpy.Event = env.event()
         env.process(self.run())
 
+    def wire_bits(self, size_bytes: int) -> int:
+        """Bits a message of `size_bytes` puts on the wire: its bytes and its packets' headers."""
+        packets = -(-size_bytes // self.mss_bytes) if self.packet_header_bytes else 0
+        return (size_bytes + packets * self.packet_header_bytes) * 8
+
     def tx_time_s(self, size_bytes: int) -> float:
-        """Time to serialise `size_bytes` starting now, alone on this link."""
-        return self.access.finish_time(self.env.now, size_bytes * 8) - self.env.now
+        """Time to serialise a message of `size_bytes` starting now, alone on this link."""
+        return self.access.finish_time(self.env.now, self.wire_bits(size_bytes)) - self.env.now
 
     def send(self, msg: Message) -> bool:
         """Enqueue `msg` (onto the wire at once if the link is idle); with a full queue, drop per
@@ -112,7 +120,7 @@ class Link:
             if math.isnan(msg.tx_start_s):
                 msg.tx_start_s = self.env.now
             msg.attempts += 1
-            ok, cause, sent_bits = yield from self._transmit(msg.size_bytes * 8)
+            ok, cause, sent_bits = yield from self._transmit(self.wire_bits(msg.size_bytes))
             msg.wire_bytes += math.ceil(sent_bits / 8)
             if not ok:
                 self._drop(msg, cause)

@@ -67,7 +67,8 @@ class LinkFactory:
         return Link(self.env, None, spec.latency_ms, deliver, queue_capacity, drop_policy, access=access,
                     latency_s=latency_s, shared=shared, network=self.network if shared else None,
                     retransmission=self._retransmission(spec, rng),
-                    receiver=off if direction == "downlink" and len(off.starts) else None, expire_s=expire_s)
+                    receiver=off if direction == "downlink" and len(off.starts) else None, expire_s=expire_s,
+                    packet_header_bytes=spec.packet_header_bytes, mss_bytes=spec.mss_bytes)
 
     def _capacity(self, spec, rng):
         if spec.trace is None:
@@ -100,7 +101,8 @@ class LinkFactory:
             key = (device_class, direction, group)
             if key not in self.segments:
                 self.segments[key] = Resource(f"{device_class}/{direction}/{group}",
-                                              ConstantRate(spec.shared_mbps * 1e6))
+                                              ConstantRate(spec.shared_mbps * 1e6),
+                                              fifo=spec.shared_discipline == "fifo")
             shared.append(self.segments[key])
         cloud_side = self.cloud_side[direction]
         if cloud_side is not None:

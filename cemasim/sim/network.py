@@ -1,5 +1,5 @@
 """Shared capacity: transfers crossing common resources (an access point, a cell, the cloud's
-ingress) share them max-min fairly, as fluid flows.
+ingress) share them max-min fairly, as fluid flows, or first come first served (fifo resources).
 
 Each flow crosses a path of resources; rates come from progressive filling (every flow's rate
 is limited by its most contended resource, and no flow can gain without a slower one losing).
@@ -22,18 +22,22 @@ _EPS_BITS = 1e-6  # a flow within this many bits of done is done (float residue 
 
 
 class Resource:
-    def __init__(self, name: str, capacity: Capacity):
-        self.name, self.capacity = name, capacity
+    """`fifo`: the resource serves its flows in the order they started, each taking what the rest of its
+    path allows and leaving the remainder to the next (one drop-tail queue, as at a real access point's
+    interface); otherwise its flows share it max-min fairly."""
+
+    def __init__(self, name: str, capacity: Capacity, fifo: bool = False):
+        self.name, self.capacity, self.fifo = name, capacity, fifo
         self.flows: set[Flow] = set()
         self.varies = not isinstance(capacity, ConstantRate)  # may change rate: its next change is an event
 
 
 class Flow:
     __slots__ = ("abort_at", "abort_cause", "bits", "cause", "done", "ok", "own", "path", "rate", "remaining",
-                 "shared")
+                 "seq", "shared")
 
-    def __init__(self, env: simpy.Environment, path: list[Resource], bits: float):
-        self.path, self.bits, self.remaining, self.rate = path, bits, bits, 0.0
+    def __init__(self, env: simpy.Environment, path: list[Resource], bits: float, seq: int = 0):
+        self.path, self.bits, self.remaining, self.rate, self.seq = path, bits, bits, 0.0, seq
         self.own, self.shared = path[0], tuple(path[1:])  # its access link, and what it shares beyond
         self.done, self.ok, self.cause = env.event(), True, ""
         self.abort_at, self.abort_cause = math.inf, ""
@@ -50,11 +54,12 @@ class FluidNetwork:
         self._varying: dict[Resource, None] = {}  # resources carrying a flow whose rate may change
         self._last = 0.0
         self._generation = 0  # wake-ups scheduled before the latest change are stale
+        self._started = itertools.count()  # flows' start order, for fifo resources
 
     def transfer(self, path: list[Resource], bits: float) -> Flow:
         """Start a flow now; `flow.done` fires when it completes (ok) or is lost (ok False, cause)."""
         self._advance()
-        flow = Flow(self.env, path, bits)
+        flow = Flow(self.env, path, bits, next(self._started))
         for r in path:
             if isinstance(r.capacity, Gated):
                 loss = r.capacity.next_loss(self.env.now, math.inf)
@@ -134,13 +139,18 @@ class FluidNetwork:
     def _fill(self, now: float) -> None:
         """Max-min fair rates by progressive filling: repeatedly the resource with the smallest fair
         share fixes the rate of its unfixed flows. A heap of shares (stale entries skipped) makes it
-        O((flows x path length) log resources) instead of a scan of every resource per step."""
+        O((flows x path length) log resources) instead of a scan of every resource per step. A fifo
+        resource offers all it has left to its oldest unfixed flow alone."""
         resources = {r for f in self.flows for r in f.path}
         left = {r: r.capacity.rate_at(now) for r in resources}
         count = {r: len(r.flows) for r in resources}
         version = dict.fromkeys(resources, 0)
         order = itertools.count()  # ties: first pushed first, never comparing Resources
-        heap = [(left[r] / count[r], next(order), 0, r) for r in resources]
+
+        def share_of(r: Resource) -> float:
+            return left[r] if r.fifo else left[r] / count[r]
+
+        heap = [(share_of(r), next(order), 0, r) for r in resources]
         heapq.heapify(heap)
         frozen: set[Flow] = set()
         while len(frozen) < len(self.flows):
@@ -149,9 +159,8 @@ class FluidNetwork:
                 continue  # stale entry: this resource's share changed since it was pushed
             share = max(share, 0.0)
             touched = set()
-            for f in bottleneck.flows:
-                if f in frozen:
-                    continue
+            unfixed = [f for f in bottleneck.flows if f not in frozen]
+            for f in [min(unfixed, key=lambda g: g.seq)] if bottleneck.fifo else unfixed:
                 f.rate = share
                 frozen.add(f)
                 for r in f.path:
@@ -161,7 +170,7 @@ class FluidNetwork:
             for r in touched:
                 version[r] += 1
                 if count[r] > 0:
-                    heapq.heappush(heap, (left[r] / count[r], next(order), version[r], r))
+                    heapq.heappush(heap, (share_of(r), next(order), version[r], r))
 
     def _schedule(self, now: float, nxt: float) -> None:
         """Wake up at `nxt` (the earliest finish or abort) or at the next capacity change on a path."""
