@@ -41,6 +41,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from cemasim.data.corruptions import CORRUPTION_NAMES, corrupt
+from cemasim.models.measure import cpu_name
 
 WORKLOADS = {"full": ((32, 256), (224, 32)), "quick": ((32, 64), (224, 8))}
 REPEATS = 3
@@ -114,12 +115,7 @@ def bench_reference(ref: Callable, name: str, imgs: np.ndarray, severity: int) -
 
 
 def machine_info(reference: str) -> list[str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return [
         f"machine:   {platform.node()} | {platform.platform()} | {cpu}",
