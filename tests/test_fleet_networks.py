@@ -121,6 +121,29 @@ def test_a_narrow_shared_segment_delays_uploads():
     assert shared["upload_delay_mean_s"] > 2 * free["upload_delay_mean_s"]
 
 
+def test_packet_headers_and_a_fifo_segment_reach_the_run():
+    """uplink.packet_header_bytes puts each segment's headers on the wire (wire_bytes; the payload stays
+    size_bytes and uplink_bytes); shared_discipline: fifo changes how a busy segment serves transfers."""
+    tables, plain, _ = simulate(small("uplink.bandwidth_mbps=5"))
+    tables_h, headers, _ = simulate(small("uplink.bandwidth_mbps=5", "uplink.packet_header_bytes=66",
+                                          "uplink.mss_bytes=500"))
+    up = tables_h["uploads"]
+    segments = -(-up.size_bytes // 500)
+    assert (up.wire_bytes == up.size_bytes + 66 * segments).all() and (segments > 1).any()
+    assert up.size_bytes.equals(tables["uploads"].size_bytes) and headers["uplink_bytes"] == plain["uplink_bytes"]
+    assert headers["upload_delay_mean_s"] > plain["upload_delay_mean_s"]
+    busy = ("uplink.bandwidth_mbps=null", "uplink.shared_mbps=0.05")
+    _, fair, _ = simulate(small(*busy))
+    _, fifo, _ = simulate(small(*busy, "uplink.shared_discipline=fifo"))
+    assert fifo["upload_delay_p95_s"] != fair["upload_delay_p95_s"]
+    with pytest.raises(ConfigError) as err:
+        small("uplink.packet_header_bytes=-1", "uplink.mss_bytes=0", "downlink.shared_discipline=lifo")
+    text = "\n".join(err.value.problems)
+    for expected in ("uplink.packet_header_bytes: must be >= 0", "uplink.mss_bytes: must be > 0",
+                     "downlink.shared_discipline:"):
+        assert expected in text, expected
+
+
 @pytest.mark.parametrize("policy", ["fifo", "round_robin", "staleness", "backlog"])
 def test_every_scheduler_keeps_the_invariants(policy):
     tables, summary, _ = simulate(small(f"cloud.scheduler={policy}", "cloud.profile=rpi4", "fleet.devices=3"))

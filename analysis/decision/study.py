@@ -41,6 +41,7 @@ import pandas as pd
 
 from cemasim import sweeps as sw
 from cemasim.results.stats import ci95
+from cemasim.results.units import rate_text
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -209,10 +210,6 @@ LINES = {"cema": ("C3", "o"), "upload_all": ("C0", "s"), "tent@cloud": ("C2", "^
 FLOOR = -4.0  # points: a gain below this (cloud_inference on a full link) is marked at the axis' edge
 
 
-def _uplink_text(mbps: float) -> str:
-    return f"{1e3 * mbps:g} kbit/s" if mbps < 1 else f"{mbps:g} Mbit/s"
-
-
 def figures(table: pd.DataFrame) -> None:
     import matplotlib
 
@@ -240,7 +237,7 @@ def figures(table: pd.DataFrame) -> None:
                         key = next((k for k in groups if abs(xi / k - 1) < 0.02), xi)
                         groups.setdefault(key, []).append(u)
                     for xi, us in groups.items():
-                        text = " to ".join(dict.fromkeys(_uplink_text(u) for u in (us[0], us[-1])))
+                        text = " to ".join(dict.fromkeys(rate_text(u) for u in (us[0], us[-1])))
                         ax.annotate(text, (xi, float(np.mean(y[inside][np.isclose(x[inside], xi, rtol=0.02)]))),
                                     xytext=(4, -11) if len(us) == 1 else (-4, -11), textcoords="offset points",
                                     ha="left" if len(us) == 1 else "right", fontsize=6, color=color)
@@ -288,8 +285,8 @@ def markdown(decision: pd.DataFrame) -> str:
     lines = ["| device | shift | uplink | winner | gain over bn_adapt (points, 95 % CI) | up / down KB per "
              "device-hour | tied within the CI |", "|---|---|---|---|---|---|---|"]
     for _, r in decision.iterrows():
-        up = f"{1e3 * r['uplink_mbps']:g} kbit/s" if r["uplink_mbps"] < 1 else f"{r['uplink_mbps']:g} Mbit/s"
-        lines.append(f"| {r['device']} | {r['shift']} | {up} | {r['winner']} | {r['gain_vs_bn']:+.2f} "
+        lines.append(f"| {r['device']} | {r['shift']} | {rate_text(r['uplink_mbps'])} | {r['winner']} | "
+                     f"{r['gain_vs_bn']:+.2f} "
                      f"± {r['ci95']:.2f} | {r['uplink_kb_per_device_hour']:,.0f} / "
                      f"{r['downlink_kb_per_device_hour']:,.0f} | {r['tied_within_ci']} |")
     return "\n".join(lines)

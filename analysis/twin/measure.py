@@ -47,6 +47,7 @@ sys.path.insert(0, str(HERE))
 import netlab  # noqa: E402
 
 import cemasim  # noqa: E402
+from cemasim.results.units import rate_text  # noqa: E402
 
 RATES_MBPS = [0.02, 0.1, 0.5, 1.0, 5.0]
 FLEETS = [1, 8]
@@ -155,6 +156,7 @@ def measure_case(rate_mbps: float, devices: int, messages: int = MESSAGES, seed:
         out[f"{name}_s"] = run.delay_s
     out["twin_s"] = twin
     out["packed"] = packed  # its last byte shared a segment with the next message's first
+    out["kernel"] = platform.release()
     out.insert(0, "devices", devices)
     out.insert(0, "rate_mbps", rate_mbps)
     return out[out.kind == "upload"].drop(columns="kind")
@@ -165,22 +167,22 @@ def errors(messages: pd.DataFrame) -> pd.DataFrame:
     predicts longer delays than the real stack gives)."""
     rows = []
     for (rate, devices), g in messages.groupby(["rate_mbps", "devices"], sort=True):
-        row = {"rate_mbps": rate, "devices": devices, "uploads": len(g), "unmatched": int(g.twin_s.isna().sum())}
         twin = g.twin_s.dropna()
-        row |= {"twin_mean_ms": 1e3 * twin.mean(), "twin_p95_ms": 1e3 * twin.quantile(0.95),
-                "packed_share": float(g.packed.mean())}
+        twin_mean, twin_p95 = twin.mean(), twin.quantile(0.95)
+        row = {"rate_mbps": rate, "devices": devices, "uploads": len(g), "unmatched": int(g.twin_s.isna().sum()),
+               "twin_mean_ms": 1e3 * twin_mean, "twin_p95_ms": 1e3 * twin_p95, "packed_share": float(g.packed.mean())}
         for name in MODELS:
-            col = f"{name}_s"
-            mean, p95 = g[col].mean(), g[col].quantile(0.95)
+            delay = g[f"{name}_s"]
+            mean, p95 = delay.mean(), delay.quantile(0.95)
+            error = (delay - g.twin_s) / g.twin_s  # per upload; packed ones end with a later message
             row |= {f"{name}_mean_ms": 1e3 * mean, f"{name}_p95_ms": 1e3 * p95,
-                    f"{name}_mean_err_pct": 100 * (mean - twin.mean()) / twin.mean(),
-                    f"{name}_p95_err_pct": 100 * (p95 - twin.quantile(0.95)) / twin.quantile(0.95),
-                    f"{name}_median_abs_err_pct": 100 * ((g[col] - g.twin_s).abs() / g.twin_s).median(),
-                    f"{name}_within_2pct_share": float(((g[col] - g.twin_s).abs() <= 0.02 * g.twin_s).mean())}
-            error = (g[col] - g.twin_s) / g.twin_s  # per upload; packed ones end with a later message
-            row |= {f"{name}_packed_err_pct": 100 * error[g.packed].mean(),
+                    f"{name}_mean_err_pct": 100 * (mean - twin_mean) / twin_mean,
+                    f"{name}_p95_err_pct": 100 * (p95 - twin_p95) / twin_p95,
+                    f"{name}_median_abs_err_pct": 100 * error.abs().median(),
+                    f"{name}_within_2pct_share": float((error.abs() <= 0.02).mean()),
+                    f"{name}_packed_err_pct": 100 * error[g.packed].mean(),
                     f"{name}_alone_err_pct": 100 * error[~g.packed].mean()}
-        row["kernel"] = platform.release()
+        row["kernel"] = g.kernel.iloc[0]  # the machine that replayed, not the one re-tabulating
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -191,11 +193,10 @@ def markdown(table: pd.DataFrame) -> str:
              + " | ".join(f"{LABELS[m]}: mean / p95 ms (error %)" for m in MODELS) + " |",
              "|---|---|---|---|" + "---|" * len(MODELS)]
     for r in table.to_dict("records"):
-        rate = f"{r['rate_mbps'] * 1e3:g} kbit/s" if r["rate_mbps"] < 1 else f"{r['rate_mbps']:g} Mbit/s"
         cells = [f"{r[f'{m}_mean_ms']:.1f} / {r[f'{m}_p95_ms']:.1f} ({r[f'{m}_mean_err_pct']:+.1f} / "
                  f"{r[f'{m}_p95_err_pct']:+.1f})" for m in MODELS]
-        lines.append(f"| {rate} | {r['devices']} | {r['uploads']} | {r['twin_mean_ms']:.1f} / "
-                     f"{r['twin_p95_ms']:.1f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {rate_text(r['rate_mbps'])} | {r['devices']} | {r['uploads']} | "
+                     f"{r['twin_mean_ms']:.1f} / {r['twin_p95_ms']:.1f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -210,7 +211,7 @@ def figure(messages: pd.DataFrame, path: Path) -> None:
     for ax, devices in zip(axes[0], fleets, strict=True):
         g = messages[messages.devices == devices]
         for rate, r in g.groupby("rate_mbps"):
-            label = f"{rate * 1e3:g} kbit/s" if rate < 1 else f"{rate:g} Mbit/s"
+            label = rate_text(rate)
             ax.scatter(1e3 * r.twin_s, 1e3 * r.model_s, s=7, marker="x", alpha=0.6, label=f"{label}: default")
             best = "fifo" if devices > 1 else "headers"
             ax.scatter(1e3 * r.twin_s, 1e3 * r[f"{best}_s"], s=7, alpha=0.6, label=f"{label}: {LABELS[best]}")

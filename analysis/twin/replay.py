@@ -155,38 +155,34 @@ def receive(plan: dict[int, list[tuple[float, int]]], port: int, iface: str, tim
     capture.start()
     server = socket.create_server(("0.0.0.0", port))
     print("ready", flush=True)
-    conns, ports = [], {}
     server.settimeout(timeout_s)
+    streams = {}  # connection -> its peer port, which names the stream in the capture
     for _ in plan:
         conn, (_, peer_port) = server.accept()
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        conns.append((conn, peer_port))
-    got = dict.fromkeys(range(len(conns)), 0)
-    devices: dict[int, int] = {}
-    hello = {i: b"" for i in got}
+        streams[conn] = peer_port
+    got, head = dict.fromkeys(streams.values(), 0), {p: b"" for p in streams.values()}
+    ports: dict[int, int] = {}  # peer port -> device, from the hello
     deadline = time.monotonic() + timeout_s
-    open_conns = {i: c for i, (c, _) in enumerate(conns)}
-    while open_conns:
+    while streams:
         if time.monotonic() > deadline:
             raise TimeoutError(f"received {sum(got.values())} of {sum(expected.values())} bytes")
-        ready, _, _ = select.select(list(open_conns.values()), [], [], 0.5)
+        ready, _, _ = select.select(list(streams), [], [], 0.5)
         for conn in ready:
-            i = next(k for k, c in open_conns.items() if c is conn)
-            data = conn.recv(1 << 20)
-            if len(hello[i]) < HELLO.size:
-                hello[i] += data[:HELLO.size - len(hello[i])]
-                if len(hello[i]) == HELLO.size:
-                    devices[i] = HELLO.unpack(hello[i])[0]
-                    ports[conns[i][1]] = devices[i]
-            got[i] += len(data)
-            if not data or (i in devices and got[i] >= expected[devices[i]]):
+            peer, data = streams[conn], conn.recv(1 << 20)
+            if len(head[peer]) < HELLO.size:
+                head[peer] += data[:HELLO.size - len(head[peer])]
+                if len(head[peer]) == HELLO.size:
+                    ports[peer] = HELLO.unpack(head[peer])[0]
+            got[peer] += len(data)
+            if not data or (peer in ports and got[peer] >= expected[ports[peer]]):
                 conn.close()
-                del open_conns[i]
+                del streams[conn]
     time.sleep(0.2)  # the last packets' capture
     capture.stop.set()
     capture.join()
     return {"ports": {str(p): d for p, d in ports.items()}, "packets": capture.packets,
-            "capture_drops": capture.drops(), "bytes": {str(devices[i]): n for i, n in got.items()}}
+            "capture_drops": capture.drops()}
 
 
 def main(argv: list[str] | None = None) -> int:

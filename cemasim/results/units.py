@@ -30,3 +30,8 @@ def in_fractions(table: pd.DataFrame) -> pd.DataFrame:
     """The inverse of in_percent: a table of the Python API back in the records' units."""
     renames = _renames(table.columns, to_percent=False)
     return table.assign(**{c: table[c] / 100 for c in renames}).rename(columns=renames)
+
+
+def rate_text(mbps: float) -> str:
+    """A link rate as a person writes it: 20 kbit/s below 1 Mbit/s, 5 Mbit/s from there."""
+    return f"{mbps * 1e3:g} kbit/s" if mbps < 1 else f"{mbps:g} Mbit/s"

@@ -120,7 +120,8 @@ def link_section(direction: str, default_mbps: float) -> Section:
                           "(at least 1 ms, the timestamps' resolution)", "ms",
                           (positive, at_least(1.0, "Mahimahi timestamps are whole milliseconds"))),
         "shared_mbps": F((float,), None, "capacity of a shared segment (access point, cell) behind the devices' "
-                         "own links, shared max-min fairly; null = none", "Mbit/s", (positive,), nullable=True),
+                         "own links, served as shared_discipline says; null = none", "Mbit/s", (positive,),
+                         nullable=True),
         "shared_discipline": F((str,), "fair", "how the shared segment serves the transfers crossing it: fair "
                                "(max-min fair fluid sharing, processor sharing on one segment) or fifo (in the "
                                "order they started, each taking what its own link allows, the rest passing to the "
