@@ -20,7 +20,7 @@ when its transmission would begin, the veth delivers it at once). The delay comp
 received, as cemasim's uploads table gives it (received_s - enqueued_s); in the twin, the moment of
 the write -> received.
 
-    python analysis/twin/measure.py                 # needs root, ip and tc; about 5 minutes
+    python analysis/twin/measure.py                 # needs root, ip and tc; minutes (replays in real time)
 
 Writes messages.csv (one row per upload), errors.csv (per case: mean and p95 delays of the twin and
 of each model, their relative errors against the twin) and delays.png, and prints the table of
