@@ -55,7 +55,7 @@ def sequential_cema(sc, device_index: int = 0) -> dict[str, np.ndarray]:
         ents.append((-(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)).numpy())
         if not method.uses_cloud:
             continue
-        _, received = encode(to_uint8(x[keep]), sc.upload.encoding, sc.upload.jpeg_quality)
+        _, received = encode(to_uint8(x[keep]), sc.upload.encoding, sc.upload.jpeg_quality, sc.upload.downscale)
         for image in received:  # the released infer: the whole batch joins the history first
             replay.add(image.unsqueeze(0))
         pending += list(received)

@@ -74,8 +74,8 @@ def test_a_refresh_that_overflows_float16_is_not_sent(monkeypatch):
         next(iter(student.state.values())).mul_(1e6)
 
     monkeypatch.setattr(cloud_workers, "distill_step", step_then_grow)
-    with pytest.raises(NonFiniteError, match=r"^the refresh \(float16\) of device 0 .*check cloud.refresh_dtype"):
-        simulate(small(*SHORT, "cloud.refresh_dtype=float16"))
+    with pytest.raises(NonFiniteError, match=r"^the refresh \(float16\) of device 0 .*check cloud.refresh_codec"):
+        simulate(small(*SHORT, "cloud.refresh_codec=float16"))
 
 
 def test_a_sweep_records_a_non_finite_run_as_failed_with_its_error(tmp_path):
@@ -89,7 +89,7 @@ def test_a_sweep_records_a_non_finite_run_as_failed_with_its_error(tmp_path):
 
 
 def test_the_checks_only_read_a_finite_run_is_identical_without_them(monkeypatch):
-    sc = small(*SHORT, "cloud.refresh_dtype=float16")  # foundation step, distillation, refreshes
+    sc = small(*SHORT, "cloud.refresh_codec=float16")  # foundation step, distillation, refreshes
     checked = simulate(sc)[0]
     monkeypatch.setattr(optim, "check_finite", lambda loss, tensors: None)
     monkeypatch.setattr(cloud_workers, "check_finite", lambda loss, tensors: None)

@@ -97,8 +97,8 @@ def test_payload_bytes_are_real_encoder_output():
 
 
 def test_fp16_refresh_halves_downlink_payload():
-    f32, _, _ = runner.simulate(small("cloud.refresh_dtype=float32"))
-    f16, _, _ = runner.simulate(small("cloud.refresh_dtype=float16"))
+    f32, _, _ = runner.simulate(small("cloud.refresh_codec=float32"))
+    f16, _, _ = runner.simulate(small("cloud.refresh_codec=float16"))
     assert f16["refreshes"]["size_bytes"].iloc[0] * 2 == f32["refreshes"]["size_bytes"].iloc[0]
 
 

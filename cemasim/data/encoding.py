@@ -32,12 +32,16 @@ def _from_pil(img: Image.Image, channels: int) -> Tensor:
     return torch.from_numpy(array[None] if channels == 1 else np.ascontiguousarray(np.moveaxis(array, -1, 0)))
 
 
-def encode(images: Tensor, encoding: str, jpeg_quality: int = 90) -> tuple[list[int], Tensor]:
-    """(sizes in bytes, decoded uint8 images) of uint8 images [N, C, H, W]."""
-    if encoding == "raw":
-        return [int(img.numel()) for img in images], images
+def encode(images: Tensor, encoding: str, jpeg_quality: int = 90, downscale: float = 1.0) -> tuple[list[int], Tensor]:
+    """(sizes in bytes, decoded uint8 images) of uint8 images [N, C, H, W]. With `downscale` < 1 the
+    device shrinks each image first (area averaging) and the cloud resizes the decoded one back to
+    H x W (bilinear): the bytes are the small image's, the cloud trains on the resized one."""
     if encoding not in ENCODINGS:
         raise ValueError(f"unknown encoding {encoding!r}; known: {', '.join(ENCODINGS)}")
+    if downscale != 1.0:
+        return _encode_downscaled(images, encoding, jpeg_quality, downscale)
+    if encoding == "raw":
+        return [int(img.numel()) for img in images], images
     sizes, decoded = [], []
     for image in images:
         buf = io.BytesIO()
@@ -47,4 +51,27 @@ def encode(images: Tensor, encoding: str, jpeg_quality: int = 90) -> tuple[list[
             _pil(image).save(buf, format="JPEG", quality=jpeg_quality)
             decoded.append(_from_pil(Image.open(io.BytesIO(buf.getvalue())), image.shape[0]))
         sizes.append(buf.tell())
+    return sizes, torch.stack(decoded) if decoded else images
+
+
+def small_size(height: int, width: int, downscale: float) -> tuple[int, int]:
+    """(height, width) after downscaling: rounded, at least one pixel."""
+    return max(1, round(height * downscale)), max(1, round(width * downscale))
+
+
+def _encode_downscaled(images: Tensor, encoding: str, jpeg_quality: int, downscale: float) -> tuple[list[int], Tensor]:
+    sizes, decoded = [], []
+    for image in images:
+        channels, height, width = image.shape
+        h, w = small_size(height, width, downscale)
+        small = _pil(image).resize((w, h), Image.Resampling.BOX)
+        if encoding == "raw":
+            sizes.append(channels * h * w)
+        else:
+            buf = io.BytesIO()
+            options = {"format": "PNG"} if encoding == "png" else {"format": "JPEG", "quality": jpeg_quality}
+            small.save(buf, **options)
+            sizes.append(buf.tell())
+            small = Image.open(io.BytesIO(buf.getvalue()))
+        decoded.append(_from_pil(small.resize((width, height), Image.Resampling.BILINEAR), channels))
     return sizes, torch.stack(decoded) if decoded else images

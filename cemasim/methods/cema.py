@@ -12,7 +12,7 @@ from torch import Tensor
 
 from cemasim.methods.method import Method
 from cemasim.methods.policies import PolicyConfig, make_gate
-from cemasim.methods.registry import IN_CLOUD, METHODS, ln_c
+from cemasim.methods.registry import DISTILLED, METHODS, ln_c
 from cemasim.methods.selection import SelectionConfig, SelectionState, select
 from cemasim.rng import numpy_rng
 
@@ -90,12 +90,12 @@ def _cema(sc: Any, num_classes: int) -> Method:
 
 METHODS.add("upload_all", lambda sc, c: UploadAll(name="upload_all", norm_mode=sc.method.norm_mode,
                                                   policy=policy_config(sc)),
-            "every sample uploaded; cloud foundation step + distillation (CEMA's cloud)", deployments=IN_CLOUD,
+            "every sample uploaded; cloud foundation step + distillation (CEMA's cloud)", **DISTILLED,
             gateable=True)
 METHODS.add("random_upload", lambda sc, c: RandomUpload(name="random_upload", norm_mode=sc.method.norm_mode,
                                                         policy=policy_config(sc),
                                                         rate=sc.selection.random_rate, seed=sc.seed),
-            "ablation: uploads a random selection.random_rate of the samples; CEMA's cloud", deployments=IN_CLOUD,
+            "ablation: uploads a random selection.random_rate of the samples; CEMA's cloud", **DISTILLED,
             gateable=True)
 METHODS.add("cema", _cema, "entropy-selected uploads (E_min < E < E_max); cloud foundation step + distillation",
-            deployments=IN_CLOUD, gateable=True)  # gateable: selection.policy may gate its uploads
+            **DISTILLED, gateable=True)  # gateable: selection.policy may gate its uploads

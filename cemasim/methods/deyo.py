@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from cemasim.methods.losses import entropy
 from cemasim.methods.method import Method
 from cemasim.methods.optim import Learner, gradient_step
-from cemasim.methods.registry import METHODS, OFFLOAD_OR_EDGE, ln_c, preset_lr
+from cemasim.methods.registry import METHODS, OFFLOADABLE, ln_c, preset_lr
 from cemasim.methods.tta import Adapter, sar_frozen
 from cemasim.methods.tta_methods import TTA
 from cemasim.models import norm
@@ -101,4 +101,4 @@ def _build(sc: Any, num_classes: int) -> Method:
 
 
 METHODS.add("deyo", _build, "entropy + PLPD (patch-shuffle) filtered, weighted entropy on norm affine; on the edge "
-            "or offloaded (method.deployment)", deployments=OFFLOAD_OR_EDGE)
+            "or offloaded (method.deployment)", **OFFLOADABLE)

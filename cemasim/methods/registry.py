@@ -16,11 +16,25 @@ METHODS: Registry[Any] = Registry("method")
 ON_EDGE = ("edge",)  # forward-only: predicts on the device, uploads nothing
 OFFLOAD_OR_EDGE = ("cloud", "edge")  # back-propagates: offloaded, or on a device that can train
 IN_CLOUD = ("cloud",)  # the cloud's model does the learning (CEMA, upload-all, cloud inference)
+# What the cloud sends back (the refresh codecs' checks): `refreshes_in` the deployments in which the
+# method's cloud sends the device its parameters; `stats_in` the method.norm_mode values whose state
+# (and refreshes) carry BatchNorm running statistics.
+OFFLOADABLE = {"deployments": OFFLOAD_OR_EDGE, "refreshes_in": ("cloud",)}  # the TTA family
+DISTILLED = {"deployments": IN_CLOUD, "refreshes_in": ("cloud",), "stats_in": ("running", "tbr")}  # CEMA's cloud
 
 
 def deployments(name: str) -> tuple[str, ...]:
     """The deployments `name` supports, its default first ({} for unknown names: reported elsewhere)."""
     return tuple(METHODS.meta(name).get("deployments", ()))
+
+
+def sends_parameters(name: str, deployment: str | None) -> bool:
+    """Whether `name`, deployed so, receives refreshed parameters from the cloud."""
+    return deployment in METHODS.meta(name).get("refreshes_in", ())
+
+
+def refresh_carries_stats(name: str, norm_mode: str) -> bool:
+    return norm_mode in METHODS.meta(name).get("stats_in", ())
 
 
 def default_deployment(name: str) -> str | None:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from cemasim.methods.losses import entropy
 from cemasim.methods.method import Method
 from cemasim.methods.optim import Learner, sgd_step
-from cemasim.methods.registry import METHODS, OFFLOAD_OR_EDGE, preset_lr
+from cemasim.methods.registry import METHODS, OFFLOADABLE, preset_lr
 from cemasim.methods.tta import Adapter, augment
 from cemasim.methods.tta_methods import TTA
 from cemasim.models import norm
@@ -133,4 +133,4 @@ def _build(sc: Any, num_classes: int) -> Method:
 
 METHODS.add("roid", _build, "certainty/diversity-weighted soft likelihood ratio + augmentation consistency on norm "
             "affine, weight ensembling to the source, prior correction; on the edge or offloaded",
-            deployments=OFFLOAD_OR_EDGE)
+            **OFFLOADABLE)

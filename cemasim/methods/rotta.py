@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from cemasim.methods.method import Method
 from cemasim.methods.optim import Learner, adam_step, check_finite
-from cemasim.methods.registry import METHODS, OFFLOAD_OR_EDGE, preset_lr
+from cemasim.methods.registry import METHODS, OFFLOADABLE, preset_lr
 from cemasim.methods.tta import Adapter, augment
 from cemasim.methods.tta_methods import TTA
 from cemasim.models import norm
@@ -171,4 +171,4 @@ def _build(sc: Any, num_classes: int) -> Method:
 
 
 METHODS.add("rotta", _build, "robust BN, category-balanced memory, EMA teacher and timeliness-weighted student "
-            "updates every 64 samples; on the edge or offloaded (method.deployment)", deployments=OFFLOAD_OR_EDGE)
+            "updates every 64 samples; on the edge or offloaded (method.deployment)", **OFFLOADABLE)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from cemasim.methods.losses import entropy
 from cemasim.methods.method import Method
 from cemasim.methods.optim import Learner
-from cemasim.methods.registry import METHODS, OFFLOAD_OR_EDGE, ln_c, preset_lr
+from cemasim.methods.registry import METHODS, OFFLOADABLE, ln_c, preset_lr
 from cemasim.methods.selection import SelectionState, redundancy_mask
 from cemasim.methods.tta import EATA, ETA, SAR, Adapter, CoTTA, PseudoLabel, cotta_anchor, fisher_information
 
@@ -88,22 +88,22 @@ def _eta_kwargs(sc: Any, num_classes: int) -> dict[str, Any]:
 
 METHODS.add("tent", _tta(lambda sc, c: Adapter(lr=preset_lr(sc, "tent"))),
             "entropy minimisation of BN affine; on the edge or offloaded (method.deployment)",
-            deployments=OFFLOAD_OR_EDGE)
+            **OFFLOADABLE)
 METHODS.add("pl", _tta(lambda sc, c: PseudoLabel(lr=preset_lr(sc, "pl"))),
-            "hard pseudo-label cross-entropy on BN affine; on the edge or offloaded", deployments=OFFLOAD_OR_EDGE)
+            "hard pseudo-label cross-entropy on BN affine; on the edge or offloaded", **OFFLOADABLE)
 METHODS.add("eta", _tta(lambda sc, c: ETA(**_eta_kwargs(sc, c)), filtered=True),
             "reliable + non-redundant samples, weighted entropy; on the edge or offloaded (edge pre-filters)",
-            deployments=OFFLOAD_OR_EDGE)
+            **OFFLOADABLE)
 METHODS.add("eata", _tta(lambda sc, c: EATA(**_eta_kwargs(sc, c), fisher_alpha=sc.method.fisher_alpha),
                          filtered=True, clean=True),
             "ETA + Fisher regulariser from clean samples; on the edge or offloaded (edge pre-filters)",
-            deployments=OFFLOAD_OR_EDGE)
+            **OFFLOADABLE)
 METHODS.add("sar", _tta(lambda sc, c: SAR(lr=preset_lr(sc, "sar"), e_margin=sc.method.e_margin * ln_c(c),
                                           rho=sc.method.sar_rho, reset_constant=sc.method.sar_reset)),
             "sharpness-aware reliable entropy minimisation with reset; on the edge or offloaded",
-            deployments=OFFLOAD_OR_EDGE)
+            **OFFLOADABLE)
 METHODS.add("cotta", _tta(lambda sc, c: CoTTA(lr=preset_lr(sc, "cotta"), anchor_threshold=cotta_anchor(c)
                                               if sc.method.cotta_anchor is None else sc.method.cotta_anchor,
                                               views=sc.method.cotta_views, restore_p=sc.method.cotta_restore)),
             "all parameters towards an EMA teacher (augmentation-averaged when unsure), stochastic restore",
-            deployments=OFFLOAD_OR_EDGE)
+            **OFFLOADABLE)

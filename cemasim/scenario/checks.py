@@ -89,6 +89,7 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     if numbers and sel["e_min"] >= sel["e_max"]:
         problems.append(f"selection.e_min: must be below selection.e_max ({sel['e_max']}), got {sel['e_min']}")
     problems += _method_bound_problems(sc)
+    problems += _codec_problems(sc)
     problems += _deyo_problems(sc)
     from cemasim.methods import METHODS
 
@@ -113,6 +114,24 @@ def _deployment_problems(method: dict[str, Any]) -> list[str]:
                  "cloud": "learns in the cloud only (the device runs forward passes)"}[allowed[0]]
         return [f"method.deployment: {method['name']} {where}, so '{method['deployment']}' is not one of its "
                 f"deployments; allowed: {', '.join(allowed)} (or null for its default, {allowed[0]})"]
+    return []
+
+
+def _codec_problems(sc: dict[str, Any]) -> list[str]:
+    """A refresh codec other than float32 needs a method whose cloud sends parameters; stats needs a state
+    that carries BatchNorm statistics."""
+    from cemasim.methods.registry import refresh_carries_stats, sends_parameters
+
+    codec, method = sc["cloud"]["refresh_codec"], sc["method"]
+    if codec == "float32" or not isinstance(method["name"], str) or not isinstance(codec, str):
+        return []  # the default, or already reported
+    if not sends_parameters(method["name"], method["deployment"]):
+        return [f"cloud.refresh_codec: {codec} encodes the parameters the cloud sends a device, but "
+                f"{method['name']} (deployment {method['deployment']}) is sent none; leave it float32"]
+    if codec == "stats" and not refresh_carries_stats(method["name"], method["norm_mode"]):
+        return [f"cloud.refresh_codec: stats sends the BatchNorm running statistics only, but the state of "
+                f"{method['name']} with method.norm_mode {method['norm_mode']} carries none (cema, upload_all and "
+                "random_upload carry them with method.norm_mode tbr or running)"]
     return []
 
 

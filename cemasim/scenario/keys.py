@@ -38,6 +38,11 @@ LEARNING_RATE = (positive, at_least(1e-10, "a smaller step changes no float32 we
 LR_BOUNDS = "in [1e-10, 10]: published TTA and distillation rates are 1e-5 to 0.1"
 
 
+def share(v: float) -> str | None:
+    """A fraction that keeps something: 0 would send (or keep) nothing."""
+    return None if 0 < v <= 1 else f"must be in (0, 1], got {v!r}"
+
+
 def support_size(v: int) -> str | None:
     """T3A's filter_K: -1 keeps every support; 0 would leave classes without a prototype."""
     return None if v == -1 or v >= 1 else f"must be -1 (keep all) or at least 1, got {v!r}"
@@ -369,6 +374,9 @@ SCHEMA = Section(
             "encoding": F((str,), "png", "payload encoder: raw (uint8 pixels), png or jpeg", "",
                           (one_of("raw", "png", "jpeg"),)),
             "jpeg_quality": F((int,), 90, "JPEG quality when encoding is jpeg", "", (between(1, 100),)),
+            "downscale": F((float,), 1.0, "side-length factor in (0, 1] applied before encoding (area "
+                           "averaging, at least 1 pixel a side); the cloud resizes the decoded image back to the "
+                           "model's input (bilinear) and trains on that", "", (share,)),
             "queue_capacity": F((int,), 1024, "uploads waiting per device before drops; null = unbounded",
                                 "samples", (positive,), nullable=True),
             "drop_policy": F((str,), "tail", "when the queue is full: tail drops the new sample, head the oldest",
@@ -428,8 +436,16 @@ SCHEMA = Section(
                               at_most(100, "float32 softened logits would lose their differences"))),
             "refresh_every": F((int,), 1, "send refreshed parameters every K test batches of a device", "",
                                (positive,)),
-            "refresh_dtype": F((str,), "float32", "refresh payload precision: float32 or float16", "",
-                               (one_of("float32", "float16"),)),
+            "refresh_codec": F((str,), "float32", "how a refresh travels (docs/codecs.md). float32, float16, "
+                               "bfloat16: every tensor cast; int8: affine uint8 with a float32 scale and a 1-byte "
+                               "zero point per tensor; int8_channel: the same per channel (dim 0; a norm layer's "
+                               "vector pays them per value); topk: per tensor the cloud.refresh_topk share of "
+                               "entries that differ most from what the device holds (float32 values and indices; "
+                               "the rest travels later: error feedback); stats: the BatchNorm running statistics "
+                               "only (method.norm_mode tbr or running)", "",
+                               (one_of("float32", "float16", "bfloat16", "int8", "int8_channel", "topk", "stats"),)),
+            "refresh_topk": F((float,), 0.1, "topk refresh codec: share k of each tensor's entries sent, in (0, 1] "
+                              "(ceil(k n) entries, at least one)", "", (share,)),
         }),
         "output": Section("Results folder contents.", {
             "dir": F((str,), "runs", "parent folder of run folders (overridden by --out)"),

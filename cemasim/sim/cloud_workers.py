@@ -37,7 +37,7 @@ from cemasim.methods.optim import Learner, check_finite, hyper_parameters, step_
 from cemasim.methods.policies import HINT_BYTES
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.methods.tta import Adapter
-from cemasim.models import norm
+from cemasim.models import codecs, norm
 from cemasim.models.cost import FlopCounter
 from cemasim.models.profiles import DeviceProfile
 from cemasim.sim.link import Link
@@ -59,7 +59,8 @@ class CloudPlan:
     replay_batch: int = 96
     replay_only_batch: int = 128
     refresh_every: int = 1
-    refresh_dtype: torch.dtype = torch.float32
+    refresh_codec: str = "float32"  # models/codecs.py
+    refresh_topk: float = 0.1  # the topk codec's share of each tensor
     backlog_hint: bool = False  # refreshes carry the device's backlog (the backpressure policy)
 
 
@@ -124,6 +125,7 @@ class DeviceWorker:
         self.uploads_sent_max_s = float("-inf")
         self.last_refresh_s = 0.0  # when the device's parameters were last sent (scheduling by staleness)
         self.queued = 0  # uploads of this device's job while it waits for the GPU (scheduling by backlog)
+        self.held = self.source_held()  # what the device holds, for codecs that encode against it (topk)
         cloud.workers[device] = self
         self.env.process(self.run())
 
@@ -145,6 +147,13 @@ class DeviceWorker:
         """tbr: the device's running statistics as its first batch set them; the student starts there."""
         for name, tensor in stats.items():
             self.student.state[name] = tensor.to(self.cloud.compute_device, copy=True)
+            if self.held is not None:  # the student's statistics move in place: the copy is its own
+                self.held[name] = tensor.to(self.cloud.compute_device, copy=True)
+
+    def source_held(self) -> norm.NormState | None:
+        """The device's state at a segment's start (the source), shared until a refresh replaces a tensor;
+        None when the codec does not encode against it."""
+        return dict(self.source_state) if codecs.needs_base(self.cloud.plan.refresh_codec) else None
 
     def on_upload(self, upload: Upload):
         yield from ()
@@ -166,8 +175,10 @@ class DeviceWorker:
         yield from ()
 
     def reset(self) -> None:
-        """Reset protocol: the device's cloud state returns to the source (step counts stay monotone)."""
+        """Reset protocol: the device's cloud state returns to the source (step counts stay monotone), and so
+        does the device's."""
         self.student.reset(self.source_state)
+        self.held = self.source_held()
 
     def planned_gpu_job(self, kind: str, plan: Callable[[], tuple[int, float]], queued: int, settle: bool = False):
         """A GPU job whose work is decided when the GPU is granted: plan() -> (samples, seconds); with
@@ -207,22 +218,28 @@ class DeviceWorker:
         return step_failed(exc, step, self.device, self.env.now, hyper_parameters(config, names), keys)
 
     def send_refresh(self) -> None:
-        snapshot = norm.cast_state(self.student.state, self.cloud.plan.refresh_dtype)
-        try:  # the steps check what they write; statistics written by forwards and a float16 cast are checked here
-            check_finite(None, snapshot)
+        plan = self.cloud.plan
+        payload = codecs.encode(self.student.state, plan.refresh_codec, plan.refresh_topk, self.held)
+        try:  # the steps check what they write; statistics written by forwards and a lossy cast are checked here
+            check_finite(None, payload.values())
         except NonFiniteError as exc:
-            dtype = str(self.cloud.plan.refresh_dtype).removeprefix("torch.")
-            raise step_failed(exc, f"refresh ({dtype})", self.device, self.env.now, {},
-                              "cloud.refresh_dtype (float16 holds magnitudes up to 65504) and the learning rates "
+            raise step_failed(exc, f"refresh ({plan.refresh_codec})", self.device, self.env.now, {},
+                              "cloud.refresh_codec (float16 holds magnitudes up to 65504) and the learning rates "
                               "(cloud.distill_lr, method.lr)") from None
-        hint = self.cloud.plan.backlog_hint
-        refresh = Refresh(self.device, norm.state_bytes(snapshot) + (HINT_BYTES if hint else 0),
+        hint = plan.backlog_hint
+        refresh = Refresh(self.device, payload.size_bytes + (HINT_BYTES if hint else 0),
                           version=self.student.steps, created_s=self.env.now,
-                          uploads_sent_max_s=self.uploads_sent_max_s, state=snapshot, segment=self.segment,
-                          backlog=self.waiting_for_gpu() if hint else -1)
+                          uploads_sent_max_s=self.uploads_sent_max_s, payload=payload, segment=self.segment,
+                          backlog=self.waiting_for_gpu() if hint else -1,
+                          on_applied=self.applied if self.held is not None else None)
         self.refreshed_steps, self.last_refresh_s = self.student.steps, self.env.now
         self.cloud.recorder.refreshes.append(refresh)
         self.downlink.send(refresh)
+
+    def applied(self, payload: codecs.Payload) -> None:
+        """The device applied a refresh (its instant acknowledgement): the copy of what it holds follows."""
+        assert self.held is not None
+        codecs.apply(self.held, payload, self.cloud.compute_device)
 
 
 class CemaWorker(DeviceWorker):

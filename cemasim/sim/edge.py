@@ -24,7 +24,7 @@ from cemasim.methods.inference import grouped_edge_logits
 from cemasim.methods.losses import entropy
 from cemasim.methods.optim import Learner, hyper_parameters, step_failed
 from cemasim.methods.policies import Gate, LinkView, RateMeter
-from cemasim.models import grouped, norm
+from cemasim.models import codecs, grouped, norm
 from cemasim.models.profiles import DeviceProfile
 from cemasim.net.capacity import DownIntervals
 from cemasim.sim.link import Link
@@ -56,6 +56,7 @@ class UploadPolicy:
     jpeg_quality: int = 90
     budget_bytes: int | None = None
     budget_window_s: float = 60.0
+    downscale: float = 1.0
 
 
 class EdgeDevice:
@@ -155,12 +156,17 @@ class EdgeDevice:
         gate budgets, so the selected samples are encoded first)."""
         assert self.gate is not None
         rows = keep.nonzero().squeeze(1)
-        sizes, images = encode(to_uint8(x[rows.to(x.device)]), self.policy.encoding, self.policy.jpeg_quality)
+        sizes, images = self.encode(x[rows.to(x.device)])
         scores = self.method.upload_scores(logits[rows], self.selection_state)
         chosen = self.gate.choose(self.link_view(), scores.detach().cpu().numpy(), np.asarray(sizes))
         gated = torch.zeros_like(keep)
         gated[rows[torch.from_numpy(chosen).to(rows.device)]] = True
         return gated, ([sizes[i] for i in chosen], [images[i] for i in chosen])
+
+    def encode(self, x: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+        """(payload sizes, images as the cloud decodes them) of samples to upload."""
+        p = self.policy
+        return encode(to_uint8(x), p.encoding, p.jpeg_quality, p.downscale)
 
     def link_view(self) -> LinkView:
         """What the device observes of its uplink now: bytes ahead of a new message and the goodput of
@@ -185,7 +191,7 @@ class EdgeDevice:
         if self.stats_unsent:
             self.send_stats(batch)
         rows = keep.nonzero().squeeze(1)
-        sizes, images = encoded or encode(to_uint8(x[rows]), self.policy.encoding, self.policy.jpeg_quality)
+        sizes, images = encoded or self.encode(x[rows])
         for row, size, image in zip(rows.tolist(), sizes, images, strict=True):
             up = Upload(self.index, size, sample_id=batch.first_sample_id + row, batch_seq=batch.seq, image=image,
                         segment=self.segment)
@@ -239,9 +245,10 @@ class EdgeDevice:
             refresh.dropped = "stale"
             refresh.release()
             return
-        assert refresh.state is not None, "a refresh is applied once"
-        for name, tensor in refresh.state.items():
-            self.learner.state[name] = tensor.to(self.compute_device, torch.float32)
+        assert refresh.payload is not None, "a refresh is applied once"
+        codecs.apply(self.learner.state, refresh.payload, self.compute_device)
+        if refresh.on_applied is not None:
+            refresh.on_applied(refresh.payload)
         self.version, self.version_created_s = refresh.version, refresh.created_s
         refresh.applied_s = self.env.now
         refresh.release()  # the device holds it now

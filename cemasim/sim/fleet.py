@@ -111,7 +111,7 @@ class Fleet:
         self.devices: list[EdgeDevice] = []
         self.shared_replay = ReplayBuffer(sc.cloud.replay_capacity) if sc.cloud.replay_scope == "shared" else None
         policy = UploadPolicy(sc.upload.encoding, sc.upload.jpeg_quality, sc.upload.budget_bytes,
-                              sc.upload.budget_window_s)
+                              sc.upload.budget_window_s, sc.upload.downscale)
         horizon = sc.duration_s + sc.drain_s
         links = LinkFactory(self.env, sc, horizon)
         self.network = links.network
@@ -187,7 +187,7 @@ class Fleet:
         foundation = norm.convert(foundation)
         cfg = cloud_config(sc, self.edge_spec.num_classes)
         plan = CloudPlan(sc.cloud.chunk_size, sc.cloud.replay_min, sc.cloud.replay_batch, sc.cloud.replay_only_batch,
-                         sc.cloud.refresh_every, getattr(torch, sc.cloud.refresh_dtype),
+                         sc.cloud.refresh_every, sc.cloud.refresh_codec, sc.cloud.refresh_topk,
                          backlog_hint=self.gate_policy == "backpressure")
         f_flops = FlopCounter(foundation, f_spec.input_shape)
         return Cloud(self.env, sc.cloud.gpus, self.cloud_profile, foundation, self.edge_model,

@@ -3,10 +3,12 @@ so the results tables are read straight off the messages."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from cemasim.models.codecs import Payload
 from cemasim.models.norm import NormState
 
 REPORT_BYTES = 16  # device id, batch seq, count: the end-of-batch control message
@@ -61,7 +63,7 @@ class BatchReport(Message):
 
 @dataclass(eq=False, slots=True)
 class Refresh(Message):
-    """Refreshed edge norm state for one device."""
+    """Refreshed edge norm state for one device, encoded by the scenario's refresh codec."""
 
     droppable: bool = False
     version: int = 0
@@ -69,10 +71,12 @@ class Refresh(Message):
     uploads_sent_max_s: float = NAN  # latest wire-exit time of the uploads it was trained on
     backlog: int = -1  # the device's uploads waiting at the cloud when it was sent (backpressure); -1: none
     applied_s: float = NAN
-    state: NormState | None = field(default=None, repr=False)
+    payload: Payload | None = field(default=None, repr=False)
+    # the device's acknowledgement (instant): the cloud's copy of what the device holds follows it
+    on_applied: Callable[[Payload], None] | None = field(default=None, repr=False)
 
     def release(self) -> None:
-        self.state = None
+        self.payload, self.on_applied = None, None
 
 
 @dataclass(eq=False, slots=True)
