@@ -95,7 +95,7 @@ class Recorder:
         return df.sort_values(["device", "sample_id"], kind="stable").reset_index(drop=True)
 
     def message_table(self, messages: Sequence[Message], cls: type,
-                      skip: tuple[str, ...] = ("image", "state", "stats", "droppable")
+                      skip: tuple[str, ...] = ("image", "payload", "on_applied", "stats", "droppable")
                       ) -> pd.DataFrame:
         cols = [f.name for f in fields(cls) if f.name not in skip]
         if not messages:
