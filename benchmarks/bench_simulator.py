@@ -1,6 +1,7 @@
 """Simulator performance, measured side by side in one run (issue: performance and scale).
 
-    python benchmarks/bench_simulator.py [--quick] [--only overhead,kernel,scaling,batching,large,build,batch1,forward]
+    python benchmarks/bench_simulator.py [--quick]
+        [--only overhead,kernel,scaling,batching,large,residuals,build,batch1,forward]
 
 1. overhead  wall time of a quickstart-like run / the same model work (the run's own batches
              corrupted with its generators, edge forwards, selection, encoding of the selected
@@ -12,6 +13,8 @@
 4. batching  one grouped forward pass for G devices with per-device norm state versus G separate
              forward passes, at per-device batch sizes 1, 8 and 64
 5. large     peak RSS of one process simulating 100,000 CEMA devices (--quick: 10,000)
+5b. residuals peak RSS of 10,000 devices (--quick: 1,000) with float32 and with topk refreshes: the
+             cloud's copy of what each device holds, which topk encodes against
 6. build     host time of building 50,000 batch-1 CEMA devices (--quick: 5,000), and of the random
              draws alone that identical results need
 7. batch1    CPU per prediction at batch 1 against batch 64, same fleet and samples (10,000 devices;
@@ -310,6 +313,56 @@ def large(quick: bool) -> None:
                                     isinstance(v, float) else v for k, v in r.items()}})
 
 
+# ---- 5b. the cloud's copies of what each device holds (topk refreshes) -------------------------
+RESIDUALS_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+import torch; torch.set_num_threads({threads})
+from cemasim import scenario
+from cemasim.sim.fleet import Fleet
+
+n = int(sys.argv[1])
+sc = scenario.load({qs!r}, [f"fleet.devices={{n}}", "duration_s=4", "drain_s=60", "arrivals.process=constant",
+                            "arrivals.rate_hz=2", "arrivals.batch_size=8", "method.name=tent",
+                            "cloud.refresh_codec={codec}",
+                            "output.plots=false", "compute_device=cpu"])
+t0 = time.perf_counter()
+fleet = Fleet(sc)
+built = time.perf_counter()
+result = fleet.run()
+done = time.perf_counter()
+applied = sum(r.applied_s == r.applied_s for r in result.recorder.refreshes)
+copies = [w.held for w in fleet.cloud.workers.values() if w.held is not None]
+own = sum(t.numel() * t.element_size() for held, w in zip(copies, fleet.cloud.workers.values())
+          for name, t in held.items() if t is not w.source_state[name])  # tensor data the copies own
+print(json.dumps({{"n": n, "codec": "{codec}", "refreshes_applied": applied, "copies_data_mb": own / 2**20,
+                   "build_s": built - t0,
+                   "run_s": done - built, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def residuals(quick: bool) -> None:
+    """Peak resident memory of a fleet whose every device gets refreshes (Tent offloaded: one 8-sample step
+    on the edge model a batch, cheap enough for 10,000 devices), with float32 refreshes (the cloud keeps
+    nothing per device) and topk ones (the cloud keeps a copy of what each device holds, and the tensor
+    data those copies own is counted too); each in a fresh process; appended to residuals.csv."""
+    n = 1_000 if quick else 10_000
+    print(f"\n## 5b. {n:,} devices: the cloud's per-device copies under topk refreshes")
+    print("| refresh codec | refreshes applied | copies' tensor data MB | build s | run s | peak RSS MB |\n"
+          "|---|---|---|---|---|---|")
+    rows = []
+    for codec in ("float32", "topk"):
+        r = _run_child(RESIDUALS_CHILD, n, codec=codec)
+        rows.append(r)
+        print(f"| {codec} | {r['refreshes_applied']:,} | {r['copies_data_mb']:.2f} | {r['build_s']:.1f} | "
+              f"{r['run_s']:.1f} | "
+              f"{r['peak_rss_mb']:,.0f} |")
+        _append_csv("residuals.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), **{k: round(v, 2) if
+                                      isinstance(v, float) else v for k, v in r.items()}})
+    extra = (rows[1]["peak_rss_mb"] - rows[0]["peak_rss_mb"]) * 1024 / n
+    print(f"topk's copies: {extra:.2f} kB a device of peak RSS")
+
+
 # ---- 6. building a fleet -----------------------------------------------------------------------
 BUILD_CHILD = """
 import json, sys, time
@@ -456,7 +509,7 @@ def forward_cost(quick: bool) -> None:
 
 
 SECTIONS = {"overhead": overhead, "kernel": kernel, "scaling": scaling, "batching": batching, "large": large,
-            "build": build, "batch1": batch_one, "forward": forward_cost}
+            "residuals": residuals, "build": build, "batch1": batch_one, "forward": forward_cost}
 
 
 def main() -> None:
