@@ -18,7 +18,7 @@ from cemasim.results.warnings import run_warnings, sweep_warnings
 def cmd_run(args: argparse.Namespace) -> int:
     from cemasim import runner
 
-    scenarios = _load_all(args.files, args.set, args.seed)
+    scenarios = _load_all(args.files, args.set, args.seed, args.plugin)
     from cemasim.results.writer import check_writable
 
     for sc in scenarios:  # before any simulation: an unwritable place fails now, not after the run
@@ -54,7 +54,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from cemasim import sweeps as sw
 
     sweeps = [f for f in args.files if _is_sweep_file(f)]
-    scenarios = _load_all([f for f in args.files if f not in sweeps], args.set, args.seed)
+    scenarios = _load_all([f for f in args.files if f not in sweeps], args.set, args.seed, args.plugin)
     for sc in scenarios:
         print(f"{sc.source}: ok")
     for f in sweeps:  # a sweep file: every point of its grid x seeds is validated
@@ -75,14 +75,14 @@ def _is_sweep_file(path: str) -> bool:
     return isinstance(data, dict) and bool({"grid", "base"} & set(data))
 
 
-def _load_all(files: list[str], overrides: list[str], seed: int | None) -> list[Any]:
+def _load_all(files: list[str], overrides: list[str], seed: int | None, plugins: list[str]) -> list[Any]:
     """Validate every file before anything runs; report all problems of all files at once."""
     from cemasim import scenario
 
     loaded, errors = [], []
     for f in files:
         try:
-            loaded.append(scenario.load(f, overrides, seed))
+            loaded.append(scenario.load(f, overrides, seed, plugins))
         except ConfigError as exc:
             errors.append(exc)
     if len(errors) == 1:
@@ -287,14 +287,29 @@ def _sweep_from_args(args: argparse.Namespace):
     grid = sw.parse_grid(args.grid)
     if _is_sweep_file(args.file):  # read, then built once with the command line's changes (not validated twice)
         spec = sw.read_sweep_file(args.file)
-        return sw.build_sweep(args.name or spec["name"], spec["base"], {**spec["fixed"], **_fixed(args.set)},
+        fixed = _with_plugins({**spec["fixed"], **_fixed(args.set)}, spec["base"], args.plugin)
+        return sw.build_sweep(args.name or spec["name"], spec["base"], fixed,
                               {**spec["grid"], **grid}, args.seeds if args.seeds is not None else spec["seeds"],
                               source=args.file, progress=not args.quiet)
     if not grid:
         raise ConfigError(f"{args.file} is a scenario: give --grid KEY=V1,V2,... (or use a sweep file with "
                           "a 'grid:' section)", source="sweep")
-    return sw.build_sweep(args.name or f"{Path(args.file).stem}-sweep", Path(args.file), _fixed(args.set), grid,
+    fixed = _with_plugins(_fixed(args.set), Path(args.file), args.plugin)
+    return sw.build_sweep(args.name or f"{Path(args.file).stem}-sweep", Path(args.file), fixed, grid,
                           args.seeds if args.seeds is not None else 1, source=args.file, progress=not args.quiet)
+
+
+def _with_plugins(fixed: dict[str, Any], base: Any, extra: list[str]) -> dict[str, Any]:
+    """A sweep's fixed keys with the --plugin modules added to the plugins list of the base (or of --set),
+    so every point, in every worker, imports them."""
+    if not extra:
+        return fixed
+    from cemasim import scenario
+    from cemasim.plugins import with_modules
+
+    listed = fixed["plugins"] if "plugins" in fixed else \
+        (scenario.read_yaml(base).get("plugins") if isinstance(base, (str, Path)) else None)
+    return {**fixed, "plugins": with_modules(listed, extra)}
 
 
 def _fixed(items: list[str]) -> dict[str, Any]:
@@ -416,7 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
+    def plugin_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first: it registers methods, corruptions, datasets or models "
+                             "(docs/extending.md); added to the scenario's plugins, so workers import it too "
+                             "(repeatable)")
+
     def scenario_args(sp: argparse.ArgumentParser) -> None:
+        plugin_arg(sp)
         sp.add_argument("files", nargs="+", help="scenario YAML files")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a scenario key, e.g. --set uplink.bandwidth_mbps=2 (repeatable)")
@@ -437,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list registered methods, models, profiles, corruptions, arrivals, datasets, "
                                       "radios")
     lst.add_argument("kind")
+    plugin_arg(lst)
     lst.set_defaults(func=cmd_list)
 
     zoo = sub.add_parser("zoo", help="model zoo maintenance")
@@ -452,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     swp = sub.add_parser("sweep", help="run a grid of scenarios x seeds (local pool or Ray) into one table")
     swp.add_argument("file", help="a sweep file (base/set/grid/seeds) or a scenario file used as the base")
+    plugin_arg(swp)
     swp.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                      help="swept key and its values (repeatable); on a sweep file it adds the key to the "
                           "grid, or replaces that key's values when the grid already has it")
@@ -484,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     docs = sub.add_parser("docs", help="write docs/scenario.md from the scenario schema")
     docs.add_argument("--output", default="docs/scenario.md")
     docs.add_argument("--check", action="store_true", help="fail if the file is out of date")
+    plugin_arg(docs)
     docs.set_defaults(func=cmd_docs)
 
     prof = sub.add_parser("profile", help="measure a model's latency on this machine and write a device profile")
@@ -518,6 +543,18 @@ def _interrupt_on_sigterm() -> Any:
     return signal.signal(signal.SIGTERM, handler)
 
 
+def _load_plugins(modules: list[str] | None) -> None:
+    """The installed plugins, and --plugin's modules, before any registry is read."""
+    if modules is None:
+        return  # a command that reads no registry
+    from cemasim import plugins
+
+    problems = plugins.load_entry_points()
+    problems += [f"--plugin {m}: {p}" for m in modules if (p := plugins.load_module(m))]
+    if problems:
+        raise ConfigError(problems, source="plugins")
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
@@ -533,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
+        _load_plugins(getattr(args, "plugin", None))
         return args.func(args)
     except CemasimError as exc:
         if args.debug:

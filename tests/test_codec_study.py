@@ -58,7 +58,8 @@ def test_frontier_pairs_differences_by_seed(tmp_path, monkeypatch):
     assert table.loc["int8 + png", "ci95"] == pytest.approx(0.0, abs=1e-9)  # the same difference every seed
     assert table.loc["float32 + jpeg 50", "ci95"] > 1
     assert table["pareto"].to_dict() == {"int8 + png": True, study.DEFAULT: True, "float32 + jpeg 50": False}
-    assert "| int8 + png | 69.50 | -0.50 ± 0.00 | 890 / 10.0 | yes |" in study.markdown(table.reset_index(), "cema", 5.0)
+    text = study.markdown(table.reset_index(), "cema", 5.0)
+    assert "| int8 + png | 69.50 | -0.50 ± 0.00 | 890 / 10.0 | yes |" in text
     monkeypatch.setattr(study, "HERE", tmp_path)
     monkeypatch.setattr(study, "METHODS", ["cema"])
     monkeypatch.setattr(study, "UPLINKS_MBPS", [5.0, 5.0])

@@ -4,6 +4,7 @@ identical tables from the local pool and a real local Ray cluster, figures."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -73,10 +74,18 @@ def test_interrupted_sweep_keeps_finished_rows(tmp_path):
     assert len(done) == 3 and (done["status"] == "ok").all()
 
 
-def test_process_pool_and_ray_give_the_same_table(tmp_path):
+def test_process_pool_and_ray_give_the_same_table(tmp_path, monkeypatch):
+    """A plugin's method among them (tests/plugin_example, on the workers' PYTHONPATH only, named by the
+    scenario's plugins list): every worker imports it, in the pool and on the Ray cluster."""
     pytest.importorskip("ray", reason="the test extra installs ray")
-    s = tiny_sweep({"method.name": ["source", "cema"]}, seeds=2)
+    example = str(Path(__file__).resolve().parent / "plugin_example")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([example, os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.syspath_prepend(example)  # this process validates the points
+    monkeypatch.setitem(FIXED, "plugins", "[cemasim_example.plugin]")
+    s = tiny_sweep({"method.name": ["source", "cema", "margin_upload"]}, seeds=2)
     local = sw.run_sweep(s, tmp_path / "local", workers=2, progress=False)
+    assert (local["status"] == "ok").all()
+    assert (local.loc[local["method.name"] == "margin_upload", "upload_ratio"] > 0).all()
     ray = sw.run_sweep(s, tmp_path / "ray", backend="ray", workers=2, progress=False)
     cols = ["point_id", "seed", "method.name", "accuracy", "uplink_bytes", "samples", "refreshes"]
     a = local[cols].sort_values("point_id").reset_index(drop=True)

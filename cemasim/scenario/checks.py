@@ -62,6 +62,7 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
 
     need(METHODS, sc["method"]["name"], "method.name")
     problems += _deployment_problems(sc["method"])
+    problems += _params_problems(sc["method"])
     need(DATASETS, sc["data"]["dataset"], "data.dataset")
     name = sc["data"]["dataset"]
     dataset = DATASETS.get(name) if isinstance(name, str) and name in DATASETS else None
@@ -97,6 +98,21 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     if sel["policy"] in ("budget", "staleness", "backpressure") and sc["method"]["name"] not in gated:
         problems.append(f"selection.policy: {sel['policy']} gates the uploads of {', '.join(gated)}; "
                         f"method.name is {sc['method']['name']}")
+    return problems
+
+
+def _params_problems(method: dict[str, Any]) -> list[str]:
+    """method.params against what the method declares (METHODS.add(..., params=Section)), defaults filled."""
+    from cemasim.methods import METHODS
+
+    name, given = method["name"], method["params"]
+    if not isinstance(name, str) or name not in METHODS or not isinstance(given, dict):
+        return []  # reported elsewhere
+    declared = METHODS.meta(name).get("params")
+    if declared is None:
+        return [f"method.params: {name} declares no parameters, got {', '.join(map(str, given))}"] if given else []
+    problems: list[str] = []
+    method["params"] = resolve(declared, given, "method.params", problems)
     return problems
 
 

@@ -19,6 +19,7 @@ from cemasim.schema import (
     one_of,
     plain_name,
     positive,
+    show,
 )
 
 F = Field
@@ -36,6 +37,12 @@ MAX_RETRIES = 100  # per message; Linux TCP gives up after 15 (tcp_retries2)
 LEARNING_RATE = (positive, at_least(1e-10, "a smaller step changes no float32 weight"),
                  at_most(10, "published rates are 1e-5 to 0.1; larger steps throw BN weights, 1 at the start, off"))
 LR_BOUNDS = "in [1e-10, 10]: published TTA and distillation rates are 1e-5 to 0.1"
+
+
+def module_names(v: list) -> str | None:
+    """A plugins list: importable module names."""
+    bad = [x for x in v if not isinstance(x, str) or not x.strip()]
+    return None if not bad else f"must be a list of module names, got {show(bad[0])} among them"
 
 
 def share(v: float) -> str | None:
@@ -200,6 +207,10 @@ SCHEMA = Section(
                      (non_negative,)),
         "compute_device": F((str,), "auto", "torch device for the real ML work: auto, cpu or cuda",
                             "", (one_of("auto", "cpu", "cuda"),)),
+        "plugins": F((list,), [], "importable modules that register methods, corruptions, datasets or models "
+                     "(docs/extending.md); imported before validation in every process that runs the scenario, "
+                     "after the installed ones (entry points `cemasim.plugins`); `--plugin MODULE` adds one",
+                     "", (module_names,)),
         "data": Section("Where the images come from (`cemasim list datasets`).", {
             "dataset": F((str,), "fashion_mnist", "dataset name; the embedded fashion_mnist needs no download"),
             "root": F((str,), None, "folder with the dataset files; null = the copy embedded in the package",
@@ -265,6 +276,8 @@ SCHEMA = Section(
         }),
         "method": Section("The adaptation method (`cemasim list methods`).", {
             "name": F((str,), "cema", "method name"),
+            "params": F((dict,), {}, "the method's own parameters, as the method declares them (a plugin's "
+                        "method may; see 'Method parameters' below): unknown keys and bad values are errors"),
             "norm_mode": F((str,), "batch", "CEMA's BN statistics. batch: test-batch statistics in the edge, "
                            "student and foundation, only affine params travel (released is_tbr: false); tbr: "
                            "test-time batch renormalisation in all three, statistics set by the first batch each "
@@ -470,4 +483,17 @@ def schema_markdown() -> str:
         "in 1/s at least 10^-9 (so that 1 / rate and the windows of a run stay finite numbers).",
         "",
     ]
-    return "\n".join(head + document(SCHEMA)).rstrip() + "\n"
+    return "\n".join(head + document(SCHEMA) + method_params_markdown()).rstrip() + "\n"
+
+
+def method_params_markdown() -> list[str]:
+    """'Method parameters': each registered method that declares its own `method.params` (plugins' too)."""
+    from cemasim.methods import METHODS
+    from cemasim.schema import document
+
+    lines = ["## Method parameters", "", "A method may declare parameters of its own, set under `method.params` "
+             "(docs/extending.md). The methods registered in this process that declare them:", ""]
+    declared = [(e.name, e.meta["params"]) for e in METHODS.entries() if e.meta.get("params") is not None]
+    for name, section in declared:
+        lines += document(section, f"method.params ({name})", level=3)
+    return lines + ([] if declared else ["None of the built-in methods does.", ""])

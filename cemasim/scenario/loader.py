@@ -162,10 +162,11 @@ def _default_at(steps: list[str | int]) -> Any:
 
 def validate(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
     """Schema + registry validation; raises ConfigError listing every problem."""
+    from cemasim import plugins
     from cemasim.scenario.checks import check
 
     given = copy.deepcopy(data)
-    problems: list[str] = []
+    problems = plugins.load(data.get("plugins") if isinstance(data, dict) else None)  # they register names
     resolved = resolve(SCHEMA, data, "", problems)
     check(resolved, problems)
     if problems:
@@ -196,14 +197,19 @@ def anchor_paths(data: dict[str, Any], folder: Path) -> None:
             fix(cls, steps[1:] if steps[0] == "fleet" else steps)
 
 
-def load(path: str | Path | None = None, overrides: list[str] | None = None, seed: int | None = None) -> Scenario:
-    """Read a scenario file (or the defaults), apply overrides and validate."""
+def load(path: str | Path | None = None, overrides: list[str] | None = None, seed: int | None = None,
+         plugins: list[str] | None = None) -> Scenario:
+    """Read a scenario file (or the defaults), apply overrides, add `plugins` (--plugin) and validate."""
+    from cemasim.plugins import with_modules
+
     data = read_yaml(path) if path is not None else {}
     if path is not None:
         anchor_paths(data, Path(path).parent)
     problems = apply_overrides(data, overrides or [])
     if seed is not None:
         data["seed"] = seed
+    if plugins:
+        data["plugins"] = with_modules(data.get("plugins"), plugins)
     source = str(path) if path is not None else "<defaults>"
     if problems:
         raise ConfigError(problems, source=source)

@@ -1,0 +1,1 @@
+"""An example cemasim plugin (docs/extending.md)."""
