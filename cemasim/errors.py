@@ -36,5 +36,5 @@ class RunError(CemasimError):
 
 class NonFiniteError(RunError):
     """A learning step gave a non-finite loss or state: the run stops rather than predict with it or ship it
-    (README, "Finite state"). The step raises it saying what was not finite; the simulator, which knows the
+    (docs/usage.md, "Finite state"). The step raises it saying what was not finite; the simulator, which knows the
     device and the time, raises it again with the step's name and hyper-parameters (methods/optim.py)."""

@@ -1,4 +1,4 @@
-"""The README's methods table, printed from the methods sweep's CSVs (docs/methods_figures/):
+"""The methods table of docs/results.md, printed from the methods sweep's CSVs (docs/methods_figures/):
 
     python docs/methods_table.py
 

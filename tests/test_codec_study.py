@@ -27,6 +27,9 @@ def test_the_grid_is_every_codec_against_the_default_and_valid_for_both_methods(
         for method in study.METHODS:
             sets = [f"{k}={v}" for k, v in overrides.items()] + [f"method.name={method}"]
             scenario.load(study.STUDY, sets)  # validates: every codec acts for these methods
+    assert list(study.tbr_variants()) == ["float32 + png", "stats + png", "int8 + png"]
+    for overrides in study.tbr_variants().values():
+        scenario.load(study.STUDY, [f"{k}={v}" for k, v in overrides.items()] + ["method.norm_mode=tbr"])
 
 
 def test_pareto_keeps_the_points_nothing_dominates():

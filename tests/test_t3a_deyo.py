@@ -87,7 +87,7 @@ def test_t3a_keeps_every_support_when_unlimited():
     assert all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, want, strict=True))
     assert len(learner.extra["t3a"].labels) == C + 4 * 8
     *_, theirs = run_t3a(None, -1)
-    assert len(theirs.labels) < C + 4 * 8  # the departure, documented in the README
+    assert len(theirs.labels) < C + 4 * 8  # the departure, documented in docs/methods.md
 
 
 def test_t3a_state_is_per_device_and_a_reset_empties_it():

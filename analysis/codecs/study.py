@@ -10,10 +10,10 @@ and 5 Mbit/s (they do not), over codec pairs:
 - each refresh codec with PNG uploads: float32, float16, bfloat16, int8, int8_channel, topk (k 0.1);
 - each upload codec with float32 refreshes: JPEG quality 90 and 50, PNG and JPEG 50 at half the side;
 - the two smallest of each direction together: int8 and topk refreshes with JPEG 50 at half the side.
-Not on the grid: the stats codec, which needs method.norm_mode tbr, another model of the device's
-statistics (refresh_sizes.csv has its bytes).
+And CEMA with method.norm_mode tbr (the released code's statistics, which refreshes carry): float32,
+stats (the statistics only) and int8 refreshes with PNG uploads, at both uplinks.
 
-    python analysis/codecs/study.py --workers 2      # 144 runs; a rerun resumes
+    python analysis/codecs/study.py --workers 2      # 144 + 18 runs; a rerun resumes
 
 Writes runs.csv (one row per run), frontier.csv (per method, uplink and pair: accuracy, paired
 difference from the default with its CI, kB per device-hour up, down and in all, whether the pair is
@@ -50,6 +50,8 @@ UP = {"png": {}, "jpeg 90": {"upload.encoding": "jpeg", "upload.jpeg_quality": 9
       "jpeg 50": {"upload.encoding": "jpeg", "upload.jpeg_quality": 50},
       "png x0.5": {"upload.downscale": 0.5},
       "jpeg 50 x0.5": {"upload.encoding": "jpeg", "upload.jpeg_quality": 50, "upload.downscale": 0.5}}
+# norm_mode tbr: the refresh carries the BatchNorm statistics too, and the stats codec sends only them
+TBR, TBR_DOWN = "cema, norm_mode tbr", ["float32", "stats", "int8"]
 PAIRS = [(d, "png") for d in DOWN] + [("float32", u) for u in UP if u != "png"] + \
     [(d, "jpeg 50 x0.5") for d in ("int8", "topk 0.1")]
 
@@ -58,26 +60,36 @@ def variants() -> dict[str, dict]:
     return {f"{d} + {u}": {**DOWN[d], **UP[u]} for d, u in PAIRS}
 
 
+def tbr_variants() -> dict[str, dict]:
+    return {f"{d} + png": DOWN.get(d, {"cloud.refresh_codec": d}) for d in TBR_DOWN}
+
+
 def run(seeds: list[int], workers: int) -> pd.DataFrame:
     from cemasim import scenario
 
     sc = scenario.load(STUDY)
     device_hours = sc.fleet.devices * sc.duration_s / 3600
-    spec = sw.build_sweep("codecs", STUDY, FIXED, {"method.name": METHODS, "uplink.bandwidth_mbps": UPLINKS_MBPS},
+    main = sw.build_sweep("codecs", STUDY, FIXED, {"method.name": METHODS, "uplink.bandwidth_mbps": UPLINKS_MBPS},
                           seeds, source="codecs study", variants=variants())
-    table = sw.run_sweep(spec, HERE / "sweeps", workers=workers)
-    failed = table[table["status"] != "ok"]
-    if len(failed):
-        raise SystemExit(f"{len(failed)} runs failed: {failed['error'].iloc[0]}")
-    runs = pd.DataFrame({
-        "method": table["method.name"], "uplink_mbps": table["uplink.bandwidth_mbps"], "pair": table["variant"],
-        "refresh_codec": [p.split(" + ")[0] for p in table["variant"]],
-        "upload_codec": [p.split(" + ")[1] for p in table["variant"]], "seed": table["seed"],
-        "accuracy_pct": 100 * table["accuracy"], "upload_pct": 100 * table["upload_ratio"],
-        "uplink_kb_per_device_hour": table["uplink_bytes"] / 1e3 / device_hours,
-        "downlink_kb_per_device_hour": table["downlink_bytes"] / 1e3 / device_hours,
-        "refreshes": table["refreshes"], "param_age_mean_s": table["param_age_mean_s"],
-        "dropped_samples": table["dropped_samples"]})
+    tbr = sw.build_sweep("codecs-tbr", STUDY, {**FIXED, "method.name": "cema", "method.norm_mode": "tbr"},
+                         {"uplink.bandwidth_mbps": UPLINKS_MBPS}, seeds, source="codecs study, tbr",
+                         variants=tbr_variants())
+    frames = []
+    for spec, label in ((main, None), (tbr, TBR)):
+        table = sw.run_sweep(spec, HERE / "sweeps", workers=workers)
+        failed = table[table["status"] != "ok"]
+        if len(failed):
+            raise SystemExit(f"{spec.name}: {len(failed)} runs failed: {failed['error'].iloc[0]}")
+        frames.append(pd.DataFrame({
+            "method": table["method.name"] if label is None else label, "uplink_mbps": table["uplink.bandwidth_mbps"],
+            "pair": table["variant"], "refresh_codec": [p.split(" + ")[0] for p in table["variant"]],
+            "upload_codec": [p.split(" + ")[1] for p in table["variant"]], "seed": table["seed"],
+            "accuracy_pct": 100 * table["accuracy"], "upload_pct": 100 * table["upload_ratio"],
+            "uplink_kb_per_device_hour": table["uplink_bytes"] / 1e3 / device_hours,
+            "downlink_kb_per_device_hour": table["downlink_bytes"] / 1e3 / device_hours,
+            "refreshes": table["refreshes"], "param_age_mean_s": table["param_age_mean_s"],
+            "dropped_samples": table["dropped_samples"]}))
+    runs = pd.concat(frames, ignore_index=True)
     runs["total_kb_per_device_hour"] = runs["uplink_kb_per_device_hour"] + runs["downlink_kb_per_device_hour"]
     return runs.sort_values(["method", "uplink_mbps", "pair", "seed"]).reset_index(drop=True)
 
@@ -121,10 +133,11 @@ def figure(table: pd.DataFrame) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {d: f"C{i}" for i, d in enumerate(DOWN)}
+    colors = {d: f"C{i}" for i, d in enumerate([*DOWN, "stats"])}
     markers = {u: m for u, m in zip(UP, "os^vD", strict=True)}
-    fig, axes = plt.subplots(len(METHODS), len(UPLINKS_MBPS), figsize=(11, 8.2), squeeze=False)
-    for row, method in enumerate(METHODS):
+    methods = [m for m in [*METHODS, TBR] if m in set(table["method"])]
+    fig, axes = plt.subplots(len(methods), len(UPLINKS_MBPS), figsize=(11, 4.1 * len(methods)), squeeze=False)
+    for row, method in enumerate(methods):
         for col, uplink in enumerate(UPLINKS_MBPS):
             ax = axes[row, col]
             t = table[(table["method"] == method) & (table["uplink_mbps"] == uplink)]
@@ -149,7 +162,7 @@ def figure(table: pd.DataFrame) -> None:
     fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=7.5, frameon=False)
     fig.text(0.99, 0.005, f"scenarios/study.yaml, {int(table['seeds'].min())} paired seeds", ha="right", va="bottom",
              fontsize=7, color="0.3")
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.9 / (4.1 * len(methods)), 1, 1))
     fig.savefig(HERE / "frontier.png", dpi=150)
     plt.close(fig)
 
@@ -176,7 +189,7 @@ def main() -> None:
     table = frontier(runs)
     table.to_csv(HERE / "frontier.csv", index=False)
     figure(table)
-    for method in METHODS:
+    for method in [*METHODS, TBR]:
         for uplink in UPLINKS_MBPS:
             print(f"\n{method}, uplink {rate_text(uplink)}\n" + markdown(table, method, uplink))
 

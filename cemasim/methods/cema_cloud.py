@@ -46,7 +46,7 @@ class CloudConfig:
 # is_tbr true = TBR, running statistics updated in the training-mode forwards only.
 NORM_MODES = {
     "batch": ("batch", "batch", "batch"),
-    "running": ("train", "batch", "batch"),  # cemasim's: no released switch (see README)
+    "running": ("train", "batch", "batch"),  # cemasim's: no released switch (see docs/methods.md)
     "tbr": ("tbr_train", "tbr_train", "tbr"),
 }
 

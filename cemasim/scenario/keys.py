@@ -32,7 +32,7 @@ MAX_SAMPLES = 10**8  # samples planned per run (devices x rate_hz x duration_s)
 MAX_PIECES = 10**7  # timeline bins, shift segments, outage/on-off periods per device
 MAX_RETRIES = 100  # per message; Linux TCP gives up after 15 (tcp_retries2)
 
-# Bounds where a hyper-parameter stops meaning anything (README, "Finite state"); each accepts every value
+# Bounds where a hyper-parameter stops meaning anything (docs/usage.md, "Finite state"); each accepts every value
 # the papers use. Extreme values inside them that still overflow stop the run (methods/optim.py).
 LEARNING_RATE = (positive, at_least(1e-10, "a smaller step changes no float32 weight"),
                  at_most(10, "published rates are 1e-5 to 0.1; larger steps throw BN weights, 1 at the start, off"))
