@@ -124,6 +124,18 @@ def one_of(*choices: str) -> Check:
 
 
 # ---- validation ------------------------------------------------------------------------------
+def registered(module: str, name: str) -> Check:
+    """A name in a registry (`module.name`), looked up when checked: plugins have registered theirs by then
+    (the registry's module is imported only then; torch is heavy)."""
+    def check(v: Any) -> str | None:
+        import importlib
+
+        registry = getattr(importlib.import_module(module), name)
+        return None if v in registry else registry.unknown(v)
+
+    return check
+
+
 def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
     if isinstance(value, bool):  # YAML true is not a number
         return bool in types

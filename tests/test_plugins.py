@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from cemasim.errors import ConfigError
+from cemasim.runner import simulate
 from tests.conftest import SMALL, small
 
 EXAMPLE = Path(__file__).resolve().parent / "plugin_example"
@@ -136,15 +137,24 @@ def test_plugin_problems_name_where_they_came_from(tmp_path):
         sys.path.remove(str(tmp_path))
 
 
-def test_a_radio_from_a_plugin(tmp_path):
-    (tmp_path / "radio_plugin.py").write_text(
-        "from cemasim.net.radio import Radio\nfrom cemasim.plugins import RADIOS\n"
-        "RADIOS.add('nb-iot', Radio('nb-iot', 500.0, 200.0, 'made up'), 'tx 500 nJ/bit')\n")
+def test_a_radio_and_an_arrival_process_from_a_plugin(tmp_path):
+    (tmp_path / "more_plugin.py").write_text(
+        "import numpy as np\nfrom cemasim.net.radio import Radio\nfrom cemasim.plugins import ARRIVALS, RADIOS\n"
+        "RADIOS.add('nb-iot', Radio('nb-iot', 500.0, 200.0, 'made up'), 'tx 500 nJ/bit')\n"
+        "@ARRIVALS.register('bursty', help='every arrival doubled')\n"
+        "def bursty(cfg, duration_s, rng, device=0):\n"
+        "    times = np.cumsum(rng.exponential(2.0 / cfg.rate_hz, size=int(cfg.rate_hz * duration_s)))\n"
+        "    return np.repeat(times[times < duration_s], 2)\n")
     sys.path.insert(0, str(tmp_path))
     try:
-        with pytest.raises(ConfigError, match="nb-iot"):
-            small("energy.radio=nb-iot")
-        assert small("plugins=[radio_plugin]", "energy.radio=nb-iot").energy.radio == "nb-iot"
+        with pytest.raises(ConfigError) as err:
+            small("energy.radio=nb-iot", "arrivals.process=bursty")
+        assert any("nb-iot" in p for p in err.value.problems)
+        assert any(p.startswith("arrivals.process: arrival process 'bursty' is unknown") for p in err.value.problems)
+        sc = small("plugins=[more_plugin]", "energy.radio=nb-iot", "arrivals.process=bursty")
+        tables, _, _ = simulate(sc)
+        arrivals = tables["samples"].groupby("device")["arrival_s"]
+        assert (arrivals.apply(lambda t: t.duplicated().mean()) > 0.4).all()  # every arrival came twice
     finally:
         sys.path.remove(str(tmp_path))
 

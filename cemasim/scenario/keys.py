@@ -19,6 +19,7 @@ from cemasim.schema import (
     one_of,
     plain_name,
     positive,
+    registered,
     show,
 )
 
@@ -245,8 +246,8 @@ SCHEMA = Section(
                                (non_negative, at_most(4096, "samples predicted ahead"))),
         }),
         "arrivals": Section("Per-device sample arrivals, grouped into test batches.", {
-            "process": F((str,), "poisson", "constant, poisson, onoff (Poisson bursts) or trace (a file)", "",
-                         (one_of("constant", "poisson", "onoff", "trace"),)),
+            "process": F((str,), "poisson", "constant, poisson, onoff (Poisson bursts), trace (a file) or a "
+                         "plugin's (`cemasim list arrivals`)", "", (registered("cemasim.data.arrivals", "ARRIVALS"),)),
             "rate_hz": F((float,), 8.0, "mean samples per second per device (during on periods)", "1/s",
                          (positive,)),
             "aligned": F((bool,), False, "constant: every device starts at t = 0 (synchronised cameras) "
