@@ -134,8 +134,12 @@ def _registries() -> dict[str, Callable[[], Any]]:
         from cemasim.net.radio import RADIOS
         return RADIOS
 
+    def policies():
+        from cemasim.methods.policies import SELECTION_POLICIES
+        return SELECTION_POLICIES
+
     return {"methods": methods, "models": models, "profiles": profiles, "corruptions": corruptions,
-            "arrivals": arrivals, "datasets": datasets, "radios": radios}
+            "arrivals": arrivals, "datasets": datasets, "radios": radios, "policies": policies}
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:
@@ -457,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_validate)
 
     lst = sub.add_parser("list", help="list registered methods, models, profiles, corruptions, arrivals, datasets, "
-                                      "radios")
+                                      "radios, policies")
     lst.add_argument("kind")
     plugin_arg(lst)
     lst.set_defaults(func=cmd_list)

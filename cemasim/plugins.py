@@ -9,8 +9,8 @@ validate the scenario they run):
 - a scenario's `plugins:` list of module names (they travel with the scenario, to any worker);
 - `--plugin MODULE` on the command line, which adds MODULE to the scenario's list.
 
-Plugin authors import what they register with from here: METHODS, CORRUPTIONS, DATASETS, MODELS, RADIOS, ARRIVALS,
-and Field / Section for a method's own parameters (`method.params`).
+Plugin authors import what they register with from here: METHODS, CORRUPTIONS, DATASETS, MODELS, RADIOS,
+ARRIVALS, SELECTION_POLICIES, and Field / Section for a method's own parameters (`method.params`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ GROUP = "cemasim.plugins"
 _entry_points_problems: list[str] | None = None  # loaded once a process
 _EXPORTS = {"METHODS": "cemasim.methods", "CORRUPTIONS": "cemasim.data.corruptions",
             "DATASETS": "cemasim.data.datasets", "MODELS": "cemasim.models.zoo", "RADIOS": "cemasim.net.radio",
-            "ARRIVALS": "cemasim.data.arrivals",
+            "ARRIVALS": "cemasim.data.arrivals", "SELECTION_POLICIES": "cemasim.methods.policies",
             "Field": "cemasim.schema", "Section": "cemasim.schema"}
 
 

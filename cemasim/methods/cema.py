@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from cemasim.methods.method import Method
-from cemasim.methods.policies import PolicyConfig, make_gate
+from cemasim.methods.policies import SELECTION_POLICIES, PolicyConfig, make_gate
 from cemasim.methods.registry import DISTILLED, METHODS, ln_c
 from cemasim.methods.selection import SelectionConfig, SelectionState, select
 from cemasim.rng import numpy_rng
@@ -79,7 +79,7 @@ def _cema(sc: Any, num_classes: int) -> Method:
     cfg = SelectionConfig(
         e0=s.e_max * scale,
         e_min=None if s.e_min is None else s.e_min * scale,
-        dynamic_e_max=s.dynamic_e_max and s.policy != "static",
+        dynamic_e_max=s.dynamic_e_max and not SELECTION_POLICIES.meta(s.policy).get("fixed_e_max", False),
         lam=s["lambda"],
         warm_up_n=s.warm_up_n,
         redundancy_filter=s.redundancy_filter,

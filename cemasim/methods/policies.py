@@ -27,11 +27,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-PAPER_POLICIES = ("static", "dynamic")
-POLICIES = (*PAPER_POLICIES, "budget", "staleness", "backpressure")
+from cemasim.registry import Registry
+
 HINT_BYTES = 4  # a refresh's backlog hint (uint32 uploads waiting)
 
 
@@ -77,7 +78,12 @@ class RateMeter:
 
 
 class Gate:
-    """Keeps every candidate (the paper's selection)."""
+    """Keeps every candidate (the paper's selection). A gate declares what else the simulator does for it:
+    `expires_uploads` (the uplink discards uploads that waited longer than max_delay_s) and
+    `reads_backlog` (refreshes carry the cloud's backlog for the device, HINT_BYTES more)."""
+
+    expires_uploads: ClassVar[bool] = False
+    reads_backlog: ClassVar[bool] = False
 
     def __init__(self, cfg: PolicyConfig):
         self.cfg = cfg
@@ -147,6 +153,8 @@ class BudgetGate(Gate):
 
 
 class StalenessGate(Gate):
+    expires_uploads: ClassVar[bool] = True
+
     def choose(self, view: LinkView, scores: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         if view.rate_bps is None or math.isinf(view.rate_bps):
             return np.arange(len(scores))
@@ -160,6 +168,8 @@ class StalenessGate(Gate):
 
 
 class BackpressureGate(Gate):
+    reads_backlog: ClassVar[bool] = True
+
     def __init__(self, cfg: PolicyConfig):
         super().__init__(cfg)
         self.share = 1.0
@@ -175,11 +185,26 @@ class BackpressureGate(Gate):
         return np.flatnonzero(scores >= self.threshold(self.share))
 
 
-GATES: dict[str, type[Gate]] = {"budget": BudgetGate, "staleness": StalenessGate, "backpressure": BackpressureGate}
+# selection.policy: name -> the gate class (None: the paper's selection, nothing gated). `fixed_e_max`:
+# E_max stays at selection.e_max whatever selection.dynamic_e_max says.
+SELECTION_POLICIES: Registry[type[Gate] | None] = Registry("selection policy")
+SELECTION_POLICIES.add("static", None, "the paper's selection with E_max fixed (as dynamic_e_max: false)",
+                       fixed_e_max=True)
+SELECTION_POLICIES.add("dynamic", None, "the paper's selection: E_max follows the stream")
+SELECTION_POLICIES.add("budget", BudgetGate, "bytes per second at a target, spent on the highest scores")
+SELECTION_POLICIES.add("staleness", StalenessGate, "not sent if the predicted queueing delay exceeds max_delay_s")
+SELECTION_POLICIES.add("backpressure", BackpressureGate, "refreshes carry the cloud's backlog; the device sends "
+                       "less above backlog_target (AIMD)")
+
+
+def gate_class(name: str) -> type[Gate] | None:
+    """The gate of selection policy `name`; None for the paper's policies (nothing to gate)."""
+    return SELECTION_POLICIES.get(name)
 
 
 def make_gate(cfg: PolicyConfig | None) -> Gate | None:
     """The device's gate for `cfg.name`; None for the paper's policies (nothing to gate)."""
-    if cfg is None or cfg.name in PAPER_POLICIES:
+    if cfg is None:
         return None
-    return GATES[cfg.name](cfg)
+    gate = gate_class(cfg.name)
+    return None if gate is None else gate(cfg)

@@ -95,7 +95,11 @@ def _semantic_problems(sc: dict[str, Any]) -> list[str]:
     from cemasim.methods import METHODS
 
     gated = [n for n in METHODS.names() if METHODS.meta(n).get("gateable")]  # declared at registration
-    if sel["policy"] in ("budget", "staleness", "backpressure") and sc["method"]["name"] not in gated:
+    from cemasim.methods.policies import SELECTION_POLICIES
+
+    gates = isinstance(sel["policy"], str) and sel["policy"] in SELECTION_POLICIES \
+        and SELECTION_POLICIES.get(sel["policy"]) is not None
+    if gates and sc["method"]["name"] not in gated:
         problems.append(f"selection.policy: {sel['policy']} gates the uploads of {', '.join(gated)}; "
                         f"method.name is {sc['method']['name']}")
     return problems

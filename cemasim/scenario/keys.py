@@ -27,7 +27,6 @@ F = Field
 
 # Bounds on what sizes memory or work, named in the messages: a typo (1e12 for 1e2) must be an error
 # at validation, not a 37 GiB allocation or a run that never ends.
-SELECTION_POLICIES = ("static", "dynamic", "budget", "staleness", "backpressure")  # = methods.policies.POLICIES
 
 MAX_SAMPLES = 10**8  # samples planned per run (devices x rate_hz x duration_s)
 MAX_PIECES = 10**7  # timeline bins, shift segments, outage/on-off periods per device
@@ -369,8 +368,9 @@ SCHEMA = Section(
                         "fixed, same as dynamic_e_max: false), dynamic (the paper's), budget (bytes per second at "
                         "a target), staleness (not sent if the predicted queueing delay exceeds max_delay_s), "
                         "backpressure (refreshes carry the cloud's backlog; the device sends less above "
-                        "backlog_target); the last three gate cema, upload_all and random_upload", "",
-                        (one_of(*SELECTION_POLICIES),)),
+                        "backlog_target); the last three gate cema, upload_all and random_upload; or a plugin's "
+                        "(`cemasim list policies`)", "",
+                        (registered("cemasim.methods.policies", "SELECTION_POLICIES"),)),
             "budget_bytes_per_s": F((float,), None, "budget policy: target upload rate per device; null = "
                                     "link_fraction of the uplink rate the device measures", "bytes/s",
                                     (positive,), nullable=True),

@@ -20,6 +20,7 @@ import torch
 from cemasim.assembly import build_model, build_workload, check_outputs, cloud_config, pick_device, profile_of
 from cemasim.methods import build_method
 from cemasim.methods.optim import Learner
+from cemasim.methods.policies import Gate
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.models import norm
 from cemasim.models.cost import FlopCounter
@@ -105,7 +106,8 @@ class Fleet:
         self._costs: dict[str, EdgeCost] = {}
         self.cloud_profile = profile_of(sc.cloud.profile, "cloud")
         # the selection policy that gates this method's uploads (None: the paper's selection, nothing gated)
-        self.gate_policy = sc.selection.policy if self.method.new_gate() is not None else None
+        gate = self.method.new_gate()
+        self.gate: type[Gate] | None = type(gate) if gate is not None else None
         self.cloud = self._build_cloud() if self.method.uses_cloud else None
         self.source_state = self.method.source_state(self.edge_model)
         self.devices: list[EdgeDevice] = []
@@ -158,7 +160,7 @@ class Fleet:
             cloud_inbox = simpy.Store(self.env)
             uplink = links.build("uplink", view, d, position, cls.name, off, cloud_inbox, sc.upload.queue_capacity,
                                  sc.upload.drop_policy,
-                                 expire_s=sc.selection.max_delay_s if self.gate_policy == "staleness" else None)
+                                 expire_s=sc.selection.max_delay_s if self.gate and self.gate.expires_uploads else None)
             downlink = links.build("downlink", view, d, position, cls.name, off, inbox)
             wiring(self.method).build_worker(self, d, cloud_inbox, downlink)
         cost = self._edge_cost(view)
@@ -188,7 +190,7 @@ class Fleet:
         cfg = cloud_config(sc, self.edge_spec.num_classes)
         plan = CloudPlan(sc.cloud.chunk_size, sc.cloud.replay_min, sc.cloud.replay_batch, sc.cloud.replay_only_batch,
                          sc.cloud.refresh_every, sc.cloud.refresh_codec, sc.cloud.refresh_topk,
-                         backlog_hint=self.gate_policy == "backpressure")
+                         backlog_hint=bool(self.gate and self.gate.reads_backlog))
         f_flops = FlopCounter(foundation, f_spec.input_shape)
         return Cloud(self.env, sc.cloud.gpus, self.cloud_profile, foundation, self.edge_model,
                      f_flops, self.edge_flops, cfg, plan, self.recorder, self.torch_device, sc.cloud.scheduler)
