@@ -138,8 +138,13 @@ def _registries() -> dict[str, Callable[[], Any]]:
         from cemasim.methods.policies import SELECTION_POLICIES
         return SELECTION_POLICIES
 
+    def losses():
+        from cemasim.net.loss import LOSS_MODELS
+        return LOSS_MODELS
+
     return {"methods": methods, "models": models, "profiles": profiles, "corruptions": corruptions,
-            "arrivals": arrivals, "datasets": datasets, "radios": radios, "policies": policies}
+            "arrivals": arrivals, "datasets": datasets, "radios": radios, "policies": policies,
+            "losses": losses}
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:
@@ -461,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_validate)
 
     lst = sub.add_parser("list", help="list registered methods, models, profiles, corruptions, arrivals, datasets, "
-                                      "radios, policies")
+                                      "radios, policies, losses")
     lst.add_argument("kind")
     plugin_arg(lst)
     lst.set_defaults(func=cmd_list)

@@ -10,7 +10,7 @@ validate the scenario they run):
 - `--plugin MODULE` on the command line, which adds MODULE to the scenario's list.
 
 Plugin authors import what they register with from here: METHODS, CORRUPTIONS, DATASETS, MODELS, RADIOS,
-ARRIVALS, SELECTION_POLICIES, and Field / Section for a method's own parameters (`method.params`).
+ARRIVALS, SELECTION_POLICIES, LOSS_MODELS, and Field / Section for a method's own parameters (`method.params`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ _entry_points_problems: list[str] | None = None  # loaded once a process
 _EXPORTS = {"METHODS": "cemasim.methods", "CORRUPTIONS": "cemasim.data.corruptions",
             "DATASETS": "cemasim.data.datasets", "MODELS": "cemasim.models.zoo", "RADIOS": "cemasim.net.radio",
             "ARRIVALS": "cemasim.data.arrivals", "SELECTION_POLICIES": "cemasim.methods.policies",
+            "LOSS_MODELS": "cemasim.net.loss",
             "Field": "cemasim.schema", "Section": "cemasim.schema"}
 
 

@@ -10,7 +10,7 @@ import simpy
 
 from cemasim.net.capacity import ConstantRate, DownIntervals, Gated, TraceRate
 from cemasim.net.intervals import exponential_intervals
-from cemasim.net.loss import LossProcess
+from cemasim.net.loss import Bernoulli, GilbertElliott
 from cemasim.sim.link import Link, Retransmission
 from cemasim.sim.messages import Message
 from cemasim.sim.network import FluidNetwork, Resource
@@ -138,7 +138,7 @@ def test_message_to_an_off_device_waits_or_is_lost(lose):
 def test_bernoulli_loss_retransmits_geometrically():
     env = simpy.Environment()
     inbox = simpy.Store(env)
-    rt = Retransmission(LossProcess("bernoulli", np.random.default_rng(3), rate=0.3), max_retries=1000, retry_s=0.0)
+    rt = Retransmission(Bernoulli(np.random.default_rng(3), rate=0.3), max_retries=1000, retry_s=0.0)
     link = Link(env, 8.0, 0.0, inbox, retransmission=rt)
     msgs = [Message(0, 1000) for _ in range(20_000)]
     for m in msgs:
@@ -152,7 +152,7 @@ def test_bernoulli_loss_retransmits_geometrically():
 
 def test_retries_exhausted_drop_with_cause_loss():
     env = simpy.Environment()
-    rt = Retransmission(LossProcess("bernoulli", np.random.default_rng(0), rate=1.0), max_retries=2, retry_s=0.1)
+    rt = Retransmission(Bernoulli(np.random.default_rng(0), rate=1.0), max_retries=2, retry_s=0.1)
     link = Link(env, 8.0, 0.0, simpy.Store(env), retransmission=rt)
     msg = Message(0, 1000)
     link.send(msg)
@@ -161,7 +161,7 @@ def test_retries_exhausted_drop_with_cause_loss():
 
 
 def test_gilbert_elliott_loss_rate_and_burstiness():
-    ge = LossProcess("gilbert_elliott", np.random.default_rng(5), p_gb=0.02, p_bg=0.2, loss_good=0.01, loss_bad=0.6)
+    ge = GilbertElliott(np.random.default_rng(5), p_gb=0.02, p_bg=0.2, loss_good=0.01, loss_bad=0.6)
     fates = np.array([ge.lost() for _ in range(200_000)])
     assert fates.mean() == pytest.approx(ge.stationary_rate(), rel=0.05)
     # bursty: a loss is far more likely right after a loss than on average

@@ -75,8 +75,8 @@ LOSS = Section(
     "after a timeout, up to max_retries times, then the message is dropped (cause loss).",
     {
         "model": F((str,), "none", "none, bernoulli (every attempt lost with probability rate) or gilbert_elliott "
-                   "(bursty: a good/bad Markov chain advanced per attempt)", "",
-                   (one_of("none", "bernoulli", "gilbert_elliott"),)),
+                   "(bursty: a good/bad Markov chain advanced per attempt); or a plugin's (`cemasim list "
+                   "losses`)", "", (registered("cemasim.net.loss", "LOSS_MODELS"),)),
         "rate": F((float,), 0.0, "bernoulli: loss probability per attempt", "", (between(0, 1),)),
         "p_good_to_bad": F((float,), 0.01, "gilbert_elliott: good -> bad transition probability per attempt", "",
                            (between(0, 1),)),

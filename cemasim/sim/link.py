@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import simpy
 
 from cemasim.net.capacity import Capacity, ConstantRate, DownIntervals, Gated
-from cemasim.net.loss import LossProcess
+from cemasim.net.loss import LossModel
 from cemasim.sim.messages import Message
 from cemasim.sim.network import FluidNetwork, Resource
 
@@ -30,7 +30,7 @@ from cemasim.sim.network import FluidNetwork, Resource
 class Retransmission:
     """Per-attempt loss and the sender's recovery: retry `retry_s` after a lost attempt ends."""
 
-    loss: LossProcess
+    loss: LossModel
     max_retries: int = 5
     retry_s: float = 0.2
 

@@ -11,7 +11,7 @@ import simpy
 
 from cemasim.net.capacity import ConstantRate, DownIntervals, Gated, TraceRate
 from cemasim.net.intervals import cached_interval_file, exponential_intervals, intervals_for, no_intervals
-from cemasim.net.loss import LossProcess
+from cemasim.net.loss import LOSS_MODELS, loss_model
 from cemasim.net.traces import cached_trace
 from cemasim.rng import numpy_rng
 from cemasim.sim.link import Link, Retransmission
@@ -56,7 +56,7 @@ class LinkFactory:
         # the link's random parts draw from one stream; a link without any needs none (building one
         # per link costs a hash and a seeding, the largest share of building a big fleet)
         random = (spec.trace is not None and spec.trace_phase == "random") or spec.outages.process == "exponential" \
-            or spec.loss.model != "none"
+            or LOSS_MODELS.get(spec.loss.model) is not None
         rng = numpy_rng(self.seed, "link", direction, device) if random else None
         access, latency_s = self._capacity(spec, rng)
         # an off device's radio is off too: its transfers pause or are lost like in an outage
@@ -112,9 +112,8 @@ class LinkFactory:
     @staticmethod
     def _retransmission(spec, rng) -> Retransmission | None:
         loss = spec.loss
-        if loss.model == "none":
+        process = loss_model(loss, rng)
+        if process is None:
             return None
         retry_ms = loss.retry_timeout_ms if loss.retry_timeout_ms is not None else 2 * spec.latency_ms + 200.0
-        process = LossProcess(loss.model, rng, loss.rate, loss.p_good_to_bad, loss.p_bad_to_good, loss.loss_good,
-                              loss.loss_bad)
         return Retransmission(process, loss.max_retries, retry_ms / 1e3)
