@@ -142,9 +142,17 @@ def _registries() -> dict[str, Callable[[], Any]]:
         from cemasim.net.loss import LOSS_MODELS
         return LOSS_MODELS
 
+    def outages():
+        from cemasim.net.intervals import OUTAGES
+        return OUTAGES
+
+    def availability():
+        from cemasim.net.intervals import AVAILABILITY
+        return AVAILABILITY
+
     return {"methods": methods, "models": models, "profiles": profiles, "corruptions": corruptions,
             "arrivals": arrivals, "datasets": datasets, "radios": radios, "policies": policies,
-            "losses": losses}
+            "losses": losses, "outages": outages, "availability": availability}
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:
@@ -466,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_validate)
 
     lst = sub.add_parser("list", help="list registered methods, models, profiles, corruptions, arrivals, datasets, "
-                                      "radios, policies, losses")
+                                      "radios, policies, losses, outages, availability")
     lst.add_argument("kind")
     plugin_arg(lst)
     lst.set_defaults(func=cmd_list)

@@ -10,7 +10,8 @@ validate the scenario they run):
 - `--plugin MODULE` on the command line, which adds MODULE to the scenario's list.
 
 Plugin authors import what they register with from here: METHODS, CORRUPTIONS, DATASETS, MODELS, RADIOS,
-ARRIVALS, SELECTION_POLICIES, LOSS_MODELS, and Field / Section for a method's own parameters (`method.params`).
+ARRIVALS, SELECTION_POLICIES, LOSS_MODELS, OUTAGES, AVAILABILITY, and Field / Section for a method's own
+parameters (`method.params`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ _entry_points_problems: list[str] | None = None  # loaded once a process
 _EXPORTS = {"METHODS": "cemasim.methods", "CORRUPTIONS": "cemasim.data.corruptions",
             "DATASETS": "cemasim.data.datasets", "MODELS": "cemasim.models.zoo", "RADIOS": "cemasim.net.radio",
             "ARRIVALS": "cemasim.data.arrivals", "SELECTION_POLICIES": "cemasim.methods.policies",
-            "LOSS_MODELS": "cemasim.net.loss",
+            "LOSS_MODELS": "cemasim.net.loss", "OUTAGES": "cemasim.net.intervals",
+            "AVAILABILITY": "cemasim.net.intervals",
             "Field": "cemasim.schema", "Section": "cemasim.schema"}
 
 

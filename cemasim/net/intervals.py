@@ -3,18 +3,27 @@
     exponential   alternating up and down periods with exponential lengths (means up_s, down_s),
                   starting in the stationary state (up with probability up_s / (up_s + down_s))
     trace         a CSV of down intervals: columns start_s,end_s and optionally device
+
+Two registries name them as the scenario does: OUTAGES (`uplink/downlink.outages.process`: none,
+exponential, trace) and AVAILABILITY (`availability.process`: always, onoff, trace). Each entry builds
+a device's intervals from its section, a random generator, the device, the horizon, the cause and
+whether transfers in flight are lost; `random` says whether it draws (a link without anything random
+builds no generator). A plugin may register more.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cemasim.csvfile import device_value, read_rows, time_value
 from cemasim.errors import DataError
 from cemasim.net.capacity import DownIntervals, merge
+from cemasim.registry import Registry
 
 
 def exponential_intervals(rng: np.random.Generator, up_s: float, down_s: float, horizon_s: float, cause: str,
@@ -65,3 +74,23 @@ def no_intervals(cause: str) -> DownIntervals:
     empty = np.zeros(0)
     empty.setflags(write=False)
     return DownIntervals(empty, empty, cause)
+
+
+# (section, generator (None unless the entry is random), device, horizon_s, cause, lose_in_flight) -> DownIntervals
+IntervalBuilder = Callable[[Any, Any, int, float, str, bool], DownIntervals]
+OUTAGES: Registry[IntervalBuilder] = Registry("outage process")
+OUTAGES.add("none", lambda cfg, rng, device, horizon, cause, lose: no_intervals(cause), "never down")
+OUTAGES.add("exponential", lambda cfg, rng, device, horizon, cause, lose:
+            exponential_intervals(rng, cfg.up_s, cfg.down_s, horizon, cause, lose),
+            "alternating up/down periods with exponential lengths (means up_s, down_s)", random=True)
+OUTAGES.add("trace", lambda cfg, rng, device, horizon, cause, lose:
+            intervals_for(cached_interval_file(cfg.trace), device, cause, lose),
+            "down intervals from a CSV (start_s,end_s[,device])")
+AVAILABILITY: Registry[IntervalBuilder] = Registry("availability process")
+AVAILABILITY.add("always", lambda cfg, rng, device, horizon, cause, lose: no_intervals(cause), "always on")
+AVAILABILITY.add("onoff", lambda cfg, rng, device, horizon, cause, lose:
+                 exponential_intervals(rng, cfg.on_s, cfg.off_s, horizon, cause, lose),
+                 "alternating on/off periods with exponential lengths (means on_s, off_s)", random=True)
+AVAILABILITY.add("trace", lambda cfg, rng, device, horizon, cause, lose:
+                 intervals_for(cached_interval_file(cfg.trace), device, cause, lose),
+                 "off intervals from a CSV (start_s,end_s[,device])")

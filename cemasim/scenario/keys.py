@@ -98,8 +98,8 @@ OUTAGES = Section(
     "Link outages: intervals with zero capacity.",
     {
         "process": F((str,), "none", "none; exponential (alternating up/down periods with exponential lengths); "
-                     "trace (a CSV of down intervals: start_s,end_s[,device])", "",
-                     (one_of("none", "exponential", "trace"),)),
+                     "trace (a CSV of down intervals: start_s,end_s[,device]); or a plugin's (`cemasim list "
+                     "outages`)", "", (registered("cemasim.net.intervals", "OUTAGES"),)),
         "up_s": F((float,), 300.0, "exponential: mean time between outages", "s", (positive,)),
         "down_s": F((float,), 20.0, "exponential: mean outage length", "s", (positive,)),
         "trace": F((str,), None, "trace: path of the down-interval CSV (rows without device apply to every "
@@ -157,8 +157,8 @@ AVAILABILITY = Section(
     "receives.",
     {
         "process": F((str,), "always", "always; onoff (alternating on/off periods with exponential lengths); trace "
-                     "(a CSV of off intervals: start_s,end_s[,device])", "",
-                     (one_of("always", "onoff", "trace"),)),
+                     "(a CSV of off intervals: start_s,end_s[,device]); or a plugin's (`cemasim list "
+                     "availability`)", "", (registered("cemasim.net.intervals", "AVAILABILITY"),)),
         "on_s": F((float,), 600.0, "onoff: mean on period", "s", (positive,)),
         "off_s": F((float,), 60.0, "onoff: mean off period", "s", (positive,)),
         "trace": F((str,), None, "trace: path of the off-interval CSV", nullable=True),

@@ -10,7 +10,7 @@ import math
 import simpy
 
 from cemasim.net.capacity import ConstantRate, DownIntervals, Gated, TraceRate
-from cemasim.net.intervals import cached_interval_file, exponential_intervals, intervals_for, no_intervals
+from cemasim.net.intervals import AVAILABILITY, OUTAGES
 from cemasim.net.loss import LOSS_MODELS, loss_model
 from cemasim.net.traces import cached_trace
 from cemasim.rng import numpy_rng
@@ -23,13 +23,8 @@ DEVICE_OFF, LINK_OUTAGE = "device_off", "link_outage"
 def off_intervals(sc, seed: int, device: int, horizon_s: float) -> DownIntervals:
     """When `device` is off (availability section of its scenario)."""
     av = sc.availability
-    lose = av.in_flight == "lost"
-    if av.process == "onoff":
-        return exponential_intervals(numpy_rng(seed, "availability", device), av.on_s, av.off_s, horizon_s,
-                                     DEVICE_OFF, lose)
-    if av.process == "trace":
-        return intervals_for(cached_interval_file(av.trace), device, DEVICE_OFF, lose)
-    return no_intervals(DEVICE_OFF)
+    rng = numpy_rng(seed, "availability", device) if AVAILABILITY.meta(av.process).get("random") else None
+    return AVAILABILITY.get(av.process)(av, rng, device, horizon_s, DEVICE_OFF, av.in_flight == "lost")
 
 
 class LinkFactory:
@@ -55,8 +50,8 @@ class LinkFactory:
         spec = sc[direction]
         # the link's random parts draw from one stream; a link without any needs none (building one
         # per link costs a hash and a seeding, the largest share of building a big fleet)
-        random = (spec.trace is not None and spec.trace_phase == "random") or spec.outages.process == "exponential" \
-            or LOSS_MODELS.get(spec.loss.model) is not None
+        random = (spec.trace is not None and spec.trace_phase == "random") \
+            or bool(OUTAGES.meta(spec.outages.process).get("random")) or LOSS_MODELS.get(spec.loss.model) is not None
         rng = numpy_rng(self.seed, "link", direction, device) if random else None
         access, latency_s = self._capacity(spec, rng)
         # an off device's radio is off too: its transfers pause or are lost like in an outage
@@ -87,12 +82,7 @@ class LinkFactory:
 
     def _outages(self, spec, device: int, rng) -> DownIntervals:
         out = spec.outages
-        lose = out.in_flight == "lost"
-        if out.process == "exponential":
-            return exponential_intervals(rng, out.up_s, out.down_s, self.horizon_s, LINK_OUTAGE, lose)
-        if out.process == "trace":
-            return intervals_for(cached_interval_file(out.trace), device, LINK_OUTAGE, lose)
-        return no_intervals(LINK_OUTAGE)
+        return OUTAGES.get(out.process)(out, rng, device, self.horizon_s, LINK_OUTAGE, out.in_flight == "lost")
 
     def _shared(self, direction: str, spec, position: int, device_class: str) -> list[Resource]:
         shared = []
