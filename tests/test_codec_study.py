@@ -68,3 +68,15 @@ def test_frontier_pairs_differences_by_seed(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "UPLINKS_MBPS", [5.0, 5.0])
     study.figure(table.reset_index())
     assert (tmp_path / "frontier.png").stat().st_size > 10_000
+
+
+def test_scaled_downlink_multiplies_the_refresh_schedule_by_each_models_refresh():
+    runs = _runs({study.DEFAULT: [80.0, 70.0, 60.0]}, {study.DEFAULT: 1000.0})
+    runs["refreshes"] = [200, 220, 240]  # 4 devices x 900 s = 1 device-hour: 220 refreshes a device-hour
+    sizes = pd.DataFrame([{"model": "m", "norm_mode": "batch", "float32": 1000, "float16": 500, "int8": 255,
+                           "topk 0.1": 130, "topk 0.01": 30}])
+    table = study.scaled_downlink(runs, sizes).set_index("refresh_codec")
+    assert table.loc["float32", "refreshes_per_device_hour"] == 220
+    assert table.loc["float32", "downlink_mb_per_device_hour"] == pytest.approx(0.22)
+    assert table.loc["float32", "down_over_up"] == pytest.approx(0.22 / 0.99, abs=1e-3)  # uplink 990 kB
+    assert table.loc["topk 0.01", "bytes_per_refresh"] == 30

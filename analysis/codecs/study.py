@@ -17,7 +17,9 @@ stats (the statistics only) and int8 refreshes with PNG uploads, at both uplinks
 
 Writes runs.csv (one row per run), frontier.csv (per method, uplink and pair: accuracy, paired
 difference from the default with its CI, kB per device-hour up, down and in all, whether the pair is
-on the Pareto front of accuracy against total bytes), frontier.png, and prints the tables.
+on the Pareto front of accuracy against total bytes), scaled_downlink.csv (CEMA's refresh schedule
+with larger edge models: refresh_sizes.csv, written by refresh_sizes.py, times the refreshes per
+device-hour), frontier.png, and prints the tables.
 Run folders go to sweeps/ (not committed).
 """
 
@@ -127,6 +129,28 @@ def frontier(runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["method", "uplink_mbps", "total_kb_per_device_hour"]).reset_index(drop=True)
 
 
+def scaled_downlink(runs: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:
+    """What the same refresh schedule would cost with larger edge models: CEMA's refreshes per device-hour
+    on the study (float32 + png, at each uplink; one per test batch that changed the student) times one
+    refresh's bytes of each model and codec (refresh_sizes.csv, method.norm_mode batch), against CEMA's
+    uplink bytes there (the uploads do not depend on the edge model's size)."""
+    rows = []
+    device_hours = 4 * 900 / 3600  # scenarios/study.yaml: 4 devices, 900 s
+    base = runs[(runs["method"] == "cema") & (runs["pair"] == DEFAULT)]
+    for uplink, g in base.groupby("uplink_mbps"):
+        per_hour = g["refreshes"].mean() / device_hours
+        up_mb = g["uplink_kb_per_device_hour"].mean() / 1e3
+        for _, model in sizes[sizes["norm_mode"] == "batch"].iterrows():
+            for codec in ["float32", "float16", "int8", "topk 0.1", "topk 0.01"]:
+                down_mb = per_hour * model[codec] / 1e6
+                rows.append({"uplink_mbps": uplink, "model": model["model"], "refresh_codec": codec,
+                             "bytes_per_refresh": int(model[codec]), "refreshes_per_device_hour": round(per_hour, 1),
+                             "downlink_mb_per_device_hour": round(down_mb, 2),
+                             "cema_uplink_mb_per_device_hour": round(up_mb, 2),
+                             "down_over_up": round(down_mb / up_mb, 3)})
+    return pd.DataFrame(rows)
+
+
 def figure(table: pd.DataFrame) -> None:
     import matplotlib
 
@@ -188,6 +212,7 @@ def main() -> None:
     runs.to_csv(HERE / "runs.csv", index=False)
     table = frontier(runs)
     table.to_csv(HERE / "frontier.csv", index=False)
+    scaled_downlink(runs, pd.read_csv(HERE / "refresh_sizes.csv")).to_csv(HERE / "scaled_downlink.csv", index=False)
     figure(table)
     for method in [*METHODS, TBR]:
         for uplink in UPLINKS_MBPS:
