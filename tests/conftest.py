@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -36,3 +38,29 @@ def small(*overrides: str, seed: int | None = None) -> scenario.Scenario:
 @pytest.fixture
 def small_scenario():
     return small
+
+
+PLUGIN_MODULES = ("cemasim_example", "more_plugin", "broken_plugin", "nosuch_module")  # what tests import
+
+
+@pytest.fixture
+def registries_restored(monkeypatch):
+    """A test that imports plugins registers their names in this process: afterwards the registries hold
+    the built-in names again and the plugin modules are forgotten (docs/scenario.md, `cemasim list` and
+    the other tests see cemasim alone)."""
+    from cemasim.data.arrivals import ARRIVALS
+    from cemasim.data.corruptions import CORRUPTIONS
+    from cemasim.data.datasets import DATASETS
+    from cemasim.methods import METHODS
+    from cemasim.methods.policies import SELECTION_POLICIES
+    from cemasim.models.zoo import MODELS
+    from cemasim.net.intervals import AVAILABILITY, OUTAGES
+    from cemasim.net.loss import LOSS_MODELS
+    from cemasim.net.radio import RADIOS
+
+    for registry in (METHODS, CORRUPTIONS, DATASETS, MODELS, RADIOS, ARRIVALS, SELECTION_POLICIES, LOSS_MODELS,
+                     OUTAGES, AVAILABILITY):
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+    yield
+    for name in [m for m in sys.modules if m.startswith(PLUGIN_MODULES)]:
+        del sys.modules[name]

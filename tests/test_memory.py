@@ -32,7 +32,8 @@ def test_payloads_are_released_once_used_or_dropped():
     assert all(u.image is None for u in trained + dropped)
     assert all(u.image is not None for u in waiting)  # a chunk in the making still needs them
     refreshes = fleet.recorder.refreshes
-    assert refreshes and all(r.state is None for r in refreshes if not math.isnan(r.applied_s) or r.dropped)
+    assert refreshes and all(r.payload is None and r.on_applied is None for r in refreshes
+                            if not math.isnan(r.applied_s) or r.dropped)
 
 
 def test_devices_that_never_write_share_the_source_tensors():

@@ -21,6 +21,7 @@ from cemasim.runner import simulate
 from tests.conftest import SMALL, small
 
 EXAMPLE = Path(__file__).resolve().parent / "plugin_example"
+pytestmark = pytest.mark.usefixtures("registries_restored")  # the plugins this module imports are forgotten after
 # the small scenario on the plugin's method and corruption, with the method's own parameter set
 USE = [*SMALL, "fleet.devices=1", "duration_s=20", "drain_s=30", "method.name=margin_upload",
        "method.params.margin=0.5", "shift.segments=[{corruption: stripes, severity: 4, duration_s: 20}]"]

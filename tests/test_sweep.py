@@ -74,7 +74,7 @@ def test_interrupted_sweep_keeps_finished_rows(tmp_path):
     assert len(done) == 3 and (done["status"] == "ok").all()
 
 
-def test_process_pool_and_ray_give_the_same_table(tmp_path, monkeypatch):
+def test_process_pool_and_ray_give_the_same_table(tmp_path, monkeypatch, registries_restored):
     """A plugin's method among them (tests/plugin_example, on the workers' PYTHONPATH only, named by the
     scenario's plugins list): every worker imports it, in the pool and on the Ray cluster."""
     pytest.importorskip("ray", reason="the test extra installs ray")

@@ -172,13 +172,13 @@ def figure(table: pd.DataFrame) -> None:
                 ax.errorbar(r["total_kb_per_device_hour"], r["accuracy_pct"], yerr=r["ci95"],
                             fmt=markers[r["upload_codec"]], color=colors[r["refresh_codec"]], ms=6, capsize=2,
                             elinewidth=0.8, zorder=3, mfc=colors[r["refresh_codec"]] if r["pareto"] else "white")
-                ax.annotate(r["pair"], (r["total_kb_per_device_hour"], r["accuracy_pct"]), xytext=(4, 3),
-                            textcoords="offset points", fontsize=5.5, color="0.25")
+            _label_apart(ax, t)
             ax.set_xscale("log")
+            _plain_ticks(ax, t["total_kb_per_device_hour"].to_numpy(float))
             ax.set_title(f"{method}, uplink {rate_text(uplink)}", fontsize=10)
             ax.set_xlabel("uplink + downlink kB per device-hour")
-            ax.set_ylabel("accuracy % (error bar: paired 95 % CI vs float32 + png)")
             ax.grid(alpha=0.25, which="both")
+        axes[row, 0].set_ylabel("accuracy % (paired 95 % CI)")
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=f"refresh {d}") for d, c in colors.items()]
     handles += [plt.Line2D([], [], color="0.3", marker=m, ls="", mfc="white", label=f"upload {u}")
                 for u, m in markers.items()]
@@ -189,6 +189,32 @@ def figure(table: pd.DataFrame) -> None:
     fig.tight_layout(rect=(0, 0.9 / (4.1 * len(methods)), 1, 1))
     fig.savefig(HERE / "frontier.png", dpi=150)
     plt.close(fig)
+
+
+def _label_apart(ax, t: pd.DataFrame) -> None:
+    """Name the Pareto points, then every other point whose label would not overprint one already placed
+    (the legend's colour and marker name them all)."""
+    x, y = np.log10(t["total_kb_per_device_hour"].to_numpy(float)), t["accuracy_pct"].to_numpy(float)
+    span_x, span_y = max(np.ptp(x), 1e-9), max(np.ptp(y), 1e-9)
+    placed: list[tuple[float, float]] = []
+    for i in np.argsort(~t["pareto"].to_numpy(bool), kind="stable"):
+        if any(abs(x[i] - px) < 0.12 * span_x and abs(y[i] - py) < 0.06 * span_y for px, py in placed):
+            continue
+        placed.append((x[i], y[i]))
+        ax.annotate(t["pair"].iloc[i], (10 ** x[i], y[i]), xytext=(5, 3), textcoords="offset points", fontsize=6,
+                    color="0.2")
+
+
+def _plain_ticks(ax, values: np.ndarray) -> None:
+    """Three or four round ticks across the data, written out (3,000 not 3x10^3)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    low, high = values.min(), values.max()
+    ticks = [v for v in np.unique(np.round(np.geomspace(low, high, 4), -2)) if v > 0]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.margins(x=0.12)
 
 
 def markdown(table: pd.DataFrame, method: str, uplink: float) -> str:
