@@ -100,45 +100,38 @@ print(result.summary["upload_ratio"], *sorted(table["upload_ratio_pct"].round(3)
     assert 0 < alone < 1
 
 
-def test_method_params_are_validated_against_the_declaration():
-    sys.path.insert(0, str(EXAMPLE))
-    try:
-        base = [a for a in USE if not a.startswith("method.params")]
-        cases = {"method.params.margni=0.3": "method.params.margni: unknown key; did you mean 'margin'?",
-                 "method.params.margin=2": "method.params.margin: must be in (0, 1], got 2",
-                 "method.params.margin=wide": "method.params.margin: must be number"}
-        for override, message in cases.items():
-            with pytest.raises(ConfigError) as err:
-                small(*base, override, "plugins=[cemasim_example.plugin]")
-            assert any(message in p for p in err.value.problems), err.value.problems
-        sc = small(*base, "plugins=[cemasim_example.plugin]")
-        assert sc.method.params.margin == 0.2  # the declared default
+def test_method_params_are_validated_against_the_declaration(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    base = [a for a in USE if not a.startswith("method.params")]
+    cases = {"method.params.margni=0.3": "method.params.margni: unknown key; did you mean 'margin'?",
+             "method.params.margin=2": "method.params.margin: must be in (0, 1], got 2",
+             "method.params.margin=wide": "method.params.margin: must be number"}
+    for override, message in cases.items():
         with pytest.raises(ConfigError) as err:
-            small("method.params.margin=0.3")
-        assert "method.params: cema declares no parameters, got margin" in err.value.problems
-    finally:
-        sys.path.remove(str(EXAMPLE))
+            small(*base, override, "plugins=[cemasim_example.plugin]")
+        assert any(message in p for p in err.value.problems), err.value.problems
+    sc = small(*base, "plugins=[cemasim_example.plugin]")
+    assert sc.method.params.margin == 0.2  # the declared default
+    with pytest.raises(ConfigError) as err:
+        small("method.params.margin=0.3")
+    assert "method.params: cema declares no parameters, got margin" in err.value.problems
 
 
-def test_plugin_problems_name_where_they_came_from(tmp_path):
-    broken = tmp_path / "broken_plugin.py"
-    broken.write_text("raise RuntimeError('no licence file')\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        with pytest.raises(ConfigError) as err:
-            small("plugins=[broken_plugin, nosuch_module]")
-        assert err.value.problems[:2] == [
-            "plugins[0]: importing 'broken_plugin' failed: RuntimeError: no licence file",
-            "plugins[1]: no module named 'nosuch_module' (install the package that provides it, or put its folder "
-            "on PYTHONPATH)"]
-        with pytest.raises(ConfigError) as err:
-            small("plugins=[3]")
-        assert "plugins: must be a list of module names, got 3 among them" in err.value.problems
-    finally:
-        sys.path.remove(str(tmp_path))
+def test_plugin_problems_name_where_they_came_from(tmp_path, monkeypatch):
+    (tmp_path / "broken_plugin.py").write_text("raise RuntimeError('no licence file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        small("plugins=[broken_plugin, nosuch_module]")
+    assert err.value.problems[:2] == [
+        "plugins[0]: importing 'broken_plugin' failed: RuntimeError: no licence file",
+        "plugins[1]: no module named 'nosuch_module' (install the package that provides it, or put its folder "
+        "on PYTHONPATH)"]
+    with pytest.raises(ConfigError) as err:
+        small("plugins=[3]")
+    assert "plugins: must be a list of module names, got 3 among them" in err.value.problems
 
 
-def test_a_radio_and_an_arrival_process_from_a_plugin(tmp_path):
+def test_a_radio_and_an_arrival_process_from_a_plugin(tmp_path, monkeypatch):
     (tmp_path / "more_plugin.py").write_text(
         "import numpy as np\nfrom cemasim.net.radio import Radio\nfrom cemasim.plugins import ARRIVALS, RADIOS\n"
         "RADIOS.add('nb-iot', Radio('nb-iot', 500.0, 200.0, 'made up'), 'tx 500 nJ/bit')\n"
@@ -146,18 +139,15 @@ def test_a_radio_and_an_arrival_process_from_a_plugin(tmp_path):
         "def bursty(cfg, duration_s, rng, device=0):\n"
         "    times = np.cumsum(rng.exponential(2.0 / cfg.rate_hz, size=int(cfg.rate_hz * duration_s)))\n"
         "    return np.repeat(times[times < duration_s], 2)\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        with pytest.raises(ConfigError) as err:
-            small("energy.radio=nb-iot", "arrivals.process=bursty")
-        assert any("nb-iot" in p for p in err.value.problems)
-        assert any(p.startswith("arrivals.process: arrival process 'bursty' is unknown") for p in err.value.problems)
-        sc = small("plugins=[more_plugin]", "energy.radio=nb-iot", "arrivals.process=bursty")
-        tables, _, _ = simulate(sc)
-        arrivals = tables["samples"].groupby("device")["arrival_s"]
-        assert (arrivals.apply(lambda t: t.duplicated().mean()) > 0.4).all()  # every arrival came twice
-    finally:
-        sys.path.remove(str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        small("energy.radio=nb-iot", "arrivals.process=bursty")
+    assert any("nb-iot" in p for p in err.value.problems)
+    assert any(p.startswith("arrivals.process: arrival process 'bursty' is unknown") for p in err.value.problems)
+    sc = small("plugins=[more_plugin]", "energy.radio=nb-iot", "arrivals.process=bursty")
+    tables, _, _ = simulate(sc)
+    arrivals = tables["samples"].groupby("device")["arrival_s"]
+    assert (arrivals.apply(lambda t: t.duplicated().mean()) > 0.4).all()  # every arrival came twice
 
 
 def test_docs_document_a_plugins_parameters(tmp_path):

@@ -78,19 +78,20 @@ def no_intervals(cause: str) -> DownIntervals:
 
 # (section, generator (None unless the entry is random), device, horizon_s, cause, lose_in_flight) -> DownIntervals
 IntervalBuilder = Callable[[Any, Any, int, float, str, bool], DownIntervals]
-OUTAGES: Registry[IntervalBuilder] = Registry("outage process")
-OUTAGES.add("none", lambda cfg, rng, device, horizon, cause, lose: no_intervals(cause), "never down")
-OUTAGES.add("exponential", lambda cfg, rng, device, horizon, cause, lose:
-            exponential_intervals(rng, cfg.up_s, cfg.down_s, horizon, cause, lose),
-            "alternating up/down periods with exponential lengths (means up_s, down_s)", random=True)
-OUTAGES.add("trace", lambda cfg, rng, device, horizon, cause, lose:
-            intervals_for(cached_interval_file(cfg.trace), device, cause, lose),
-            "down intervals from a CSV (start_s,end_s[,device])")
-AVAILABILITY: Registry[IntervalBuilder] = Registry("availability process")
-AVAILABILITY.add("always", lambda cfg, rng, device, horizon, cause, lose: no_intervals(cause), "always on")
-AVAILABILITY.add("onoff", lambda cfg, rng, device, horizon, cause, lose:
-                 exponential_intervals(rng, cfg.on_s, cfg.off_s, horizon, cause, lose),
-                 "alternating on/off periods with exponential lengths (means on_s, off_s)", random=True)
-AVAILABILITY.add("trace", lambda cfg, rng, device, horizon, cause, lose:
-                 intervals_for(cached_interval_file(cfg.trace), device, cause, lose),
-                 "off intervals from a CSV (start_s,end_s[,device])")
+
+
+def _kinds(kind: str, never: str, alternating: str, up: str, down: str, state: str) -> Registry[IntervalBuilder]:
+    """The three built-in kinds under the names and keys of one scenario section."""
+    kinds: Registry[IntervalBuilder] = Registry(kind)
+    kinds.add(never, lambda cfg, rng, device, horizon, cause, lose: no_intervals(cause), f"never {state}")
+    kinds.add(alternating, lambda cfg, rng, device, horizon, cause, lose:
+              exponential_intervals(rng, getattr(cfg, up), getattr(cfg, down), horizon, cause, lose),
+              f"alternating periods with exponential lengths (means {up}, {down})", random=True)
+    kinds.add("trace", lambda cfg, rng, device, horizon, cause, lose:
+              intervals_for(cached_interval_file(cfg.trace), device, cause, lose),
+              f"{state} intervals from a CSV (start_s,end_s[,device])")
+    return kinds
+
+
+OUTAGES = _kinds("outage process", "none", "exponential", "up_s", "down_s", "down")
+AVAILABILITY = _kinds("availability process", "always", "onoff", "on_s", "off_s", "off")
