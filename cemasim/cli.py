@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,65 +93,16 @@ def _load_all(files: list[str], overrides: list[str], seed: int | None, plugins:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    registries = _registries()
-    if args.kind not in registries:
+    from cemasim import plugins
+
+    if args.kind not in plugins.REGISTRIES:
         from cemasim.registry import unknown_name
 
-        raise ConfigError(unknown_name("kind", args.kind, list(registries)), source="list")
-    for entry in registries[args.kind]().entries():
+        raise ConfigError(unknown_name("kind", args.kind, list(plugins.REGISTRIES)), source="list")
+    for entry in plugins.registry(args.kind).entries():
         where = entry.meta.get("deployments")  # methods: where each may run, its default first
         print(f"{entry.name:24s} " + (f"[{'|'.join(where)}] " if where else "") + entry.help)
     return 0
-
-
-def _registries() -> dict[str, Callable[[], Any]]:
-    def methods():
-        from cemasim.methods import METHODS
-        return METHODS
-
-    def models():
-        from cemasim.models.zoo import MODELS
-        return MODELS
-
-    def profiles():
-        from cemasim.models.profiles import PROFILES
-        return PROFILES
-
-    def corruptions():
-        from cemasim.data.corruptions import CORRUPTIONS
-        return CORRUPTIONS
-
-    def arrivals():
-        from cemasim.data.arrivals import ARRIVALS
-        return ARRIVALS
-
-    def datasets():
-        from cemasim.data.datasets import DATASETS
-        return DATASETS
-
-    def radios():
-        from cemasim.net.radio import RADIOS
-        return RADIOS
-
-    def policies():
-        from cemasim.methods.policies import SELECTION_POLICIES
-        return SELECTION_POLICIES
-
-    def losses():
-        from cemasim.net.loss import LOSS_MODELS
-        return LOSS_MODELS
-
-    def outages():
-        from cemasim.net.intervals import OUTAGES
-        return OUTAGES
-
-    def availability():
-        from cemasim.net.intervals import AVAILABILITY
-        return AVAILABILITY
-
-    return {"methods": methods, "models": models, "profiles": profiles, "corruptions": corruptions,
-            "arrivals": arrivals, "datasets": datasets, "radios": radios, "policies": policies,
-            "losses": losses, "outages": outages, "availability": availability}
 
 
 def cmd_zoo_train(args: argparse.Namespace) -> int:

@@ -9,9 +9,9 @@ validate the scenario they run):
 - a scenario's `plugins:` list of module names (they travel with the scenario, to any worker);
 - `--plugin MODULE` on the command line, which adds MODULE to the scenario's list.
 
-Plugin authors import what they register with from here: METHODS, CORRUPTIONS, DATASETS, MODELS, RADIOS,
-ARRIVALS, SELECTION_POLICIES, LOSS_MODELS, OUTAGES, AVAILABILITY, and Field / Section for a method's own
-parameters (`method.params`).
+Plugin authors import what they register with from here: every registry of REGISTRIES (METHODS,
+CORRUPTIONS, DATASETS, MODELS, PROFILES, RADIOS, ARRIVALS, SELECTION_POLICIES, LOSS_MODELS, OUTAGES,
+AVAILABILITY), and Field / Section for a method's own parameters (`method.params`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,23 @@ from typing import Any
 
 GROUP = "cemasim.plugins"
 _entry_points_problems: list[str] | None = None  # loaded once a process
-_EXPORTS = {"METHODS": "cemasim.methods", "CORRUPTIONS": "cemasim.data.corruptions",
-            "DATASETS": "cemasim.data.datasets", "MODELS": "cemasim.models.zoo", "RADIOS": "cemasim.net.radio",
-            "ARRIVALS": "cemasim.data.arrivals", "SELECTION_POLICIES": "cemasim.methods.policies",
-            "LOSS_MODELS": "cemasim.net.loss", "OUTAGES": "cemasim.net.intervals",
-            "AVAILABILITY": "cemasim.net.intervals",
-            "Field": "cemasim.schema", "Section": "cemasim.schema"}
+# Every registry a plugin may add to, by the kind `cemasim list KIND` names: (module, attribute). Plugin
+# authors import them from here; the command line lists them; tests restore them after a plugin.
+REGISTRIES = {"methods": ("cemasim.methods", "METHODS"), "models": ("cemasim.models.zoo", "MODELS"),
+              "profiles": ("cemasim.models.profiles", "PROFILES"),
+              "corruptions": ("cemasim.data.corruptions", "CORRUPTIONS"),
+              "arrivals": ("cemasim.data.arrivals", "ARRIVALS"), "datasets": ("cemasim.data.datasets", "DATASETS"),
+              "radios": ("cemasim.net.radio", "RADIOS"), "policies": ("cemasim.methods.policies", "SELECTION_POLICIES"),
+              "losses": ("cemasim.net.loss", "LOSS_MODELS"), "outages": ("cemasim.net.intervals", "OUTAGES"),
+              "availability": ("cemasim.net.intervals", "AVAILABILITY")}
+_EXPORTS = {name: module for module, name in REGISTRIES.values()} | {"Field": "cemasim.schema",
+                                                                     "Section": "cemasim.schema"}
+
+
+def registry(kind: str) -> Any:
+    """The registry `cemasim list KIND` shows (imported now)."""
+    module, name = REGISTRIES[kind]
+    return getattr(importlib.import_module(module), name)
 
 
 def __getattr__(name: str) -> Any:

@@ -125,13 +125,15 @@ def one_of(*choices: str) -> Check:
 
 # ---- validation ------------------------------------------------------------------------------
 def registered(module: str, name: str) -> Check:
-    """A name in a registry (`module.name`), looked up when checked: plugins have registered theirs by then
-    (the registry's module is imported only then; torch is heavy)."""
+    """A name in a registry or a tuple of names (`module.name`), looked up when checked: plugins have
+    registered theirs by then (the module is imported only then; torch is heavy)."""
     def check(v: Any) -> str | None:
         import importlib
 
-        registry = getattr(importlib.import_module(module), name)
-        return None if v in registry else registry.unknown(v)
+        names = getattr(importlib.import_module(module), name)
+        if isinstance(names, tuple):
+            return one_of(*names)(v)
+        return None if v in names else names.unknown(v)
 
     return check
 

@@ -48,18 +48,10 @@ def registries_restored(monkeypatch):
     """A test that imports plugins registers their names in this process: afterwards the registries hold
     the built-in names again and the plugin modules are forgotten (docs/scenario.md, `cemasim list` and
     the other tests see cemasim alone)."""
-    from cemasim.data.arrivals import ARRIVALS
-    from cemasim.data.corruptions import CORRUPTIONS
-    from cemasim.data.datasets import DATASETS
-    from cemasim.methods import METHODS
-    from cemasim.methods.policies import SELECTION_POLICIES
-    from cemasim.models.zoo import MODELS
-    from cemasim.net.intervals import AVAILABILITY, OUTAGES
-    from cemasim.net.loss import LOSS_MODELS
-    from cemasim.net.radio import RADIOS
+    from cemasim import plugins
 
-    for registry in (METHODS, CORRUPTIONS, DATASETS, MODELS, RADIOS, ARRIVALS, SELECTION_POLICIES, LOSS_MODELS,
-                     OUTAGES, AVAILABILITY):
+    for kind in plugins.REGISTRIES:
+        registry = plugins.registry(kind)
         monkeypatch.setattr(registry, "_entries", dict(registry._entries))
     yield
     for name in [m for m in sys.modules if m.startswith(PLUGIN_MODULES)]:

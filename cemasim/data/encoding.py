@@ -44,14 +44,21 @@ def encode(images: Tensor, encoding: str, jpeg_quality: int = 90, downscale: flo
         return [int(img.numel()) for img in images], images
     sizes, decoded = [], []
     for image in images:
-        buf = io.BytesIO()
-        if encoding == "png":
-            _pil(image).save(buf, format="PNG")
-        else:
-            _pil(image).save(buf, format="JPEG", quality=jpeg_quality)
-            decoded.append(_from_pil(Image.open(io.BytesIO(buf.getvalue())), image.shape[0]))
-        sizes.append(buf.tell())
+        data = _saved(_pil(image), encoding, jpeg_quality)
+        if encoding == "jpeg":  # PNG is lossless: the cloud decodes the image itself
+            decoded.append(_from_pil(Image.open(io.BytesIO(data)), image.shape[0]))
+        sizes.append(len(data))
     return sizes, torch.stack(decoded) if decoded else images
+
+
+def _saved(img: Image.Image, encoding: str, jpeg_quality: int) -> bytes:
+    """The encoder's output: PNG, or JPEG at `jpeg_quality`."""
+    buf = io.BytesIO()
+    if encoding == "png":
+        img.save(buf, format="PNG")
+    else:
+        img.save(buf, format="JPEG", quality=jpeg_quality)
+    return buf.getvalue()
 
 
 def small_size(height: int, width: int, downscale: float) -> tuple[int, int]:
@@ -68,10 +75,8 @@ def _encode_downscaled(images: Tensor, encoding: str, jpeg_quality: int, downsca
         if encoding == "raw":
             sizes.append(channels * h * w)
         else:
-            buf = io.BytesIO()
-            options = {"format": "PNG"} if encoding == "png" else {"format": "JPEG", "quality": jpeg_quality}
-            small.save(buf, **options)
-            sizes.append(buf.tell())
-            small = Image.open(io.BytesIO(buf.getvalue()))
+            data = _saved(small, encoding, jpeg_quality)
+            sizes.append(len(data))
+            small = Image.open(io.BytesIO(data))
         decoded.append(_from_pil(small.resize((width, height), Image.Resampling.BILINEAR), channels))
     return sizes, torch.stack(decoded) if decoded else images

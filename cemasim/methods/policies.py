@@ -197,14 +197,9 @@ SELECTION_POLICIES.add("backpressure", BackpressureGate, "refreshes carry the cl
                        "less above backlog_target (AIMD)")
 
 
-def gate_class(name: str) -> type[Gate] | None:
-    """The gate of selection policy `name`; None for the paper's policies (nothing to gate)."""
-    return SELECTION_POLICIES.get(name)
-
-
 def make_gate(cfg: PolicyConfig | None) -> Gate | None:
     """The device's gate for `cfg.name`; None for the paper's policies (nothing to gate)."""
     if cfg is None:
         return None
-    gate = gate_class(cfg.name)
+    gate = SELECTION_POLICIES.get(cfg.name)
     return None if gate is None else gate(cfg)

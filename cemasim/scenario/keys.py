@@ -457,7 +457,7 @@ SCHEMA = Section(
                                "entries that differ most from what the device holds (float32 values and indices; "
                                "the rest travels later: error feedback); stats: the BatchNorm running statistics "
                                "only (method.norm_mode tbr or running)", "",
-                               (one_of("float32", "float16", "bfloat16", "int8", "int8_channel", "topk", "stats"),)),
+                               (registered("cemasim.models.codecs", "CODECS"),)),
             "refresh_topk": F((float,), 0.1, "topk refresh codec: share k of each tensor's entries sent, in (0, 1] "
                               "(ceil(k n) entries, at least one)", "", (share,)),
         }),
