@@ -101,7 +101,7 @@ def _bad_values(spec: Any) -> list[tuple[str, Any]]:
         return out
     if str in spec.types:
         out = [("number", 7), ("list", ["a"])]
-        if any("one_of" in c for c in checks):
+        if any("one_of" in c or "registered" in c for c in checks):  # a closed list, or a registry's names
             out.append(("unknown", "bogus"))
         return out
     return []
