@@ -48,7 +48,7 @@ def run(kind: str, devices: int, duration_s: float, rate_hz: float, size: int) -
             access = TraceRate(trace.times_s, trace.mbps * 1e6, trace.period_s, "loop", rng.uniform(0, trace.period_s))
         else:
             access = ConstantRate(2.2e6)
-        links.append(Link(env, None, 20.0, inbox, access=access, shared=[ap] if ap else None, network=network))
+        links.append(Link(env, access, 20e-3, inbox, shared=[ap] if ap else None, network=network))
     sent: list[Message] = []
 
     def source(link: Link, seed: int):

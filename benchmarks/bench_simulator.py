@@ -65,6 +65,7 @@ def best_of(fn, repeats: int = 3) -> float:
 
 # ---- 1. overhead ------------------------------------------------------------------------------
 def overhead(quick: bool) -> None:
+    from cemasim.assembly import assemble
     from cemasim.data.encoding import encode, to_uint8
     from cemasim.sim.fleet import Fleet
 
@@ -73,7 +74,7 @@ def overhead(quick: bool) -> None:
     tables, summary, _ = runner.simulate(sc)
     sim_wall = summary["wall_time_s"]
     jobs = tables["cloud_jobs"][["kind", "samples"]].to_numpy()
-    fleet = Fleet(sc)  # the same planned batches, corruptions and selection as the run (not timed)
+    fleet = Fleet(assemble(sc))  # the same planned batches, corruptions and selection as the run (not timed)
     batches = [(dev, b) for dev in fleet.devices for b in dev.batches]
     edge, method = fleet.edge_model, fleet.method
     foundation = norm.convert(zoo.build(sc.models.foundation))
@@ -131,9 +132,10 @@ def kernel(quick: bool) -> None:
             duration = max(total_samples / (n * 4.0), 2.0)
             sc = scenario.load(QUICKSTART, [f"fleet.devices={n}", f"duration_s={duration}", "drain_s=0",
                                             "method.name=source", "arrivals.batch_size=1", "output.plots=false"])
+            from cemasim.assembly import assemble
             from cemasim.sim.fleet import Fleet
 
-            fleet = Fleet(sc)
+            fleet = Fleet(assemble(sc))
             result = fleet.run()
             rate = result.events / result.wall_time_s
             mini_rate = minimal_simpy(n, result.events)
@@ -180,6 +182,10 @@ sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads({threads})
 from cemasim import scenario
 from cemasim.results.summary import summarize
+try:
+    from cemasim.assembly import assemble
+except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
+    assemble = lambda sc: sc
 from cemasim.sim.fleet import Fleet
 
 def rss_kb():
@@ -190,9 +196,9 @@ n = int(sys.argv[1])
 sc = scenario.load({qs!r}, [f"fleet.devices={{n}}", "duration_s=16", "drain_s=30", "arrivals.process=constant",
                             "arrivals.rate_hz=2", "arrivals.batch_size=16", "method.name={method}",
                             "output.plots=false", "compute_device=cpu"])
-Fleet(scenario.load({qs!r}, ["fleet.devices=1", "method.name={method}"]))  # warm imports, models, data
+Fleet(assemble(scenario.load({qs!r}, ["fleet.devices=1", "method.name={method}"])))  # warm imports, models, data
 before = rss_kb()
-fleet = Fleet(sc)
+fleet = Fleet(assemble(sc))
 built = rss_kb()
 plans = sum(d.batches.nbytes for d in fleet.devices) / 1024
 t0 = time.perf_counter()
@@ -277,6 +283,10 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads({threads})
 from cemasim import scenario
+try:
+    from cemasim.assembly import assemble
+except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
+    assemble = lambda sc: sc
 from cemasim.sim.fleet import Fleet
 
 n = int(sys.argv[1])
@@ -284,7 +294,7 @@ sc = scenario.load({qs!r}, [f"fleet.devices={{n}}", "duration_s=4", "drain_s=30"
                             "arrivals.rate_hz=2", "arrivals.batch_size=8", "method.name=cema",
                             "output.plots=false", "compute_device=cpu"])
 t0 = time.perf_counter()
-fleet = Fleet(sc)
+fleet = Fleet(assemble(sc))
 built = time.perf_counter()
 fleet.run()
 done = time.perf_counter()
@@ -319,6 +329,10 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads({threads})
 from cemasim import scenario
+try:
+    from cemasim.assembly import assemble
+except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
+    assemble = lambda sc: sc
 from cemasim.sim.fleet import Fleet
 
 n = int(sys.argv[1])
@@ -327,7 +341,7 @@ sc = scenario.load({qs!r}, [f"fleet.devices={{n}}", "duration_s=4", "drain_s=60"
                             "cloud.refresh_codec={codec}",
                             "output.plots=false", "compute_device=cpu"])
 t0 = time.perf_counter()
-fleet = Fleet(sc)
+fleet = Fleet(assemble(sc))
 built = time.perf_counter()
 result = fleet.run()
 done = time.perf_counter()
@@ -369,14 +383,18 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads({threads})
 from cemasim import scenario
+try:
+    from cemasim.assembly import assemble
+except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
+    assemble = lambda sc: sc
 from cemasim.sim.fleet import Fleet
 
 n = int(sys.argv[1])
 sets = [f"fleet.devices={{n}}", "duration_s=60", "arrivals.batch_size=1", "method.name=cema", "compute_device=cpu"]
-Fleet(scenario.load({qs!r}, ["fleet.devices=1", *sets[1:]]))  # warm imports, models, data
+Fleet(assemble(scenario.load({qs!r}, ["fleet.devices=1", *sets[1:]])))  # warm imports, models, data
 sc = scenario.load({qs!r}, sets)
 t0 = time.perf_counter()
-fleet = Fleet(sc)
+fleet = Fleet(assemble(sc))
 build_s = time.perf_counter() - t0
 # what identical results require of any build: each device's three numpy streams and its draw from the pool
 import numpy as np
@@ -417,14 +435,18 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads(1)
 from cemasim import scenario
+try:
+    from cemasim.assembly import assemble
+except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
+    assemble = lambda sc: sc
 from cemasim.sim.fleet import Fleet
 
 n, batch, method = int(sys.argv[1]), {batch}, {method!r}
 sets = [f"fleet.devices={{n}}", "duration_s=16", "drain_s=30", "arrivals.process=constant", "arrivals.rate_hz=4",
         f"arrivals.batch_size={{batch}}", f"method.name={{method}}", "output.plots=false", "compute_device=cpu",
         *{extra}]
-Fleet(scenario.load({qs!r}, ["fleet.devices=2", *sets[1:]])).run()  # warm imports, models, data
-fleet = Fleet(scenario.load({qs!r}, sets))
+Fleet(assemble(scenario.load({qs!r}, ["fleet.devices=2", *sets[1:]]))).run()  # warm imports, models, data
+fleet = Fleet(assemble(scenario.load({qs!r}, sets)))
 t0 = time.process_time()
 fleet.run()
 import resource
@@ -474,6 +496,7 @@ def forward_cost(quick: bool) -> None:
     """Per sample, at batch 1 and batch 64, in this process (1 torch thread): the edge model's forward
     (norm.forward, eval statistics) and the corruption of a test batch (Workload.materialize): the
     fixed costs a batch-1 device pays. Appended to forward.csv."""
+    from cemasim.assembly import assemble
     from cemasim.sim.fleet import Fleet
 
     threads = torch.get_num_threads()
@@ -485,7 +508,7 @@ def forward_cost(quick: bool) -> None:
         sc = scenario.load(QUICKSTART, ["fleet.devices=8", "duration_s=16", "arrivals.process=constant",
                                         "arrivals.rate_hz=4", f"arrivals.batch_size={batch}", "method.name=source",
                                         "compute_device=cpu"])
-        fleet = Fleet(sc)
+        fleet = Fleet(assemble(sc))
         batches = [(d, b) for d in fleet.devices for b in d.batches][: (64 if quick else 512) // batch * 8]
         n = sum(len(b) for _, b in batches)
         xs = [fleet.workload.materialize(b) for _, b in batches]  # warm

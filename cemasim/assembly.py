@@ -1,22 +1,47 @@
 """Scenario -> the objects a run is made of: torch device, workload, models, method, cloud
-hyper-parameters, hardware profiles. Shared by the simulator (sim/fleet.py) and the sequential
-reference loop (oracle.py); nothing here knows about simulated time.
+hyper-parameters, hardware profiles, and (`assemble`) the typed RunSpec the simulator receives.
+This is the one boundary between the scenario and the simulator: every unit conversion and every
+"null means unlimited" happens here, once. Shared by the simulator (sim/fleet.py) and the
+sequential reference loop (oracle.py); nothing here knows about simulated time.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import overload
 
 import numpy as np
 import torch
 
 from cemasim.errors import ConfigError
+from cemasim.methods import build_method
 from cemasim.methods.cema_cloud import NORM_MODES, CloudConfig
+from cemasim.models import norm
 from cemasim.models.profiles import DeviceProfile, profile_from
 from cemasim.models.resolve import build as resolve_model
+from cemasim.net.capacity_models import CAPACITY_MODELS
+from cemasim.net.intervals import AVAILABILITY, OUTAGES
+from cemasim.net.loss import LOSS_MODELS
+from cemasim.net.radio import RADIOS
+from cemasim.registry import Registry
 from cemasim.scenario import Scenario
-from cemasim.workload import Workload, open_source
+from cemasim.scenario.classes import DeviceClass, device_classes
+from cemasim.specs import (
+    ClassSpec,
+    CloudPlan,
+    CloudSpec,
+    DownSpec,
+    EnergySpec,
+    LinkSpec,
+    LossSpec,
+    Params,
+    RunSpec,
+    SharedSpec,
+    TraceSpec,
+    UploadSpec,
+)
+from cemasim.workload import Planner, Workload, domain_table, open_source
 
 
 def pick_device(choice: str, what: str = "compute_device") -> torch.device:
@@ -74,3 +99,117 @@ def cloud_config(sc: Scenario, num_classes: int) -> CloudConfig:
 def profile_of(spec, name: str) -> DeviceProfile:
     """A profile from a name, a file or an inline mapping (a Scenario view)."""
     return profile_from(spec.to_dict() if isinstance(spec, Scenario) else spec, name)
+
+
+def assemble(sc: Scenario) -> RunSpec:
+    """The typed spec of one run: models built, method and workload made, each device class resolved
+    (links in bit/s and seconds, arrivals, availability, energy) and the cloud's plan set. The order
+    of the builds is the simulator's of old: a random-weights model draws nothing from torch's
+    global generator, but the order keeps every draw where it was."""
+    torch_device = pick_device(sc.compute_device)
+    torch.manual_seed(sc.seed)  # nothing should draw from it; belt and braces for library code
+    workload, mask = build_workload(sc)
+    edge_model, edge_spec = build_model(sc, "edge", torch_device, workload, mask)
+    check_outputs(edge_spec, workload, mask, "edge")
+    edge_model = norm.convert(edge_model)
+    method = build_method(sc, edge_spec.num_classes)
+    ids = domain_table(sc)
+    workload.domains = list(ids)
+    gate = method.new_gate()  # the selection policy gating this method's uploads (None: the paper's)
+    cloud = cloud_spec(sc, torch_device, workload, mask, edge_spec.num_classes, gate) if method.uses_cloud else None
+    up = sc.upload
+    upload = UploadSpec(up.encoding, up.jpeg_quality, up.budget_bytes, up.budget_window_s, up.downscale,
+                        up.queue_capacity, up.drop_policy,
+                        sc.selection.max_delay_s if gate is not None and gate.expires_uploads else None)
+    profiles: dict[str, DeviceProfile] = {}  # one profile object per distinct spec: per-profile costs are cached
+    classes = tuple(class_spec(cls, workload, ids, profiles) for cls in device_classes(sc))
+    return RunSpec(sc.seed, sc.duration_s, sc.duration_s + sc.drain_s, sc.fleet.devices, torch_device, workload,
+                   edge_model, edge_spec, method, classes, upload, cloud, sc.fleet.batch_across_devices,
+                   sc.fleet.predict_ahead, protocol(sc, workload), sc.cloud.gpus,
+                   profile_of(sc.cloud.profile, "cloud").active_w)
+
+
+def cloud_spec(sc: Scenario, torch_device: torch.device, workload: Workload, mask: np.ndarray | None,
+               num_classes: int, gate) -> CloudSpec:
+    c = sc.cloud
+    foundation, f_spec = build_model(sc, "foundation", torch_device, workload, mask)
+    check_outputs(f_spec, workload, mask, "foundation")
+    plan = CloudPlan(c.chunk_size, c.replay_min, c.replay_batch, c.replay_only_batch, c.refresh_every,
+                     c.refresh_codec, c.refresh_topk, backlog_hint=bool(gate is not None and gate.reads_backlog))
+    return CloudSpec(c.gpus, c.scheduler, profile_of(c.profile, "cloud"), bits_per_s(c.ingress_mbps),
+                     bits_per_s(c.egress_mbps), norm.convert(foundation), f_spec, cloud_config(sc, num_classes), plan,
+                     c.replay_capacity, c.replay_scope == "shared", c.foundation_scope == "shared",
+                     sc.method.answer_bytes)
+
+
+def class_spec(cls: DeviceClass, workload: Workload, ids: dict, profiles: dict[str, DeviceProfile]) -> ClassSpec:
+    """One device class as its devices see it: the class's sections merged over the top level."""
+    view = cls.view
+    key = str(view.fleet.profile)
+    if key not in profiles:
+        profiles[key] = profile_of(view.fleet.profile, "fleet")
+    profile = profiles[key]
+    return ClassSpec(cls.name, cls.devices, view.seed, Planner(view, workload, ids), profile,
+                     link_spec(view, "uplink"), link_spec(view, "downlink"),
+                     down_spec(view.availability, AVAILABILITY, view.availability.process),
+                     energy_spec(view.energy, profile), view.shift.protocol == "reset")
+
+
+@overload
+def bits_per_s(mbps: float) -> float: ...
+@overload
+def bits_per_s(mbps: None) -> None: ...
+def bits_per_s(mbps: float | None) -> float | None:
+    """Mbit/s -> bit/s, the only place the simulator's rates are converted (None stays None)."""
+    return None if mbps is None else mbps * 1e6
+
+
+def link_spec(view: Scenario, direction: str) -> LinkSpec:
+    """One direction of a device's link: null bandwidth is unlimited (math.inf), milliseconds are seconds,
+    a null capacity model is the trace when one is given, else the constant rate."""
+    s = view[direction]
+    loss = s.loss
+    retry_ms = loss.retry_timeout_ms if loss.retry_timeout_ms is not None else 2 * s.latency_ms + 200.0
+    loss_spec = LossSpec(loss.model, Params(loss.to_dict()), LOSS_MODELS.get(loss.model) is not None,
+                         loss.max_retries, retry_ms / 1e3)
+    trace = None if s.trace is None else TraceSpec(s.trace, s.trace_format, s.trace_bin_ms,
+                                                    s.trace_phase == "random", s.trace_end)
+    shared = None if s.shared_mbps is None else SharedSpec(bits_per_s(s.shared_mbps), s.group_size,
+                                                           s.shared_discipline == "fifo")
+    outages = down_spec(s.outages, OUTAGES, s.outages.process)
+    capacity = s.capacity or ("trace" if trace is not None else "constant")
+    random = (trace is not None and trace.random_phase) or outages.random or loss_spec.lossy \
+        or bool(CAPACITY_MODELS.meta(capacity).get("random"))
+    rate = bits_per_s(s.bandwidth_mbps)
+    return LinkSpec(direction, capacity, Params(s.capacity_params.to_dict()), math.inf if rate is None else rate,
+                    s.latency_ms / 1e3, trace, outages, loss_spec, shared, s.packet_header_bytes, s.mss_bytes, random)
+
+
+def down_spec(section: Scenario, kinds: Registry, process: str) -> DownSpec:
+    return DownSpec(process, Params(section.to_dict()), bool(kinds.meta(process).get("random")),
+                    section.in_flight == "lost")
+
+
+def energy_spec(energy: Scenario, profile: DeviceProfile) -> EnergySpec:
+    """A null per-bit figure is the radio preset's; a null compute power the profile's."""
+    radio = RADIOS.get(energy.radio)
+    return EnergySpec(radio.name,
+                      radio.tx_nj_per_bit if energy.tx_nj_per_bit is None else energy.tx_nj_per_bit,
+                      radio.rx_nj_per_bit if energy.rx_nj_per_bit is None else energy.rx_nj_per_bit,
+                      profile.active_w if energy.compute_w is None else energy.compute_w,
+                      math.nan if energy.compute_nj_per_flop is None else energy.compute_nj_per_flop)
+
+
+def protocol(sc: Scenario, workload: Workload) -> dict:
+    """What a reported number must carry: data, shift protocol, order, metric, weights."""
+    return {
+        "data": workload.source.protocol,
+        "shift_protocol": sc.shift.protocol,
+        "fleet_order": sc.shift.order,
+        "label_shift": sc.shift.label_shift,
+        "metric": "online top-1 accuracy over every prediction (higher is better)",
+        "edge_model": sc.models.edge,
+        "edge_weights": sc.models.edge_weights or "shipped zoo weights / library cache",
+        "foundation_model": sc.models.foundation,
+        "foundation_weights": sc.models.foundation_weights or "shipped zoo weights / library cache",
+    }

@@ -11,7 +11,8 @@ validate the scenario they run):
 
 Plugin authors import what they register with from here: every registry of REGISTRIES (METHODS,
 CORRUPTIONS, DATASETS, MODELS, PROFILES, RADIOS, ARRIVALS, SELECTION_POLICIES, LOSS_MODELS, OUTAGES,
-AVAILABILITY), and Field / Section for a method's own parameters (`method.params`).
+AVAILABILITY, CAPACITY_MODELS, SCHEDULERS), and Field / Section for the parameters a method or a
+capacity model declares (`method.params`, `uplink.capacity_params`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ REGISTRIES = {"methods": ("cemasim.methods", "METHODS"), "models": ("cemasim.mod
               "arrivals": ("cemasim.data.arrivals", "ARRIVALS"), "datasets": ("cemasim.data.datasets", "DATASETS"),
               "radios": ("cemasim.net.radio", "RADIOS"), "policies": ("cemasim.methods.policies", "SELECTION_POLICIES"),
               "losses": ("cemasim.net.loss", "LOSS_MODELS"), "outages": ("cemasim.net.intervals", "OUTAGES"),
-              "availability": ("cemasim.net.intervals", "AVAILABILITY")}
+              "availability": ("cemasim.net.intervals", "AVAILABILITY"),
+              "capacities": ("cemasim.net.capacity_models", "CAPACITY_MODELS"),
+              "schedulers": ("cemasim.scheduling", "SCHEDULERS")}
 _EXPORTS = {name: module for module, name in REGISTRIES.values()} | {"Field": "cemasim.schema",
                                                                      "Section": "cemasim.schema"}
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from cemasim.assembly import assemble
 from cemasim.errors import RunError
 from cemasim.results import plots, writer
 from cemasim.results.summary import accuracy_by_domain, summarize, timeline
@@ -30,7 +31,7 @@ Progress = bool | Callable[[int, int], None]  # a bar on stderr, or a callback(p
 
 def simulate(sc: Scenario, progress: Progress = False) -> tuple[dict[str, pd.DataFrame], dict[str, Any], Any]:
     """Run the simulation in memory: (tables, summary, SimResult); RunError when nothing was predicted."""
-    fleet = Fleet(sc)
+    fleet = Fleet(assemble(sc))
     bar = _progress_bar(sc, fleet.n_samples) if progress is True else None
     report = None
     if bar is not None:

@@ -21,6 +21,7 @@ from cemasim.data.datasets import ImageSource, open_dataset
 from cemasim.data.shifts import Domain, Schedule, all_domains, build_schedule, image_order, schedule_picks
 from cemasim.net.capacity import DownIntervals
 from cemasim.rng import numpy_rng, numpy_rngs, torch_seed, torch_seeds
+from cemasim.specs import Params
 
 
 @dataclass(eq=False)
@@ -190,7 +191,10 @@ class Planner:
     MAX_SCHEDULES = 1024
 
     def __init__(self, sc, workload: Workload, domain_ids: dict[Domain, int]):
-        self.sc, self.workload, self.domain_ids = sc, workload, domain_ids
+        # what it reads of the scenario, as plain data: a planner travels into the simulator
+        self.seed, self.duration_s = sc.seed, sc.duration_s
+        self.arrival_keys, self.shift = Params(sc.arrivals.to_dict()), Params(sc.shift.to_dict())
+        self.workload, self.domain_ids = workload, domain_ids
         self.arrivals = ARRIVALS.get(sc.arrivals.process)
         self.pool = np.arange(len(workload.labels))
         self.pool.setflags(write=False)
@@ -202,10 +206,9 @@ class Planner:
         """(test batches, arrival times of missed samples): samples arriving while the device is off are
         missed. Domains and images are drawn for every arrival first, so availability does not change
         what the other samples are. `streams`: the device's PLAN_STREAMS, if already made (plan_streams)."""
-        sc = self.sc
-        arr, sh = sc.arrivals, sc.shift
-        arrivals, rng, images = streams or (numpy_rng(sc.seed, name, device) for name in PLAN_STREAMS)
-        times = self.arrivals(arr, sc.duration_s, arrivals, device)
+        arr, sh = self.arrival_keys, self.shift
+        arrivals, rng, images = streams or (numpy_rng(self.seed, name, device) for name in PLAN_STREAMS)
+        times = self.arrivals(arr, self.duration_s, arrivals, device)
         schedule, ids = self._schedule(schedule_picks(len(sh.segments), sh.order, rng, device))
         local, segment = schedule.domain_and_segment(times, rng)
         domain = ids[local]
@@ -225,7 +228,7 @@ class Planner:
         key = tuple(picks.tolist())
         kept = self._schedules.get(key)
         if kept is None:
-            sh = self.sc.shift
+            sh = self.shift
             schedule = build_schedule([sh.segments[i] for i in key], sh.loop, sh.protocol)
             kept = schedule, np.array([self.domain_ids[d] for d in schedule.domains], dtype=np.int64)
             if len(self._schedules) < self.MAX_SCHEDULES:
@@ -234,7 +237,7 @@ class Planner:
 
     def _images(self, domain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Image index per sample: from the whole dataset, or (pre-corrupted data) from its domain's images."""
-        sh, workload = self.sc.shift, self.workload
+        sh, workload = self.shift, self.workload
         labels = workload.labels
         if not workload.pre_corrupted:
             return image_order(self.pool, labels, len(domain), sh.label_shift, rng, sh.dirichlet_alpha)

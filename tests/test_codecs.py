@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
+from cemasim.assembly import assemble
 from cemasim.data.encoding import encode
 from cemasim.errors import ConfigError
 from cemasim.models import codecs
@@ -123,7 +124,7 @@ LOSSY_DOWNLINK = ("downlink.loss.model=bernoulli", "downlink.loss.rate=0.3", "do
 
 
 def test_topk_device_and_cloud_copy_agree_through_lost_refreshes():
-    fleet = Fleet(small("cloud.refresh_codec=topk", "cloud.refresh_topk=0.05", *LOSSY_DOWNLINK))
+    fleet = Fleet(assemble(small("cloud.refresh_codec=topk", "cloud.refresh_topk=0.05", *LOSSY_DOWNLINK)))
     result = fleet.run()
     refreshes = result.recorder.tables()["refreshes"]
     assert (refreshes["dropped"] == "loss").sum() > 0 and refreshes["applied_s"].notna().sum() > 0

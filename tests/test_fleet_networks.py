@@ -75,10 +75,13 @@ def test_an_off_device_neither_predicts_nor_receives():
     assert summary["missed_samples"] == len(missed)
     devices = tables["devices"]
     assert (devices["available_s"] < sc.duration_s + sc.drain_s).all()
+    from cemasim.assembly import down_spec
+    from cemasim.net.intervals import AVAILABILITY
     from cemasim.sim.link_factory import off_intervals
 
+    availability = down_spec(sc.availability, AVAILABILITY, sc.availability.process)
     for d in range(sc.fleet.devices):
-        off = off_intervals(sc, sc.seed, d, sc.duration_s + sc.drain_s)
+        off = off_intervals(availability, sc.seed, d, sc.duration_s + sc.drain_s)
         assert not off.covers(samples.loc[samples["device"] == d, "predicted_s"].to_numpy()).any()
         lost = missed.loc[missed["device"] == d, "arrival_s"].to_numpy()
         # missed: arrived while off, or in a batch that closed (at most max_wait_s later) while off
@@ -169,6 +172,7 @@ def test_energy_in_summary_matches_the_tables():
 def test_every_network_key_reaches_the_run(tmp_path):
     """Trace format/bin/end/phase, group_size, ingress/egress, trace-driven outages and availability,
     retry timeout and the explicit energy figures, each seen in the built fleet or the run's tables."""
+    from cemasim.assembly import assemble
     from cemasim.sim.fleet import Fleet
 
     mahimahi = tmp_path / "up.trace"  # 0-0.5 s: 2 packets/ms (24 Mbit/s), then 1 packet/ms (12 Mbit/s)
@@ -182,7 +186,7 @@ def test_every_network_key_reaches_the_run(tmp_path):
                f"uplink.outages.trace={outages}", "availability.process=trace", f"availability.trace={offs}",
                "uplink.loss.model=bernoulli", "uplink.loss.rate=0.2", "uplink.loss.retry_timeout_ms=50",
                "energy.tx_nj_per_bit=100", "energy.rx_nj_per_bit=10", "energy.compute_nj_per_flop=0.5")
-    fleet = Fleet(sc)
+    fleet = Fleet(assemble(sc))
     up0, up1 = fleet.devices[0].uplink, fleet.devices[1].uplink
     assert [r.name for r in up0.shared] == ["default/uplink/0", "cloud_ingress"]
     assert [r.name for r in up1.shared] == ["default/uplink/1", "cloud_ingress"]
@@ -204,9 +208,10 @@ def test_every_network_key_reaches_the_run(tmp_path):
 
 
 def test_compute_power_defaults_to_the_profile_active_w():
+    from cemasim.assembly import assemble
     from cemasim.sim.fleet import Fleet
 
-    devices = Fleet(small("fleet.profile={peak_flops_per_s: 1.0e10, active_w: 3.5}")).recorder.devices
+    devices = Fleet(assemble(small("fleet.profile={peak_flops_per_s: 1.0e10, active_w: 3.5}"))).recorder.devices
     assert [row["compute_w"] for row in devices] == [3.5, 3.5]
-    devices = Fleet(small("fleet.profile=rpi4", "energy.compute_w=2")).recorder.devices
+    devices = Fleet(assemble(small("fleet.profile=rpi4", "energy.compute_w=2"))).recorder.devices
     assert [row["compute_w"] for row in devices] == [2.0, 2.0]

@@ -1,6 +1,6 @@
 """The layers stay layered: the pure ML and data layers never import the simulator (SimPy), the
 scenario or anything above them; results never import the simulator, the sweep or the CLI; the
-simulator never imports what runs, prints or plots it. Lazy imports inside
+simulator never imports the scenario (it receives specs) nor what runs, prints or plots it. Lazy imports inside
 functions count too."""
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ RULES = {
                  "cemasim.sweeps", "cemasim.api", "cemasim.cli", "cemasim.results"),
     # results reads tables and summaries; the recorder that the simulator writes lives in sim/
     "results": ("cemasim.sim", "simpy", "cemasim.sweeps", "cemasim.cli", "cemasim.api", "cemasim.runner"),
-    # the simulator runs one scenario: it never reaches up to what runs many, prints or plots
-    "sim": ("cemasim.sweeps", "cemasim.cli", "cemasim.api", "cemasim.runner", "cemasim.results.figures",
-            "cemasim.results.plots", "matplotlib"),
+    # the simulator runs one run's spec (cemasim/specs.py, built by assembly.py): it never sees the
+    # scenario, nor reaches up to what runs many, prints or plots
+    "sim": ("cemasim.scenario", "cemasim.assembly", "cemasim.sweeps", "cemasim.cli", "cemasim.api",
+            "cemasim.runner", "cemasim.results.figures", "cemasim.results.plots", "matplotlib"),
 }
 
 

@@ -7,10 +7,13 @@ Assertions are against theory with a stated tolerance, never against pinned simu
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import simpy
 
+from cemasim.net.capacity import ConstantRate
 from cemasim.sim.link import Link
 from cemasim.sim.messages import Message
 
@@ -19,7 +22,7 @@ def test_fifo_serialisation_and_latency_exact():
     """1000 B at 8 Mbit/s = 1 ms on the wire; 5 ms latency; back-to-back messages pipeline."""
     env = simpy.Environment()
     inbox = simpy.Store(env)
-    link = Link(env, bandwidth_mbps=8.0, latency_ms=5.0, deliver=inbox)
+    link = Link(env, ConstantRate(8e6), 5e-3, deliver=inbox)
     msgs = [Message(0, 1000) for _ in range(3)]
     for m in msgs:
         link.send(m)
@@ -35,7 +38,7 @@ def test_packet_headers_by_hand():
     at 8 Mbit/s; wire_bytes counts them, the message's size and bytes_sent stay its payload."""
     env = simpy.Environment()
     inbox = simpy.Store(env)
-    link = Link(env, bandwidth_mbps=8.0, latency_ms=0.0, deliver=inbox, packet_header_bytes=66, mss_bytes=1448)
+    link = Link(env, ConstantRate(8e6), 0.0, deliver=inbox, packet_header_bytes=66, mss_bytes=1448)
     big, small = Message(0, 3000), Message(0, 16)
     link.send(big)
     link.send(small)
@@ -44,13 +47,13 @@ def test_packet_headers_by_hand():
     assert small.received_s == pytest.approx((3198 + 82) * 8 / 8e6)
     assert (big.wire_bytes, small.wire_bytes, big.size_bytes) == (3198, 82, 3000)
     assert link.bytes_sent == 3016
-    assert Link(env, 8.0, 0.0, inbox).wire_bits(3000) == 24000  # the default: the message's bytes alone
+    assert Link(env, ConstantRate(8e6), 0.0, inbox).wire_bits(3000) == 24000  # the default: the message's bytes alone
 
 
 def test_infinite_bandwidth_zero_latency_is_instant():
     env = simpy.Environment()
     inbox = simpy.Store(env)
-    link = Link(env, bandwidth_mbps=None, latency_ms=0.0, deliver=inbox)
+    link = Link(env, ConstantRate(math.inf), 0.0, deliver=inbox)
     m = Message(0, 10**9)
     link.send(m)
     env.run()
@@ -62,7 +65,7 @@ def test_bounded_queue_drop_policies(policy, survivors):
     """Capacity 2 waiting uploads; the first message goes straight onto the idle wire."""
     env = simpy.Environment()
     dropped = []
-    link = Link(env, 8.0, 0.0, simpy.Store(env), capacity=2, drop_policy=policy, on_drop=dropped.append)
+    link = Link(env, ConstantRate(8e6), 0.0, simpy.Store(env), capacity=2, drop_policy=policy, on_drop=dropped.append)
     msgs = [Message(0, 1000) for _ in range(4)]
     for m in msgs:
         link.send(m)
@@ -74,7 +77,7 @@ def test_bounded_queue_drop_policies(policy, survivors):
 
 def test_control_messages_are_never_dropped():
     env = simpy.Environment()
-    link = Link(env, 8.0, 0.0, simpy.Store(env), capacity=1)
+    link = Link(env, ConstantRate(8e6), 0.0, simpy.Store(env), capacity=1)
     msgs = [Message(0, 1000, droppable=False) for _ in range(5)]
     for m in msgs:
         link.send(m)
@@ -84,7 +87,7 @@ def test_control_messages_are_never_dropped():
 
 def _mean_wait(sizes: np.ndarray, gaps: np.ndarray, bandwidth_mbps: float) -> float:
     env = simpy.Environment()
-    link = Link(env, bandwidth_mbps, 0.0, simpy.Store(env))
+    link = Link(env, ConstantRate(bandwidth_mbps * 1e6), 0.0, simpy.Store(env))
     msgs = [Message(0, float(s)) for s in sizes]
 
     def source():

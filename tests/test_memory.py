@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cemasim.assembly import assemble
 from cemasim.methods import METHODS
 from cemasim.sim.fleet import Fleet
 from cemasim.sim.records import Columns
@@ -17,7 +18,7 @@ from tests.conftest import small
 
 
 def run(*overrides: str) -> Fleet:
-    fleet = Fleet(small(*overrides))
+    fleet = Fleet(assemble(small(*overrides)))
     fleet.run()
     return fleet
 
@@ -40,7 +41,8 @@ def test_devices_that_never_write_share_the_source_tensors():
     cases = (("cema", "cloud", True), ("source", "edge", True), ("bn_adapt", "edge", True), ("tent", "cloud", True),
              ("tent", "edge", False), ("onda", "edge", False))
     for method, deployment, shares in cases:
-        fleet = Fleet(small(f"method.name={method}", f"method.deployment={deployment}", "fleet.profile=jetson-nano"))
+        sc = small(f"method.name={method}", f"method.deployment={deployment}", "fleet.profile=jetson-nano")
+        fleet = Fleet(assemble(sc))
         assert fleet.method.edge_writes_state is not shares, method
         assert all((t is fleet.source_state[n]) is shares for n, t in fleet.devices[0].learner.state.items()), method
 
@@ -49,7 +51,7 @@ def test_devices_that_never_write_share_the_source_tensors():
 def test_no_method_writes_the_fleets_source_tensors(method):
     """Devices share the fleet's source tensors unless `edge_writes_state`: a method that wrote them in
     place anyway would change every device's starting point, and shows here."""
-    fleet = Fleet(small(f"method.name={method}", "duration_s=12", "drain_s=20", "fleet.profile=jetson-nano"))
+    fleet = Fleet(assemble(small(f"method.name={method}", "duration_s=12", "drain_s=20", "fleet.profile=jetson-nano")))
     before = {n: t.clone() for n, t in fleet.source_state.items()}
     fleet.run()
     assert all(torch.equal(fleet.source_state[n], t) for n, t in before.items())
@@ -66,11 +68,11 @@ def test_refreshed_devices_hold_their_own_tensors():
 def test_cema_students_borrow_the_source_tensors_until_they_distil():
     """A CEMA worker's student is the fleet's source tensors until its first distillation step copies
     them; the run's tables equal those of students copied at the build (the old way, forced here)."""
-    fleet = Fleet(small("method.name=cema", "fleet.devices=3"))
+    fleet = Fleet(assemble(small("method.name=cema", "fleet.devices=3")))
     workers = list(fleet.cloud_side().workers.values())
     assert workers and all(w.student_borrowed for w in workers)
     assert all(t is fleet.source_state[n] for w in workers for n, t in w.student.state.items())
-    copied = Fleet(small("method.name=cema", "fleet.devices=3"))
+    copied = Fleet(assemble(small("method.name=cema", "fleet.devices=3")))
     for w in copied.cloud_side().workers.values():
         w.student.state, w.student_borrowed = {n: t.clone() for n, t in w.student.state.items()}, False
     before = {n: t.clone() for n, t in fleet.source_state.items()}
@@ -90,7 +92,7 @@ def test_a_built_fleet_stays_collectable():
     import weakref
 
     def build() -> weakref.ref:
-        fleet = Fleet(small("method.name=cema", "fleet.devices=3"))
+        fleet = Fleet(assemble(small("method.name=cema", "fleet.devices=3")))
         assert gc.get_freeze_count() == 0 and gc.isenabled()
         return weakref.ref(fleet.devices[0])
 

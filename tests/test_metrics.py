@@ -193,11 +193,12 @@ def test_run_plots_mark_segment_boundaries(run):
 def test_backlog_counts_the_uploads_of_a_job_waiting_for_the_gpu():
     """scheduler: backlog ranks devices by uploads waiting at the cloud: inbox, unfilled chunk, and the
     chunk whose job waits for the GPU (before, that chunk vanished from the count while queued)."""
+    from cemasim.assembly import assemble
     from cemasim.sim.fleet import Fleet
 
     sc = small("fleet.devices=4", "method.name=upload_all", "cloud.scheduler=backlog", "cloud.gpus=1",
                "cloud.profile={peak_flops_per_s: 2.0e+10, utilization: 0.5, overhead_s: 0.01, can_train: true}")
-    fleet = Fleet(sc)
+    fleet = Fleet(assemble(sc))
     seen = 0
     while fleet.env.peek() <= sc.duration_s and seen < 20:
         fleet.env.step()

@@ -70,7 +70,7 @@ def test_exponential_intervals_have_the_stationary_down_share():
 def poisson_link_delays(access, seed=0, n=3000, rate_hz=20.0, size=25_000) -> list[float]:
     env, inbox = simpy.Environment(), None
     inbox = simpy.Store(env)
-    link = Link(env, None, 5.0, inbox, access=access)
+    link = Link(env, access, 5e-3, inbox)
     rng = np.random.default_rng(seed)
     msgs = []
 
@@ -96,7 +96,7 @@ def test_transfer_follows_trace_changes_in_flight():
     env = simpy.Environment()
     inbox = simpy.Store(env)
     trace = TraceRate(np.array([0.0, 1.0]), np.array([8e6, 1e6]), period_s=2.0, end="hold")
-    link = Link(env, None, 0.0, inbox, access=trace)
+    link = Link(env, trace, 0.0, inbox)
     msg = Message(0, 2_000_000)  # 16 Mbit: 8 in the first second, 8 more at 1 Mbit/s
     link.send(msg)
     env.run()
@@ -108,7 +108,7 @@ def test_outage_pauses_or_loses_the_transfer_in_flight(lose):
     env = simpy.Environment()
     inbox = simpy.Store(env)
     access = Gated(ConstantRate(1e6), [down([0.5], [2.0], lose=lose)])
-    link = Link(env, None, 0.0, inbox, access=access)
+    link = Link(env, access, 0.0, inbox)
     first, second = Message(0, 125_000), Message(0, 125_000)  # 1 s each at 1 Mbit/s
     link.send(first)
     link.send(second)
@@ -125,7 +125,7 @@ def test_outage_pauses_or_loses_the_transfer_in_flight(lose):
 def test_message_to_an_off_device_waits_or_is_lost(lose):
     env = simpy.Environment()
     inbox = simpy.Store(env)
-    link = Link(env, None, 20.0, inbox, receiver=down([0.01], [5.0], cause="device_off", lose=lose))
+    link = Link(env, ConstantRate(math.inf), 20e-3, inbox, receiver=down([0.01], [5.0], cause="device_off", lose=lose))
     msg = Message(0, 100, droppable=False)
     link.send(msg)
     env.run()
@@ -139,7 +139,7 @@ def test_bernoulli_loss_retransmits_geometrically():
     env = simpy.Environment()
     inbox = simpy.Store(env)
     rt = Retransmission(Bernoulli(np.random.default_rng(3), rate=0.3), max_retries=1000, retry_s=0.0)
-    link = Link(env, 8.0, 0.0, inbox, retransmission=rt)
+    link = Link(env, ConstantRate(8e6), 0.0, inbox, retransmission=rt)
     msgs = [Message(0, 1000) for _ in range(20_000)]
     for m in msgs:
         link.send(m)
@@ -153,7 +153,7 @@ def test_bernoulli_loss_retransmits_geometrically():
 def test_retries_exhausted_drop_with_cause_loss():
     env = simpy.Environment()
     rt = Retransmission(Bernoulli(np.random.default_rng(0), rate=1.0), max_retries=2, retry_s=0.1)
-    link = Link(env, 8.0, 0.0, simpy.Store(env), retransmission=rt)
+    link = Link(env, ConstantRate(8e6), 0.0, simpy.Store(env), retransmission=rt)
     msg = Message(0, 1000)
     link.send(msg)
     env.run()
@@ -270,8 +270,8 @@ def test_shared_link_behind_traced_and_gated_access_links():
     ap = Resource("ap", ConstantRate(4e6))
     inbox = simpy.Store(env)
     gated = Gated(ConstantRate(10e6), [down([0.5], [1.5])])
-    one = Link(env, None, 0.0, inbox, access=gated, shared=[ap], network=net)
-    two = Link(env, 10.0, 0.0, inbox, shared=[ap], network=net)
+    one = Link(env, gated, 0.0, inbox, shared=[ap], network=net)
+    two = Link(env, ConstantRate(10e6), 0.0, inbox, shared=[ap], network=net)
     m1, m2 = Message(0, 250_000), Message(1, 250_000)  # 2 Mbit each
     one.send(m1)
     two.send(m2)

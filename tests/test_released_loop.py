@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cemasim.assembly import build_workload
+from cemasim.assembly import assemble, build_workload
 from cemasim.data.encoding import to_uint8
 from cemasim.methods.presets import cloud_lrs
 from cemasim.models import zoo
@@ -82,7 +82,7 @@ def test_ideal_network_and_sequential_loop_equal_the_released_code(case):
     assert len(preds) == n_batches * 64
     assert masks.sum() > 300, "enough uploads that replay (256) is exercised"
 
-    fleet = Fleet(sc)
+    fleet = Fleet(assemble(sc))
     tables = fleet.run().recorder.tables()
     samples = tables["samples"]
     np.testing.assert_array_equal(samples["selected"].to_numpy(), masks)

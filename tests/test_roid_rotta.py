@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from cemasim.assembly import assemble
 from cemasim.errors import ConfigError
 from cemasim.methods import build_method
 from cemasim.methods.optim import Learner
@@ -134,7 +135,8 @@ def test_rotta_device_state_is_the_teacher_with_its_statistics():
 @pytest.mark.parametrize("name", ["roid", "rotta"])
 def test_charged_as_two_passes_and_run_where_tent_runs(name):
     edge = ["method.deployment=edge", "fleet.profile=jetson-nano"]
-    fleet, tent = Fleet(small(f"method.name={name}", *edge)), Fleet(small("method.name=tent", *edge))
+    fleet = Fleet(assemble(small(f"method.name={name}", *edge)))
+    tent = Fleet(assemble(small("method.name=tent", *edge)))
     assert fleet.devices[0].cost.flops_per_sample == pytest.approx(2 * tent.devices[0].cost.flops_per_sample,
                                                                    rel=0.01)
     assert fleet.method.adapts_on_edge and not fleet.method.uses_cloud

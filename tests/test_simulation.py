@@ -78,10 +78,11 @@ def test_same_seed_identical_tables_different_seed_differs():
 
 
 def test_devices_share_one_backbone_and_hold_small_state():
+    from cemasim.assembly import assemble
     from cemasim.models import norm
     from cemasim.sim.fleet import Fleet
 
-    fleet = Fleet(small("fleet.devices=3"))
+    fleet = Fleet(assemble(small("fleet.devices=3")))
     assert len({id(d.model) for d in fleet.devices}) == 1
     per_device = norm.state_bytes(fleet.devices[0].state)
     backbone = sum(p.numel() * p.element_size() for p in fleet.edge_model.parameters())
@@ -110,9 +111,10 @@ def test_running_norm_mode_carries_statistics():
 
 
 def _planned_samples(sc) -> int:
+    from cemasim.assembly import assemble
     from cemasim.sim.fleet import Fleet
 
-    fleet = Fleet(sc)
+    fleet = Fleet(assemble(sc))
     return fleet.n_samples + len(fleet.recorder.missed)  # every arrival (those planned as missed included)
 
 
@@ -176,9 +178,10 @@ def test_cross_device_batching_gives_the_same_results(method, batch):
     aligned = ["arrivals.process=constant", "arrivals.aligned=true", "fleet.devices=4", f"method.name={method}",
                f"arrivals.batch_size={batch}", "duration_s=8" if batch == 1 else "duration_s=40"]
     plain, _, _ = runner.simulate(small(*aligned))
+    from cemasim.assembly import assemble
     from cemasim.sim.fleet import Fleet
 
-    fleet = Fleet(small(*aligned, "fleet.batch_across_devices=true"))
+    fleet = Fleet(assemble(small(*aligned, "fleet.batch_across_devices=true")))
     result = fleet.run()
     merged = result.recorder.tables()
     assert fleet.batcher.merged > fleet.batcher.calls > 0  # merging really happened
@@ -194,9 +197,10 @@ def test_predicting_ahead_gives_the_same_results(method, extra):
     without it, float for float: refreshes and segment resets in the middle of a window included."""
     sets = ["arrivals.batch_size=1", "duration_s=12", f"method.name={method}", *extra]
     plain, _, _ = runner.simulate(small(*sets))
+    from cemasim.assembly import assemble
     from cemasim.sim.fleet import Fleet
 
-    fleet = Fleet(small(*sets, "fleet.predict_ahead=32"))
+    fleet = Fleet(assemble(small(*sets, "fleet.predict_ahead=32")))
     ahead = fleet.run().recorder.tables()
     windows = [d.ahead for d in fleet.devices if d.ahead is not None]
     assert len(windows) == len(fleet.devices) and sum(w.predicted for w in windows) >= len(plain["samples"])
@@ -211,13 +215,15 @@ def test_predicting_ahead_gives_the_same_results(method, extra):
 def test_predicting_ahead_applies_only_where_it_is_exact():
     """Edge adaptation, statistics written by the forward, logits that depend on the batch (LAME) and
     batches of several samples keep their own path."""
+    from cemasim.assembly import assemble
     from cemasim.sim.fleet import Fleet
 
     for sets in (["method.name=tent", "method.deployment=edge", "fleet.profile=jetson-orin-nano"],
                  ["method.name=onda"], ["method.name=lame"], ["method.name=source", "arrivals.batch_size=2"]):
-        fleet = Fleet(small("arrivals.batch_size=1", *sets, "fleet.predict_ahead=8"))
+        fleet = Fleet(assemble(small("arrivals.batch_size=1", *sets, "fleet.predict_ahead=8")))
         assert all(d.ahead is None for d in fleet.devices), sets
-    assert all(d.ahead is not None for d in Fleet(small("arrivals.batch_size=1", "fleet.predict_ahead=8")).devices)
+    fleet = Fleet(assemble(small("arrivals.batch_size=1", "fleet.predict_ahead=8")))
+    assert all(d.ahead is not None for d in fleet.devices)
 
 
 def test_selection_thresholds_do_not_touch_the_clouds_weighting():

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cemasim import scenario
+from cemasim.assembly import assemble
 from cemasim.errors import ConfigError
 from cemasim.methods import build_method
 from cemasim.methods.deyo import DeYO, patch_shuffle
@@ -92,7 +93,7 @@ def test_t3a_keeps_every_support_when_unlimited():
 
 def test_t3a_state_is_per_device_and_a_reset_empties_it():
     sc = small("method.name=t3a", "fleet.profile=rpi4", "duration_s=12", "drain_s=20")  # rpi4 cannot train
-    fleet = Fleet(sc)
+    fleet = Fleet(assemble(sc))
     fleet.run()
     a, b = (d.learner.extra["t3a"] for d in fleet.devices[:2])
     assert len(a.labels) > 10 and not (len(a.labels) == len(b.labels) and torch.equal(a.features, b.features))
@@ -189,7 +190,7 @@ def test_deyo_adapts_the_authors_parameter_set():
 
 def test_deyo_charges_its_shuffled_forward_and_runs_where_tent_runs():
     edge = ["method.deployment=edge", "fleet.profile=jetson-nano"]
-    deyo, tent = Fleet(small("method.name=deyo", *edge)), Fleet(small("method.name=tent", *edge))
+    deyo, tent = Fleet(assemble(small("method.name=deyo", *edge))), Fleet(assemble(small("method.name=tent", *edge)))
     assert deyo.devices[0].cost.flops_per_sample == pytest.approx(2 * tent.devices[0].cost.flops_per_sample)
     assert deyo.method.adapts_on_edge and not deyo.method.uses_cloud
     offloaded = build_method(small("method.name=deyo"), 10)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from cemasim import runner
+from cemasim.assembly import assemble
 from cemasim.data.shifts import GRADUAL, device_schedule, image_order
 from cemasim.errors import ConfigError, DataError
 from cemasim.sim.fleet import Fleet
@@ -74,7 +75,7 @@ def test_protocols_keep_the_invariants(extra):
 def test_trace_arrivals(tmp_path):
     trace = tmp_path / "arrivals.csv"
     pd.DataFrame({"device": [0, 0, 0, 1], "time_s": [1.0, 2.5, 2.0, 3.0]}).to_csv(trace, index=False)
-    fleet = Fleet(small(f"arrivals.trace={trace}", "arrivals.process=trace"))
+    fleet = Fleet(assemble(small(f"arrivals.trace={trace}", "arrivals.process=trace")))
     assert np.concatenate([b.arrival_s for b in fleet.devices[0].batches]).tolist() == [1.0, 2.0, 2.5]
     assert np.concatenate([b.arrival_s for b in fleet.devices[1].batches]).tolist() == [3.0]
     with pytest.raises(ConfigError, match="arrivals.trace: no such file"):
@@ -88,7 +89,7 @@ def test_cifar10_c_with_external_models_runs_the_fleet(cifar10_c_root):  # noqa:
                "models.foundation=torchvision:resnet18", "models.foundation_weights=random",
                "shift.segments=[{corruption: gaussian_noise, severity: 2, duration_s: 6}, "
                "{corruption: fog, severity: 5, duration_s: 6}]")
-    fleet = Fleet(sc)
+    fleet = Fleet(assemble(sc))
     tables, summary, _ = runner.simulate(sc)
     check_invariants(tables, fleet.n_samples)
     images = np.concatenate([b.image_idx for b in fleet.devices[0].batches])
@@ -101,9 +102,9 @@ def test_cifar10_c_with_external_models_runs_the_fleet(cifar10_c_root):  # noqa:
 
 def test_missing_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="expected"):
-        Fleet(small("data.dataset=cifar10_c", f"data.root={tmp_path}", "models.edge=torchvision:resnet18",
+        Fleet(assemble(small("data.dataset=cifar10_c", f"data.root={tmp_path}", "models.edge=torchvision:resnet18",
                     "models.foundation=torchvision:resnet18", "models.edge_weights=random",
-                    "models.foundation_weights=random"))
+                    "models.foundation_weights=random")))
 
 
 def test_imagenet_r_masks_outputs_to_its_classes(imagenet_r_root):  # noqa: F811
@@ -111,7 +112,7 @@ def test_imagenet_r_masks_outputs_to_its_classes(imagenet_r_root):  # noqa: F811
                "arrivals.rate_hz=2", "method.name=source", "models.edge=torchvision:resnet18",
                "models.edge_weights=random", "models.foundation=torchvision:resnet18",
                "models.foundation_weights=random", "shift.segments=[{corruption: clean, severity: 1, duration_s: 3}]")
-    fleet = Fleet(sc)
+    fleet = Fleet(assemble(sc))
     assert fleet.edge_spec.num_classes == 200
     tables, _, _ = runner.simulate(sc)
     assert tables["samples"]["label"].between(0, 199).all() and tables["samples"]["pred"].between(0, 199).all()

@@ -21,6 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from cemasim.assembly import assemble  # noqa: E402
 from cemasim.scenario import load  # noqa: E402
 from cemasim.sim.fleet import Fleet  # noqa: E402
 from tests import test_released_loop as loop  # noqa: E402
@@ -63,7 +64,7 @@ def main() -> None:
             sc = load(None, loop.IDEAL + loop.RELEASED + ["method.name=cema", f"method.norm_mode={norm_mode}",
                                                          f"duration_s={8 * n_batches}"])
             preds, masks, state = released(sc)
-            fleet = Fleet(sc)
+            fleet = Fleet(assemble(sc))
             samples = fleet.run().recorder.tables()["samples"]
             sim_state = flat(fleet.devices[0].learner.state)
             comparisons = {

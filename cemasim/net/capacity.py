@@ -15,8 +15,19 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+
+
+class Capacity(Protocol):
+    """What a link or a shared resource asks of its capacity: ConstantRate, TraceRate, Gated, or a
+    plugin's capacity model (net/capacity_models.py). Rates in bit/s, times in s."""
+
+    def rate_at(self, t: float) -> float: ...
+    def next_change(self, t: float) -> float: ...  # the next time the rate changes (math.inf: never)
+    def bits_between(self, t0: float, t1: float) -> float: ...
+    def finish_time(self, t0: float, bits: float) -> float: ...  # exact: `bits` sent from t0 are done then
 
 
 class ConstantRate:
@@ -239,7 +250,7 @@ def merge(intervals: list[DownIntervals]) -> tuple[np.ndarray, np.ndarray]:
 class Gated:
     """`inner` capacity, zero while any of `down` is in force."""
 
-    def __init__(self, inner: ConstantRate | TraceRate, down: list[DownIntervals]):
+    def __init__(self, inner: Capacity, down: list[DownIntervals]):
         self.inner, self.down = inner, [d for d in down if len(d.starts)]
         self.union = DownIntervals(*merge(self.down), cause="any")
 
@@ -288,5 +299,3 @@ class Gated:
                     first = (s, d.cause)
         return first
 
-
-Capacity = ConstantRate | TraceRate | Gated

@@ -109,14 +109,40 @@ def _params_problems(method: dict[str, Any]) -> list[str]:
     """method.params against what the method declares (METHODS.add(..., params=Section)), defaults filled."""
     from cemasim.methods import METHODS
 
-    name, given = method["name"], method["params"]
-    if not isinstance(name, str) or name not in METHODS or not isinstance(given, dict):
+    return _declared_problems(METHODS, method, "name", "params", "method")
+
+
+def _capacity_problems(sc: dict[str, Any]) -> list[str]:
+    """Each link's capacity model: the trace it reads, and the parameters it declares."""
+    from cemasim.net.capacity_models import CAPACITY_MODELS
+
+    problems = []
+    for direction in ("uplink", "downlink"):
+        link = sc[direction]
+        name, trace = link["capacity"], link["trace"]
+        if name == "trace" and not trace:
+            problems.append(f"{direction}.trace: required when {direction}.capacity is trace")
+        if name == "constant" and trace:
+            problems.append(f"{direction}.capacity: constant ignores {direction}.trace ({trace}); set one of them")
+        if name is None and link["capacity_params"]:
+            problems.append(f"{direction}.capacity_params: {direction}.capacity is not set, so no model reads them")
+        elif name is not None:
+            problems += _declared_problems(CAPACITY_MODELS, link, "capacity", "capacity_params", direction)
+    return problems
+
+
+def _declared_problems(registry, section: dict[str, Any], name_key: str, params_key: str, path: str) -> list[str]:
+    """`section[params_key]` against the Section that the entry named `section[name_key]` declared at
+    registration (`registry.add(..., params=Section)`), resolved in place with its defaults."""
+    name, given = section[name_key], section[params_key]
+    if not isinstance(name, str) or name not in registry or not isinstance(given, dict):
         return []  # reported elsewhere
-    declared = METHODS.meta(name).get("params")
+    declared = registry.meta(name).get("params")
+    where = f"{path}.{params_key}"
     if declared is None:
-        return [f"method.params: {name} declares no parameters, got {', '.join(map(str, given))}"] if given else []
+        return [f"{where}: {name} declares no parameters, got {', '.join(map(str, given))}"] if given else []
     problems: list[str] = []
-    method["params"] = resolve(declared, given, "method.params", problems)
+    section[params_key] = resolve(declared, given, where, problems)
     return problems
 
 
@@ -363,6 +389,7 @@ def _device_problems(sc: dict[str, Any]) -> list[str]:
         if section["process"] == needs and not section["trace"]:
             problems.append(f"{key}.trace: required when {key}.process is trace")
     problems += _file_problems(sc)
+    problems += _capacity_problems(sc)
     radio = sc["energy"]["radio"]
     if isinstance(radio, str) and radio not in RADIOS:
         problems.append(f"energy.radio: {RADIOS.unknown(radio)}")

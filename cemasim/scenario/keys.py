@@ -116,6 +116,11 @@ def link_section(direction: str, default_mbps: float) -> Section:
                    "segment behind it, loss, outages; FIFO, one message on the wire at a time.", {
         "bandwidth_mbps": F((float,), default_mbps, "own link rate; null = infinite (ignored when trace is set)",
                             "Mbit/s", (positive,), nullable=True),
+        "capacity": F((str,), None, "capacity model of the own link: constant (bandwidth_mbps), trace, or a "
+                      "plugin's (`cemasim list capacities`); null = trace when trace is set, else constant", "",
+                      (registered("cemasim.net.capacity_models", "CAPACITY_MODELS"),), nullable=True),
+        "capacity_params": F((dict,), {}, "the capacity model's own parameters, as the model declares them (a "
+                             "plugin's; see 'Capacity model parameters' below)"),
         "latency_ms": F((float,), 20.0, "one-way propagation latency (a CSV trace's latency_ms column overrides "
                         "it)", "ms", (non_negative,)),
         "trace": F((str,), None, "bandwidth trace file: CSV with time_s,mbps[,latency_ms] or a Mahimahi packet "
@@ -408,8 +413,8 @@ SCHEMA = Section(
             "scheduler": F((str,), "fifo", "which waiting GPU job runs next: fifo (by GPU request: a device's "
                            "worker requests its next job when the previous ends), round_robin (cycle over devices), "
                            "staleness (the device whose parameters are oldest; fifo without refreshes) or backlog "
-                           "(the device with most uploads waiting: inbox, unfilled chunk, queued job)", "",
-                           (one_of("fifo", "round_robin", "staleness", "backlog"),)),
+                           "(the device with most uploads waiting: inbox, unfilled chunk, queued job), or a plugin's "
+                           "(`cemasim list schedulers`)", "", (registered("cemasim.scheduling", "SCHEDULERS"),)),
             "ingress_mbps": F((float,), None, "cloud ingress capacity shared by every uplink transfer; null = "
                               "unlimited", "Mbit/s", (positive,), nullable=True),
             "egress_mbps": F((float,), None, "cloud egress capacity shared by every downlink transfer; null = "
@@ -484,17 +489,25 @@ def schema_markdown() -> str:
         "in 1/s at least 10^-9 (so that 1 / rate and the windows of a run stay finite numbers).",
         "",
     ]
-    return "\n".join(head + document(SCHEMA) + method_params_markdown()).rstrip() + "\n"
+    return "\n".join(head + document(SCHEMA) + declared_params_markdown()).rstrip() + "\n"
 
 
-def method_params_markdown() -> list[str]:
-    """'Method parameters': each registered method that declares its own `method.params` (plugins' too)."""
+def declared_params_markdown() -> list[str]:
+    """A section for each kind of registered entry that may declare parameters of its own (plugins' too)."""
     from cemasim.methods import METHODS
+    from cemasim.net.capacity_models import CAPACITY_MODELS
+
+    return (_declared("Method parameters", "method.params", "methods", METHODS)
+            + _declared("Capacity model parameters", "uplink.capacity_params` or `downlink.capacity_params",
+                        "capacity models", CAPACITY_MODELS))
+
+
+def _declared(title: str, key: str, kind: str, registry) -> list[str]:
     from cemasim.schema import document
 
-    lines = ["## Method parameters", "", "A method may declare parameters of its own, set under `method.params` "
-             "(docs/extending.md). The methods registered in this process that declare them:", ""]
-    declared = [(e.name, e.meta["params"]) for e in METHODS.entries() if e.meta.get("params") is not None]
+    lines = [f"## {title}", "", f"An entry may declare parameters of its own, set under `{key}` "
+             f"(docs/extending.md). The {kind} registered in this process that declare them:", ""]
+    declared = [(e.name, e.meta["params"]) for e in registry.entries() if e.meta.get("params") is not None]
     for name, section in declared:
-        lines += document(section, f"method.params ({name})", level=3)
-    return lines + ([] if declared else ["None of the built-in methods does.", ""])
+        lines += document(section, f"{key.split('`')[0]} ({name})", level=3)
+    return lines + ([] if declared else [f"None of the built-in {kind} does.", ""])

@@ -17,7 +17,6 @@ device).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import simpy
 import torch
@@ -44,24 +43,13 @@ from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
 from cemasim.sim.records import CloudJob, Recorder
 from cemasim.sim.scheduler import GpuPool
+from cemasim.specs import CloudPlan
 
 
 def image_of(upload: Upload) -> torch.Tensor:
     """An upload's encoded-and-decoded image (uint8); every upload the cloud receives carries one."""
     assert upload.image is not None
     return upload.image
-
-
-@dataclass(frozen=True)
-class CloudPlan:
-    chunk_size: int = 32
-    replay_min: int = 256
-    replay_batch: int = 96
-    replay_only_batch: int = 128
-    refresh_every: int = 1
-    refresh_codec: str = "float32"  # models/codecs.py
-    refresh_topk: float = 0.1  # the topk codec's share of each tensor
-    backlog_hint: bool = False  # refreshes carry the device's backlog (the backpressure policy)
 
 
 class Cloud:

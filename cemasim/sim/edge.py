@@ -30,6 +30,7 @@ from cemasim.net.capacity import DownIntervals
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
 from cemasim.sim.records import Recorder
+from cemasim.specs import UploadSpec
 from cemasim.workload import DevicePlan, TestBatch, Workload
 
 if TYPE_CHECKING:
@@ -50,19 +51,10 @@ class EdgeCost:
         return 0.0 if self.flops_per_sample == 0 else self.profile.seconds(self.flops(n))
 
 
-@dataclass(frozen=True)
-class UploadPolicy:
-    encoding: str = "png"
-    jpeg_quality: int = 90
-    budget_bytes: int | None = None
-    budget_window_s: float = 60.0
-    downscale: float = 1.0
-
-
 class EdgeDevice:
     def __init__(self, env: simpy.Environment, index: int, batches: DevicePlan, workload: Workload,
                  model: nn.Module, learner: Learner, method: Method, cost: EdgeCost,
-                 uplink: Link | None, inbox: simpy.Store, policy: UploadPolicy, recorder: Recorder,
+                 uplink: Link | None, inbox: simpy.Store, policy: UploadSpec, recorder: Recorder,
                  compute_device: torch.device, reset_on_segment: bool = False,
                  source_state: norm.NormState | None = None, off: DownIntervals | None = None):
         self.env, self.index, self.batches, self.workload = env, index, batches, workload

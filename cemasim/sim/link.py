@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import simpy
 
-from cemasim.net.capacity import Capacity, ConstantRate, DownIntervals, Gated
+from cemasim.net.capacity import Capacity, DownIntervals, Gated
 from cemasim.net.loss import LossModel
 from cemasim.sim.messages import Message
 from cemasim.sim.network import FluidNetwork, Resource
@@ -36,22 +36,23 @@ class Retransmission:
 
 
 class Link:
-    def __init__(self, env: simpy.Environment, bandwidth_mbps: float | None, latency_ms: float,
+    def __init__(self, env: simpy.Environment, access: Capacity, latency_s: float | Callable[[float], float],
                  deliver: simpy.Store, capacity: int | None = None, drop_policy: str = "tail",
-                 on_drop: Callable[[Message], None] | None = None, *, access: Capacity | None = None,
-                 latency_s: Callable[[float], float] | None = None, shared: list[Resource] | None = None,
+                 on_drop: Callable[[Message], None] | None = None, *, shared: list[Resource] | None = None,
                  network: FluidNetwork | None = None, retransmission: Retransmission | None = None,
                  receiver: DownIntervals | None = None, expire_s: float | None = None,
                  packet_header_bytes: int = 0, mss_bytes: int = 1448):
-        """`access`: the link's own capacity (default: constant `bandwidth_mbps`); `latency_s(t)`: one-way
-        latency of a message leaving the wire at t (default: constant `latency_ms`); `shared`: resources
-        of `network` crossed after the own link; `receiver`: when the receiving device is off;
+        """`access`: the link's own capacity (ConstantRate(bits_per_s) for the classic pipe); `latency_s`:
+        one-way latency in seconds, or a function of the time a message leaves the wire; `shared`:
+        resources of `network` crossed after the own link; `receiver`: when the receiving device is off;
         `packet_header_bytes`: what each packet of `mss_bytes` payload adds on the wire."""
         self.env, self.deliver = env, deliver
-        self.access = access if access is not None else \
-            ConstantRate(math.inf if bandwidth_mbps is None else bandwidth_mbps * 1e6)
-        fixed_latency = latency_ms / 1e3
-        self.latency_s = latency_s or (lambda t: fixed_latency)
+        self.access = access
+        if callable(latency_s):
+            self.latency_s = latency_s
+        else:
+            fixed_latency = latency_s
+            self.latency_s = lambda t: fixed_latency
         self.shared, self.network = shared or [], network
         self._own = Resource("access", self.access) if self.shared else None
         self.retransmission, self.receiver = retransmission, receiver

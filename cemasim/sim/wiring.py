@@ -58,12 +58,12 @@ def wiring(method: Method) -> Wiring:
 @wire("cema")
 def _cema(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
     """Foundation step + distillation into the device's student, replay buffer per device or shared."""
-    sc, cloud = fleet.sc, fleet.cloud_side()
-    teacher = cloud.foundation_learner if sc.cloud.foundation_scope == "shared" else cloud.foundation_learner.copy()
+    spec, cloud = fleet.cloud_spec(), fleet.cloud_side()
+    teacher = cloud.foundation_learner if spec.shared_foundation else cloud.foundation_learner.copy()
     CemaWorker(cloud, d, inbox, fleet.learner(shared=True), downlink,
-               fleet.shared_replay or ReplayBuffer(sc.cloud.replay_capacity), teacher,
-               partial(torch_generator, sc.seed, "replay", d), shared_replay=fleet.shared_replay is not None,
-               own_teacher=sc.cloud.foundation_scope == "device", source_state=fleet.source_state,
+               fleet.shared_replay or ReplayBuffer(spec.replay_capacity), teacher,
+               partial(torch_generator, fleet.spec.seed, "replay", d), shared_replay=fleet.shared_replay is not None,
+               own_teacher=not spec.shared_foundation, source_state=fleet.source_state,
                student_borrowed=True)
 
 
@@ -82,5 +82,5 @@ def _inference(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None
     """The frozen foundation model answers every upload; the device computes nothing."""
     cloud = fleet.cloud_side()
     per_sample = cloud.foundation_flops.per_sample("forward", "eval")
-    InferenceWorker(cloud, d, inbox, downlink, fleet.sc.method.answer_bytes,
+    InferenceWorker(cloud, d, inbox, downlink, fleet.cloud_spec().answer_bytes,
                     lambda n: cloud.profile.seconds(n * per_sample))
