@@ -17,6 +17,7 @@ import torch
 from cemasim.errors import ConfigError
 from cemasim.methods import build_method
 from cemasim.methods.cema_cloud import NORM_MODES, CloudConfig
+from cemasim.methods.registry import ln_c
 from cemasim.models import norm
 from cemasim.models.profiles import DeviceProfile, profile_from
 from cemasim.models.resolve import build as resolve_model
@@ -90,7 +91,7 @@ def cloud_config(sc: Scenario, num_classes: int) -> CloudConfig:
     c = sc.cloud
     foundation_lr, distill_lr = cloud_lrs(sc)
     student, foundation, teacher = NORM_MODES[sc.method.norm_mode]
-    return CloudConfig(e0=c.e0 * math.log(num_classes), foundation_lr=foundation_lr,
+    return CloudConfig(e0=c.e0 * ln_c(num_classes), foundation_lr=foundation_lr,
                        distill_lr=distill_lr, momentum=c.momentum, alpha=c.alpha, beta=c.beta, gamma=c.gamma,
                        temperature=c.temperature, student_mode=student, foundation_mode=foundation,
                        teacher_mode=teacher)
@@ -113,7 +114,8 @@ def assemble(sc: Scenario) -> RunSpec:
     check_outputs(edge_spec, workload, mask, "edge")
     edge_model = norm.convert(edge_model)
     method = build_method(sc, edge_spec.num_classes)
-    ids = domain_table(sc)
+    classes = device_classes(sc)
+    ids = domain_table(sc, classes)
     workload.domains = list(ids)
     gate = method.new_gate()  # the selection policy gating this method's uploads (None: the paper's)
     cloud = cloud_spec(sc, torch_device, workload, mask, edge_spec.num_classes, gate) if method.uses_cloud else None
@@ -122,9 +124,9 @@ def assemble(sc: Scenario) -> RunSpec:
                         up.queue_capacity, up.drop_policy,
                         sc.selection.max_delay_s if gate is not None and gate.expires_uploads else None)
     profiles: dict[str, DeviceProfile] = {}  # one profile object per distinct spec: per-profile costs are cached
-    classes = tuple(class_spec(cls, workload, ids, profiles) for cls in device_classes(sc))
+    specs = tuple(class_spec(cls, workload, ids, profiles) for cls in classes)
     return RunSpec(sc.seed, sc.duration_s, sc.duration_s + sc.drain_s, sc.fleet.devices, torch_device, workload,
-                   edge_model, edge_spec, method, classes, upload, cloud, sc.fleet.batch_across_devices,
+                   edge_model, edge_spec, method, specs, upload, cloud, sc.fleet.batch_across_devices,
                    sc.fleet.predict_ahead, protocol(sc, workload), sc.cloud.gpus,
                    profile_of(sc.cloud.profile, "cloud").active_w)
 

@@ -153,12 +153,13 @@ class Workload:
         return self.source.load(np.arange(min(n, len(self.source)))).float().div_(255.0)
 
 
-def domain_table(sc) -> dict[Domain, int]:
-    """Every (corruption, severity) any device class sees, numbered in order of appearance."""
+def domain_table(sc, classes: list | None = None) -> dict[Domain, int]:
+    """Every (corruption, severity) any device class sees, numbered in order of appearance
+    (`classes`: the scenario's device classes, if already made)."""
     from cemasim.scenario.classes import device_classes
 
     table: dict[Domain, int] = {}
-    for shift in [sc.shift] + [c.view.shift for c in device_classes(sc)]:
+    for shift in [sc.shift] + [c.view.shift for c in (device_classes(sc) if classes is None else classes)]:
         for domain in all_domains(shift.segments, shift.protocol):
             table.setdefault(domain, len(table))
     return table

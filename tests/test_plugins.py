@@ -1,4 +1,5 @@
-"""A method and a corruption from the user's own package, without touching cemasim: the example
+"""A method, a corruption, a capacity model and a GPU scheduler from the user's own package, without
+touching cemasim: the example
 plugin in tests/plugin_example is installed (offline, pip of a local folder) into a folder of its
 own and run through the command line and the Python API with a process pool, each in a fresh
 process that finds it by its entry point or by --plugin; tests/test_sweep.py's pool-against-Ray test
@@ -24,7 +25,8 @@ EXAMPLE = Path(__file__).resolve().parent / "plugin_example"
 pytestmark = pytest.mark.usefixtures("registries_restored")  # the plugins this module imports are forgotten after
 # the small scenario on the plugin's method and corruption, with the method's own parameter set
 USE = [*SMALL, "fleet.devices=1", "duration_s=20", "drain_s=30", "method.name=margin_upload",
-       "method.params.margin=0.5", "shift.segments=[{corruption: stripes, severity: 4, duration_s: 20}]"]
+       "method.params.margin=0.5", "shift.segments=[{corruption: stripes, severity: 4, duration_s: 20}]",
+       "uplink.capacity=day_night", "uplink.capacity_params.day_s=5", "cloud.scheduler=lifo"]
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +158,45 @@ def test_docs_document_a_plugins_parameters(tmp_path):
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     assert "### `method.params (margin_upload)`" in text and "| `margin` | number |" in text
+
+
+def test_a_capacity_model_and_a_scheduler_from_a_plugin(monkeypatch):
+    from cemasim.assembly import assemble
+    from cemasim.net.capacity_models import CAPACITY_MODELS
+    from cemasim.scheduling import SCHEDULERS
+    from cemasim.sim.scheduler import GpuPool
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    base = [*[a for a in USE if not a.startswith(("uplink.capacity", "cloud.scheduler"))],
+            "plugins=[cemasim_example.plugin]"]
+    cases = {"uplink.capacity_params.day=5": "uplink.capacity_params.day: unknown key; did you mean 'day_s'?",
+             "uplink.capacity_params.night_share=0": "uplink.capacity_params.night_share: must be in (0, 1], got 0"}
+    for override, message in cases.items():
+        with pytest.raises(ConfigError) as err:
+            small(*base, "uplink.capacity=day_night", override)
+        assert any(message in p for p in err.value.problems), err.value.problems
+    with pytest.raises(ConfigError) as err:
+        small(*base, "uplink.capacity_params.day_s=5")
+    assert "uplink.capacity_params: uplink.capacity is not set, so no model reads them" in err.value.problems
+    sc = small(*base, "uplink.capacity=day_night", "uplink.capacity_params.night_share=0.25", "uplink.bandwidth_mbps=4",
+               "cloud.scheduler=lifo")
+    link = assemble(sc).classes[0].uplink
+    assert (link.capacity, link.params.day_s, link.bits_per_s) == ("day_night", 60.0, 4e6)  # the declared default
+    rate, latency = CAPACITY_MODELS.get("day_night")(link, None)
+    assert (rate.rate_at(30.0), rate.rate_at(90.0), rate.rate_at(150.0), latency) == (4e6, 1e6, 4e6, None)
+    tables, _, _ = simulate(sc)
+    assert len(tables["uploads"]) and len(tables["cloud_jobs"])
+
+    import simpy
+
+    env = simpy.Environment()
+    pool, order = GpuPool(env, 1, "lifo"), []
+
+    def run(d: int):
+        yield from pool.job(d, 1.0)
+        order.append(d)
+
+    for d in (9, 1, 2, 3):  # 9 holds the GPU while 1, 2, 3 queue: the last request runs first
+        env.process(run(d))
+    env.run()
+    assert order == [9, 3, 2, 1] and "lifo" in SCHEDULERS

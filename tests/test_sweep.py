@@ -75,13 +75,16 @@ def test_interrupted_sweep_keeps_finished_rows(tmp_path):
 
 
 def test_process_pool_and_ray_give_the_same_table(tmp_path, monkeypatch, registries_restored):
-    """A plugin's method among them (tests/plugin_example, on the workers' PYTHONPATH only, named by the
-    scenario's plugins list): every worker imports it, in the pool and on the Ray cluster."""
+    """A plugin's method among them, on the plugin's capacity model and GPU scheduler (tests/plugin_example,
+    on the workers' PYTHONPATH only, named by the scenario's plugins list): every worker imports it, in the
+    pool and on the Ray cluster."""
     pytest.importorskip("ray", reason="the test extra installs ray")
     example = str(Path(__file__).resolve().parent / "plugin_example")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([example, os.environ.get("PYTHONPATH", "")]))
     monkeypatch.syspath_prepend(example)  # this process validates the points
     monkeypatch.setitem(FIXED, "plugins", "[cemasim_example.plugin]")
+    monkeypatch.setitem(FIXED, "uplink.capacity", "day_night")  # the plugin's capacity model and GPU scheduler
+    monkeypatch.setitem(FIXED, "cloud.scheduler", "lifo")
     s = tiny_sweep({"method.name": ["source", "cema", "margin_upload"]}, seeds=2)
     local = sw.run_sweep(s, tmp_path / "local", workers=2, progress=False)
     assert (local["status"] == "ok").all()

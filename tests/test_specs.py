@@ -1,0 +1,117 @@
+"""The one boundary between the scenario and the simulator: assembly.assemble turns a Scenario into a
+RunSpec whose units are bits, bytes and seconds, whose nulls are decided, and from which no Scenario
+can be reached (the simulator never sees one; tests/test_layers.py keeps sim/ from importing it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pickle
+
+import pytest
+import torch
+
+from cemasim import scenario
+from cemasim.assembly import assemble, bits_per_s
+from cemasim.errors import ConfigError
+from cemasim.net.radio import RADIOS
+from cemasim.scenario import Scenario
+from cemasim.specs import Params
+from tests.conftest import small
+
+
+def reachable(obj, seen: set[int] | None = None, depth: int = 0):
+    """Every object reachable from `obj` through dataclass fields, containers and plain instances'
+    attributes (not into torch modules or tensors: the models hold no scenario)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 12 or isinstance(obj, (torch.nn.Module, torch.Tensor, str, bytes, int, float)):
+        return
+    seen.add(id(obj))
+    yield obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        children = [getattr(obj, f.name) for f in dataclasses.fields(obj)]
+    elif isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        children = list(obj)
+    elif isinstance(obj, Params):
+        children = [obj[k] for k in obj]
+    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("cemasim"):
+        children = list(vars(obj).values())
+    else:
+        children = []
+    for child in children:
+        yield from reachable(child, seen, depth + 1)
+
+
+def test_no_scenario_reaches_the_simulator():
+    sc = scenario.load("scenarios/commuter.yaml", ["fleet.devices=24", "duration_s=20", "compute_device=cpu"])
+    spec = assemble(sc)
+    assert len(spec.classes) > 1  # device classes, traces, a shared segment: every kind of section
+    found = [type(o).__name__ for o in reachable(spec) if isinstance(o, Scenario)]
+    assert not found
+    planner = spec.classes[0].planner
+    assert not any(isinstance(o, Scenario) for o in reachable(planner))
+
+
+def test_units_and_nulls_are_decided_at_the_boundary():
+    sc = small("uplink.bandwidth_mbps=2.5", "uplink.latency_ms=30", "downlink.bandwidth_mbps=null",
+               "uplink.loss.model=bernoulli", "uplink.loss.rate=0.1", "downlink.loss.model=bernoulli",
+               "downlink.loss.rate=0.1", "downlink.loss.retry_timeout_ms=50", "uplink.shared_mbps=8",
+               "cloud.ingress_mbps=20", "energy.radio=lte", "energy.rx_nj_per_bit=3")
+    spec = assemble(sc)
+    up, down = spec.classes[0].uplink, spec.classes[0].downlink
+    assert (up.bits_per_s, up.latency_s, up.capacity) == (2.5e6, 0.030, "constant")
+    assert down.bits_per_s == math.inf  # null bandwidth: unlimited
+    assert up.loss.retry_s == pytest.approx((2 * 30 + 200) / 1e3)  # null retry timeout: two latencies + 200 ms
+    assert down.loss.retry_s == pytest.approx(0.050)
+    assert up.random and down.random and up.shared is not None and up.shared.bits_per_s == 8e6
+    assert spec.cloud is not None and spec.cloud.ingress_bits_per_s == 20e6 and spec.cloud.egress_bits_per_s is None
+    energy = spec.classes[0].energy
+    assert (energy.tx_nj_per_bit, energy.rx_nj_per_bit) == (RADIOS.get("lte").tx_nj_per_bit, 3.0)
+    assert energy.compute_w == spec.classes[0].profile.active_w and math.isnan(energy.compute_nj_per_flop)
+    assert spec.horizon_s == sc.duration_s + sc.drain_s
+    assert (bits_per_s(None), bits_per_s(1.5)) == (None, 1.5e6)
+
+
+def test_a_method_without_cloud_gets_no_cloud_spec_but_the_summary_its_hardware():
+    spec = assemble(small("method.name=source", "cloud.gpus=3"))
+    assert spec.cloud is None and spec.cloud_gpus == 3 and spec.upload.expire_s is None
+
+
+def test_the_staleness_gate_expires_uploads_on_the_uplink():
+    spec = assemble(small("selection.policy=staleness", "selection.max_delay_s=7"))
+    assert spec.upload.expire_s == 7
+
+
+def test_params_are_read_only_plain_data_that_pickles():
+    params = Params({"rate_hz": 2.0, "inner": {"a": 1}})
+    assert params.rate_hz == 2.0 and params["inner"].a == 1 and dict(params) == {"rate_hz": 2.0,
+                                                                                 "inner": {"a": 1}}
+    with pytest.raises(AttributeError):
+        params.rate_hz = 3.0
+    with pytest.raises(AttributeError):
+        params.missing  # noqa: B018
+    assert dict(pickle.loads(pickle.dumps(params))) == dict(params)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["uplink.capacity=trace"], "uplink.trace: required when uplink.capacity is trace"),
+    (["downlink.capacity=constant", "downlink.trace=scenarios/traces/wifi_office.csv"],
+     "downlink.capacity: constant ignores downlink.trace (scenarios/traces/wifi_office.csv); set one of them"),
+    (["uplink.capacity_params={a: 1}"], "uplink.capacity_params: uplink.capacity is not set, so no model reads them"),
+    (["uplink.capacity=constant", "uplink.capacity_params={a: 1}"],
+     "uplink.capacity_params: constant declares no parameters, got a"),
+    (["uplink.capacity=fluid"], "uplink.capacity: capacity model 'fluid' is unknown"),
+    (["cloud.scheduler=lifo"], "cloud.scheduler: GPU scheduling policy 'lifo' is unknown"),
+])
+def test_capacity_and_scheduler_names_are_checked(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        small(*overrides)
+    assert any(p.startswith(message) for p in err.value.problems), err.value.problems
+
+
+def test_an_explicit_trace_model_equals_the_implicit_one():
+    trace = "uplink.trace=scenarios/traces/wifi_office.csv"
+    a, b = assemble(small(trace)).classes[0].uplink, assemble(small(trace, "uplink.capacity=trace")).classes[0].uplink
+    assert a == b
