@@ -460,10 +460,14 @@ print(json.dumps({{"n": n, "method": method, "batch": batch, "predictions": flee
 BATCH1_METHODS = ["source", "cema"]
 # (label, sets at batch 64, sets at batch 1). Random phases: each device's arrivals at its own offset, so
 # no two devices predict at the same instant; "ahead": a batch-1 device predicts its next samples in one pass
-# (fleet.predict_ahead); aligned: every device at the same instants, at batch 1 merged across devices
+# (fleet.predict_ahead); aligned: every device at the same instants, at batch 1 merged across devices;
+# "off": both speed-ups forced off; "default": what the simulator decides (auto, since issue 31)
 ALIGNED = "arrivals.aligned=true"
-VARIANTS = [("random", [], []), ("random, ahead", [], ["fleet.predict_ahead=64"]),
-            ("aligned, merged", [ALIGNED], [ALIGNED, "fleet.batch_across_devices=true"])]
+OFF = ["fleet.predict_ahead=0", "fleet.batch_across_devices=false"]
+VARIANTS = [("random", OFF, OFF), ("random, ahead", OFF, ["fleet.predict_ahead=64"]),
+            ("aligned, merged", [ALIGNED, *OFF], [ALIGNED, "fleet.batch_across_devices=true"]),
+            ("random, default", [], []), ("aligned, default", [ALIGNED], [ALIGNED])]
+BATCH1_VARIANTS = [label for label, *_ in VARIANTS]
 
 
 def batch_one(quick: bool) -> None:
@@ -478,7 +482,7 @@ def batch_one(quick: bool) -> None:
     print("| method | variant | batch | predictions | merged | cloud jobs | CPU s | ms / prediction | batch 1 / 64 | "
           "peak RSS MB |")
     for method in BATCH1_METHODS:
-        for label, *extra in VARIANTS:
+        for label, *extra in [v for v in VARIANTS if v[0] in BATCH1_VARIANTS]:
             rows = {b: _run_child(BATCH_CHILD, n, batch=str(b), method=method, extra=repr(sets))
                     for b, sets in zip((64, 1), extra, strict=True)}
             per = {b: r["cpu_s"] / r["predictions"] for b, r in rows.items()}
@@ -543,8 +547,11 @@ def main() -> None:
                         help="checkout whose cemasim the child processes (scaling, large, build) import")
     parser.add_argument("--methods", default=",".join(BATCH1_METHODS),
                         help="methods of the batch1 section, comma-separated (cema at 10,000 devices: ~40 CPU-min)")
+    parser.add_argument("--variants", default=",".join(BATCH1_VARIANTS),
+                        help="variants of the batch1 section, comma-separated (labels of VARIANTS)")
     args = parser.parse_args()
     BATCH1_METHODS[:] = args.methods.split(",")
+    BATCH1_VARIANTS[:] = [v.strip() for v in args.variants.split(",")]
     global ROOT, QUICKSTART
     ROOT, QUICKSTART = args.root.resolve(), args.root.resolve() / "scenarios" / "quickstart.yaml"
     print(f"# cemasim simulator benchmarks ({platform.platform()}, python {platform.python_version()}, "

@@ -8,7 +8,7 @@ sequential reference loop (oracle.py); nothing here knows about simulated time.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import overload
 
 import numpy as np
@@ -124,11 +124,43 @@ def assemble(sc: Scenario) -> RunSpec:
                         up.queue_capacity, up.drop_policy,
                         sc.selection.max_delay_s if gate is not None and gate.expires_uploads else None)
     profiles: dict[str, DeviceProfile] = {}  # one profile object per distinct spec: per-profile costs are cached
-    specs = tuple(class_spec(cls, workload, ids, profiles) for cls in classes)
+    fast = Speedups(torch_device.type == "cpu", sc.fleet.devices, 4 * math.prod(workload.source.image_shape),
+                    method.uses_cloud)
+    specs = tuple(class_spec(cls, workload, ids, profiles, fast) for cls in classes)
     return RunSpec(sc.seed, sc.duration_s, sc.duration_s + sc.drain_s, sc.fleet.devices, torch_device, workload,
-                   edge_model, edge_spec, method, specs, upload, cloud, sc.fleet.batch_across_devices,
-                   sc.fleet.predict_ahead, protocol(sc, workload), sc.cloud.gpus,
+                   edge_model, edge_spec, method, specs, upload, cloud, protocol(sc, workload), sc.cloud.gpus,
                    profile_of(sc.cloud.profile, "cloud").active_w)
+
+
+@dataclass(frozen=True)
+class Speedups:
+    """What `auto` decides the exact host speed-ups from (docs/usage.md#speed-ups). Both give the
+    floats of the plain run where the simulator applies them (tests/test_simulation.py); that is
+    tested on the CPU only, so on CUDA auto leaves them off."""
+
+    cpu: bool
+    devices: int
+    image_bytes: int  # one image as the model sees it (float32)
+    uploads: bool  # the method's devices upload, so a window of predictions ahead holds its images
+
+    AHEAD = 64  # 1.9x less CPU than one pass a sample for 10,000 batch-1 devices (benchmarks/README.md)
+    AHEAD_BUDGET_BYTES = 256 * 2**20  # the images a fleet's windows may hold
+
+    def merge_forward(self, fleet: Scenario, arrivals: Scenario) -> bool:
+        """Merge where devices predict one sample at the same instants: aligned constant arrivals."""
+        if fleet.batch_across_devices != "auto":
+            return bool(fleet.batch_across_devices)
+        return self.cpu and arrivals.process == "constant" and arrivals.aligned and arrivals.batch_size == 1
+
+    def predict_ahead(self, fleet: Scenario, merged: bool) -> int:
+        """A batch-1 device's window (the fleet applies it only to batch-1 devices of forward-only methods)."""
+        if fleet.predict_ahead != "auto":
+            return int(fleet.predict_ahead)
+        if not self.cpu or merged:
+            return 0
+        if not self.uploads:
+            return self.AHEAD
+        return min(self.AHEAD, self.AHEAD_BUDGET_BYTES // (self.devices * self.image_bytes))
 
 
 def cloud_spec(sc: Scenario, torch_device: torch.device, workload: Workload, mask: np.ndarray | None,
@@ -144,17 +176,20 @@ def cloud_spec(sc: Scenario, torch_device: torch.device, workload: Workload, mas
                      sc.method.answer_bytes)
 
 
-def class_spec(cls: DeviceClass, workload: Workload, ids: dict, profiles: dict[str, DeviceProfile]) -> ClassSpec:
+def class_spec(cls: DeviceClass, workload: Workload, ids: dict, profiles: dict[str, DeviceProfile],
+               fast: Speedups) -> ClassSpec:
     """One device class as its devices see it: the class's sections merged over the top level."""
     view = cls.view
     key = str(view.fleet.profile)
     if key not in profiles:
         profiles[key] = profile_of(view.fleet.profile, "fleet")
     profile = profiles[key]
+    merge = fast.merge_forward(view.fleet, view.arrivals)
     return ClassSpec(cls.name, cls.devices, view.seed, Planner(view, workload, ids), profile,
                      link_spec(view, "uplink"), link_spec(view, "downlink"),
                      down_spec(view.availability, AVAILABILITY, view.availability.process),
-                     energy_spec(view.energy, profile), view.shift.protocol == "reset")
+                     energy_spec(view.energy, profile), view.shift.protocol == "reset", merge,
+                     fast.predict_ahead(view.fleet, merge))
 
 
 @overload

@@ -79,6 +79,16 @@ def at_most(limit: float, why: str) -> Check:
     return check
 
 
+def auto_or(what: str, *checks: Check) -> Check:
+    """`auto` (the simulator decides), or `what`: a value that passes `checks`."""
+    def check(v: Any) -> str | None:
+        if isinstance(v, str):
+            return None if v == "auto" else f"must be auto or {what}, got {show(v)}"
+        return next((msg for msg in (c(v) for c in checks) if msg), None)
+
+    return check
+
+
 def at_least(limit: float, why: str) -> Check:
     """A lower bound below which a value means nothing (or makes the run endless), with the reason."""
     def check(v: Any) -> str | None:

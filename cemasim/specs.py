@@ -141,6 +141,9 @@ class ClassSpec:
     availability: DownSpec
     energy: EnergySpec
     reset_on_segment: bool  # the reset protocol: back to the source state at each new segment
+    # exact host speed-ups (fleet.batch_across_devices, fleet.predict_ahead), decided for the class
+    merge_forward: bool  # merge the forwards of its devices predicting at one instant
+    predict_ahead: int  # a batch-1 device predicts up to this many samples in one pass (0: off)
 
 
 @dataclass(frozen=True)
@@ -198,8 +201,6 @@ class RunSpec:
     classes: tuple[ClassSpec, ...]
     upload: UploadSpec
     cloud: CloudSpec | None  # None: the method uses no cloud
-    batch_across_devices: bool
-    predict_ahead: int
     protocol: dict[str, Any]  # what a reported number must carry (summary.json)
     cloud_gpus: int  # the cloud's hardware as the summary reports it, also when the method leaves it idle
     cloud_active_w: float

@@ -8,6 +8,7 @@ import dataclasses
 import math
 import pickle
 
+import pandas as pd
 import pytest
 import torch
 
@@ -115,3 +116,52 @@ def test_an_explicit_trace_model_equals_the_implicit_one():
     trace = "uplink.trace=scenarios/traces/wifi_office.csv"
     a, b = assemble(small(trace)).classes[0].uplink, assemble(small(trace, "uplink.capacity=trace")).classes[0].uplink
     assert a == b
+
+
+def test_the_exact_speed_ups_are_decided_by_the_simulator():
+    from cemasim.assembly import Speedups
+
+    auto = Params({"batch_across_devices": "auto", "predict_ahead": "auto"})
+    aligned = Params({"process": "constant", "aligned": True, "batch_size": 1})
+    random = Params({"process": "constant", "aligned": False, "batch_size": 1})
+    cpu = Speedups(True, 10_000, 4 * 28 * 28, uploads=True)
+    assert cpu.merge_forward(auto, aligned) and not cpu.merge_forward(auto, random)
+    assert not cpu.merge_forward(auto, Params({**aligned, "batch_size": 8}))  # merging batches of 8 lost time
+    assert cpu.predict_ahead(auto, merged=True) == 0  # merged devices need no window
+    assert cpu.predict_ahead(auto, merged=False) == 256 * 2**20 // (10_000 * 3136) == 8  # held images bounded
+    assert Speedups(True, 10_000, 3136, uploads=False).predict_ahead(auto, merged=False) == 64  # nothing held
+    assert Speedups(True, 10**6, 3136, uploads=True).predict_ahead(auto, merged=False) == 0
+    gpu = Speedups(False, 10, 3136, uploads=False)  # equality with the plain run is tested on the CPU only
+    assert not gpu.merge_forward(auto, aligned) and gpu.predict_ahead(auto, merged=False) == 0
+    forced = Params({"batch_across_devices": True, "predict_ahead": 5})
+    assert gpu.merge_forward(forced, random) and gpu.predict_ahead(forced, merged=True) == 5
+    off = Params({"batch_across_devices": False, "predict_ahead": 0})
+    assert not cpu.merge_forward(off, aligned) and cpu.predict_ahead(off, merged=False) == 0
+
+
+def test_a_default_batch_one_fleet_predicts_ahead_and_records_the_plain_run():
+    from cemasim.runner import simulate
+    from cemasim.sim.fleet import Fleet
+
+    sets = ["arrivals.batch_size=1", "duration_s=12", "method.name=source", "compute_device=cpu"]
+    fleet = Fleet(assemble(small(*sets)))
+    assert all(d.ahead is not None and d.ahead.limit == 64 for d in fleet.devices) and fleet.batcher is None
+    fast = fleet.run().recorder.tables()
+    plain, _, _ = simulate(small(*sets, "fleet.predict_ahead=0"))
+    assert sum(d.ahead.passes for d in fleet.devices) < len(plain["samples"]) / 4
+    for name in plain:
+        pd.testing.assert_frame_equal(plain[name], fast[name], check_exact=True, obj=name)
+    merged = Fleet(assemble(small(*sets, "arrivals.process=constant", "arrivals.aligned=true")))
+    assert merged.batcher is not None and all(d.ahead is None and d.batcher is merged.batcher for d in merged.devices)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("fleet.predict_ahead=soon", "fleet.predict_ahead: must be auto or a number of samples, got 'soon'"),
+    ("fleet.predict_ahead=-1", "fleet.predict_ahead: must be >= 0, got -1"),
+    ("fleet.batch_across_devices=maybe", "fleet.batch_across_devices: must be auto or true or false, got 'maybe'"),
+    ("fleet.batch_across_devices=1", "fleet.batch_across_devices: must be boolean or string"),
+])
+def test_speed_up_keys_say_what_they_take(override, message):
+    with pytest.raises(ConfigError) as err:
+        small(override)
+    assert any(p.startswith(message) for p in err.value.problems), err.value.problems

@@ -14,6 +14,7 @@ from cemasim.schema import (
     Section,
     at_least,
     at_most,
+    auto_or,
     between,
     non_negative,
     one_of,
@@ -241,13 +242,18 @@ SCHEMA = Section(
                          alt=PROFILE),
             "classes": F((list,), [], "heterogeneous fleet: device classes by count or fraction; devices in no "
                          "class use the top-level settings (class default)", items=DEVICE_CLASS),
-            "batch_across_devices": F((bool,), False, "host speed-up: merge edge forward passes of devices "
+            "batch_across_devices": F((bool, str), "auto", "host speed-up: merge edge forward passes of devices "
                                       "predicting at the same simulated instant into one call (the same floats "
-                                      "as one call each)"),
-            "predict_ahead": F((int,), 0, "host speed-up for devices predicting one sample at a time: predict up "
-                               "to this many of a device's next samples in one pass while its norm state "
-                               "holds (the same floats; holds as many images a device; 0: off)", "samples",
-                               (non_negative, at_most(4096, "samples predicted ahead"))),
+                                      "as one call each); auto: on the CPU, for a class of batch-1 devices with "
+                                      "aligned constant arrivals (docs/usage.md#speed-ups); false forces it off",
+                                      "", (auto_or("true or false"),)),
+            "predict_ahead": F((int, str), "auto", "host speed-up for devices predicting one sample at a time: "
+                               "predict up to this many of a device's next samples in one pass while its norm "
+                               "state holds (the same floats; a device that uploads holds as many images); auto: "
+                               "on the CPU, 64, fewer when the fleet's held images would pass 256 MiB, none where "
+                               "devices merge across; 0: off", "samples",
+                               (auto_or("a number of samples", non_negative,
+                                        at_most(4096, "samples predicted ahead")),)),
         }),
         "arrivals": Section("Per-device sample arrivals, grouped into test batches.", {
             "process": F((str,), "poisson", "constant, poisson, onoff (Poisson bursts), trace (a file) or a "

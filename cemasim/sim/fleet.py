@@ -102,13 +102,14 @@ class Fleet:
                 for position, (d, rngs) in enumerate(zip(cls.devices, streams, strict=True)):
                     self.devices.append(self._device(cls, position, d, links, rngs))
         self.n_samples = sum(dev.batches.n_samples for dev in self.devices)
-        self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.torch_device) \
-            if spec.batch_across_devices \
-            else None
-        for dev in self.devices:
-            dev.batcher = self.batcher
-            if spec.predict_ahead and CrossDeviceBatcher.accepts(dev) and dev.batches.max_batch_size() == 1:
-                dev.ahead = PredictAhead(spec.predict_ahead)
+        merging = any(cls.merge_forward for cls in spec.classes)
+        self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.torch_device) if merging else None
+        for cls in spec.classes:  # the speed-ups, where they give the plain run's floats
+            for dev in self.devices[cls.devices.start:cls.devices.stop]:
+                if cls.merge_forward:
+                    dev.batcher = self.batcher
+                if cls.predict_ahead and CrossDeviceBatcher.accepts(dev) and dev.batches.max_batch_size() == 1:
+                    dev.ahead = PredictAhead(cls.predict_ahead)
 
     def cloud_side(self) -> Cloud:
         """The cloud, for the wiring of a method that has a cloud worker."""
