@@ -547,11 +547,14 @@ def main() -> None:
                         help="checkout whose cemasim the child processes (scaling, large, build) import")
     parser.add_argument("--methods", default=",".join(BATCH1_METHODS),
                         help="methods of the batch1 section, comma-separated (cema at 10,000 devices: ~40 CPU-min)")
-    parser.add_argument("--variants", default=",".join(BATCH1_VARIANTS),
-                        help="variants of the batch1 section, comma-separated (labels of VARIANTS)")
+    parser.add_argument("--variants", default=";".join(BATCH1_VARIANTS),
+                        help="variants of the batch1 section, separated by ';' (labels of VARIANTS, which hold commas)")
     args = parser.parse_args()
     BATCH1_METHODS[:] = args.methods.split(",")
-    BATCH1_VARIANTS[:] = [v.strip() for v in args.variants.split(",")]
+    BATCH1_VARIANTS[:] = [v.strip() for v in args.variants.split(";")]
+    unknown = set(BATCH1_VARIANTS) - {label for label, *_ in VARIANTS}
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(sorted(unknown))}; known: {'; '.join(v[0] for v in VARIANTS)}")
     global ROOT, QUICKSTART
     ROOT, QUICKSTART = args.root.resolve(), args.root.resolve() / "scenarios" / "quickstart.yaml"
     print(f"# cemasim simulator benchmarks ({platform.platform()}, python {platform.python_version()}, "

@@ -151,8 +151,14 @@ def test_a_default_batch_one_fleet_predicts_ahead_and_records_the_plain_run():
     assert sum(d.ahead.passes for d in fleet.devices) < len(plain["samples"]) / 4
     for name in plain:
         pd.testing.assert_frame_equal(plain[name], fast[name], check_exact=True, obj=name)
-    merged = Fleet(assemble(small(*sets, "arrivals.process=constant", "arrivals.aligned=true")))
+    aligned = [*sets, "arrivals.process=constant", "arrivals.aligned=true"]
+    merged = Fleet(assemble(small(*aligned)))
     assert merged.batcher is not None and all(d.ahead is None and d.batcher is merged.batcher for d in merged.devices)
+    tables, summary, _ = simulate(small(*aligned))
+    plain, plain_summary, _ = simulate(small(*aligned, "fleet.batch_across_devices=false"))
+    assert summary["events"] == plain_summary["events"]  # the merge's own flush events are not counted
+    for name in plain:
+        pd.testing.assert_frame_equal(plain[name], tables[name], check_exact=True, obj=name)
 
 
 @pytest.mark.parametrize("override, message", [

@@ -297,6 +297,7 @@ class CrossDeviceBatcher:
         self.max_merged_samples = max_merged_samples
         self.pending: list[tuple[EdgeDevice, TestBatch, simpy.Event]] = []
         self.calls = self.merged = 0
+        self.own_events = 0  # a flush per instant, a wake-up per submission: not the simulation's (Fleet.run)
 
     @staticmethod
     def accepts(device: EdgeDevice) -> bool:
@@ -304,8 +305,10 @@ class CrossDeviceBatcher:
 
     def submit(self, device: EdgeDevice, batch: TestBatch) -> simpy.Event:
         done = self.env.event()
+        self.own_events += 1
         if not self.pending:
             self.env.timeout(0).callbacks.append(self.flush)
+            self.own_events += 1
         self.pending.append((device, batch, done))
         return done
 

@@ -188,6 +188,8 @@ class Fleet:
         if progress is not None:
             progress(env.now, self.predicted())
         wall = time.perf_counter() - start
+        if self.batcher is not None:  # a host speed-up's own events are not the simulation's
+            events -= self.batcher.own_events
         return SimResult(self.recorder, float(env.now), wall, events,
                          self.cloud.busy_s if self.cloud else 0.0, self.spec.cloud_gpus,
                          str(self.torch_device), self.spec.protocol, self.spec.cloud_active_w)
