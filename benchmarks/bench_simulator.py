@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from csvlog import append_rows  # noqa: E402  (beside this script)
 
 from cemasim import runner, scenario  # noqa: E402
-from cemasim.methods.cema_cloud import CloudConfig, distill_step, foundation_step  # noqa: E402
+from cemasim.methods.cema_cloud import distill_step, foundation_step  # noqa: E402
 from cemasim.methods.optim import Learner  # noqa: E402
 from cemasim.models import norm, zoo  # noqa: E402
 from cemasim.models.grouped import grouped_forward  # noqa: E402
@@ -64,52 +64,67 @@ def best_of(fn, repeats: int = 3) -> float:
 
 
 # ---- 1. overhead ------------------------------------------------------------------------------
+# (label, scenario, sets, sets under --quick): the quickstart, the study workload of analysis/, and a
+# fleet of 1,000 devices (one batch each, drained at max_wait_s)
+OVERHEAD_WORKLOADS = [("quickstart", "quickstart.yaml", [], ["duration_s=120"]),
+                      ("study", "study.yaml", [], ["duration_s=240"]),
+                      ("1,000 devices", "quickstart.yaml", ["fleet.devices=1000", "duration_s=10"],
+                       ["fleet.devices=1000", "duration_s=3"])]
+
+
 def overhead(quick: bool) -> None:
+    """The simulator's wall time against the same model work in a tight loop, per workload: every edge
+    batch corrupted with the run's generators, predicted, selected and its selection encoded; every cloud
+    job's foundation step and distillation on inputs of the job's size, with the run's models and
+    hyper-parameters. Best of two of each (one under --quick). Appended to overhead.csv."""
     from cemasim.assembly import assemble
     from cemasim.data.encoding import encode, to_uint8
     from cemasim.sim.fleet import Fleet
 
-    sc = scenario.load(QUICKSTART, ["output.plots=false", "compute_device=cpu"] +
-                       (["duration_s=120"] if quick else []))
-    tables, summary, _ = runner.simulate(sc)
-    sim_wall = summary["wall_time_s"]
-    jobs = tables["cloud_jobs"][["kind", "samples"]].to_numpy()
-    fleet = Fleet(assemble(sc))  # the same planned batches, corruptions and selection as the run (not timed)
-    batches = [(dev, b) for dev in fleet.devices for b in dev.batches]
-    edge, method = fleet.edge_model, fleet.method
-    foundation = norm.convert(zoo.build(sc.models.foundation))
-    cfg = CloudConfig(e0=0.4 * np.log(10))
-    x_max = torch.rand(128, 1, 28, 28)
-
-    def model_work() -> None:
-        """Per edge batch: corrupt (the run's generators), forward, select, encode the selected; per
-        cloud job: the foundation step and the distillation on inputs of the job's size."""
-        states = {dev.index: method.source_state(edge) for dev, _ in batches}
-        selection = {dev.index: method.new_selection_state(dev.index) for dev, _ in batches}
-        student = Learner(method.source_state(edge))
-        teacher = Learner(norm.initial_state(foundation, norm.adaptable_names(foundation, False)))
-        for dev, batch in batches:
-            x = fleet.workload.materialize(batch)
-            logits = method.predict(edge, dev.learner, states[dev.index], x)
-            keep = method.upload_mask(logits, selection[dev.index])
-            encode(to_uint8(x[keep]), sc.upload.encoding, sc.upload.jpeg_quality)
-        for kind, n in jobs:
-            x = x_max[: int(n)] if n <= 128 else torch.rand(int(n), 1, 28, 28)
-            if kind == "chunk":
-                foundation_step(foundation, teacher, x[:32], cfg)
-            distill_step(edge, student, foundation, teacher, x, cfg)
-
-    loop_wall = best_of(model_work, 1 if quick else 2)
+    repeats = 1 if quick else 2
     print("\n## 1. overhead: simulator vs the same model work in a tight loop")
-    print(f"quickstart{' (120 s)' if quick else ''}: {summary['samples']} predictions in {len(batches)} edge "
-          f"batches, {len(jobs)} cloud jobs, {summary['events']} events")
-    print("| simulator wall s | model-work loop wall s (corrupt, forward, select, encode; cloud steps) "
-          "| ratio (target <= 1.15) |")
-    print(f"| {sim_wall:.2f} | {loop_wall:.2f} | {sim_wall / loop_wall:.2f} |")
-    _append_csv("overhead.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": quick,
-                                 "predictions": summary["samples"], "cloud_jobs": len(jobs),
-                                 "events": summary["events"], "simulator_wall_s": round(sim_wall, 2),
-                                 "loop_wall_s": round(loop_wall, 2), "ratio": round(sim_wall / loop_wall, 3)})
+    print("| workload | predictions | edge batches | cloud jobs | events | simulator wall s | loop wall s | "
+          "ratio (target <= 1.05) |")
+    for label, name, sets, quick_sets in OVERHEAD_WORKLOADS:
+        sc = scenario.load(ROOT / "scenarios" / name, [*(quick_sets if quick else sets), "output.plots=false",
+                                                       "compute_device=cpu"])
+        runs = [runner.simulate(sc, progress=False) for _ in range(repeats)]
+        tables, summary, _ = runs[0]
+        sim_wall = min(r[1]["wall_time_s"] for r in runs)
+        jobs = tables["cloud_jobs"][["kind", "samples"]].to_numpy()
+        spec = assemble(sc)
+        fleet = Fleet(spec)  # the same planned batches, corruptions and selection as the run (not timed)
+        assert spec.cloud is not None, "the overhead workloads run CEMA"
+        batches = [(dev, b) for dev in fleet.devices for b in dev.batches]
+        edge, method, cloud = fleet.edge_model, fleet.method, spec.cloud
+        shape = fleet.workload.source.image_shape
+        x_max = torch.rand(128, *shape)
+
+        def model_work() -> None:
+            states = {dev.index: method.source_state(edge) for dev, _ in batches}
+            selection = {dev.index: method.new_selection_state(dev.index) for dev, _ in batches}
+            student = Learner(method.source_state(edge))
+            teacher = Learner(norm.initial_state(cloud.foundation, norm.adaptable_names(cloud.foundation, False)))
+            for dev, batch in batches:
+                x = fleet.workload.materialize(batch)
+                logits = method.predict(edge, dev.learner, states[dev.index], x)
+                keep = method.upload_mask(logits, selection[dev.index])
+                encode(to_uint8(x[keep]), sc.upload.encoding, sc.upload.jpeg_quality)
+            for kind, n in jobs:
+                x = x_max[: int(n)] if n <= 128 else torch.rand(int(n), *shape)
+                if kind == "chunk":
+                    foundation_step(cloud.foundation, teacher, x[: cloud.plan.chunk_size], cloud.config)
+                distill_step(edge, student, cloud.foundation, teacher, x, cloud.config)
+
+        loop_wall = best_of(model_work, repeats)
+        ratio = sim_wall / loop_wall
+        print(f"| {label} | {summary['samples']:,} | {len(batches):,} | {len(jobs):,} | {summary['events']:,} | "
+              f"{sim_wall:.2f} | {loop_wall:.2f} | {ratio:.3f} |")
+        _append_csv("overhead.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": quick,
+                                     "predictions": summary["samples"], "cloud_jobs": len(jobs),
+                                     "events": summary["events"], "simulator_wall_s": round(sim_wall, 2),
+                                     "loop_wall_s": round(loop_wall, 2), "ratio": round(ratio, 3),
+                                     "workload": label, "edge_batches": len(batches), "repeats": repeats})
 
 
 def _append_csv(name: str, row: dict) -> None:

@@ -105,8 +105,12 @@ def test_params_are_read_only_plain_data_that_pickles():
      "uplink.capacity_params: constant declares no parameters, got a"),
     (["uplink.capacity=fluid"], "uplink.capacity: capacity model 'fluid' is unknown"),
     (["cloud.scheduler=lifo"], "cloud.scheduler: GPU scheduling policy 'lifo' is unknown"),
+    (["fleet.predict_ahead=soon"], "fleet.predict_ahead: must be auto or a number of samples, got 'soon'"),
+    (["fleet.predict_ahead=-1"], "fleet.predict_ahead: must be >= 0, got -1"),
+    (["fleet.batch_across_devices=maybe"], "fleet.batch_across_devices: must be auto or true or false, got 'maybe'"),
+    (["fleet.batch_across_devices=1"], "fleet.batch_across_devices: must be boolean or string"),
 ])
-def test_capacity_and_scheduler_names_are_checked(overrides, message):
+def test_capacity_scheduler_and_speed_up_keys_say_what_is_wrong(overrides, message):
     with pytest.raises(ConfigError) as err:
         small(*overrides)
     assert any(p.startswith(message) for p in err.value.problems), err.value.problems
@@ -159,15 +163,3 @@ def test_a_default_batch_one_fleet_predicts_ahead_and_records_the_plain_run():
     assert summary["events"] == plain_summary["events"]  # the merge's own flush events are not counted
     for name in plain:
         pd.testing.assert_frame_equal(plain[name], tables[name], check_exact=True, obj=name)
-
-
-@pytest.mark.parametrize("override, message", [
-    ("fleet.predict_ahead=soon", "fleet.predict_ahead: must be auto or a number of samples, got 'soon'"),
-    ("fleet.predict_ahead=-1", "fleet.predict_ahead: must be >= 0, got -1"),
-    ("fleet.batch_across_devices=maybe", "fleet.batch_across_devices: must be auto or true or false, got 'maybe'"),
-    ("fleet.batch_across_devices=1", "fleet.batch_across_devices: must be boolean or string"),
-])
-def test_speed_up_keys_say_what_they_take(override, message):
-    with pytest.raises(ConfigError) as err:
-        small(override)
-    assert any(p.startswith(message) for p in err.value.problems), err.value.problems
