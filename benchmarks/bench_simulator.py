@@ -392,6 +392,63 @@ def residuals(quick: bool) -> None:
     print(f"topk's copies: {extra:.2f} kB a device of peak RSS")
 
 
+# ---- 5c. where a large fleet's memory goes ------------------------------------------------------
+MEMORY_CHILD = """
+import collections, gc, json, sys
+sys.path.insert(0, {root!r})
+import torch; torch.set_num_threads({threads})
+from cemasim import scenario
+try:
+    from cemasim.assembly import assemble
+except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
+    assemble = lambda sc: sc
+from cemasim.sim.fleet import Fleet
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+n = int(sys.argv[1])
+sc = scenario.load({qs!r}, [f"fleet.devices={{n}}", "duration_s=4", "drain_s=30", "arrivals.process=constant",
+                            "arrivals.rate_hz=2", "arrivals.batch_size=8", "method.name=cema",
+                            "output.plots=false", "compute_device=cpu"])
+start = rss_mb()
+fleet = Fleet(assemble(sc))
+built = rss_mb()
+fleet.run()
+done = rss_mb()
+gc.collect()
+objects = gc.get_objects()
+storages = {{}}
+for o in objects:
+    if isinstance(o, torch.Tensor):
+        storages[o.untyped_storage().data_ptr()] = o.untyped_storage().nbytes()
+kinds = collections.Counter(type(o).__name__ for o in objects)
+print(json.dumps({{"n": n, "start_mb": start, "built_mb": built, "run_mb": done,
+                   "tensors": kinds["Tensor"], "tensor_data_mb": sum(storages.values()) / 2**20,
+                   "objects": len(objects), "top_kinds": kinds.most_common(12)}}))
+"""
+
+
+def memory(quick: bool) -> None:
+    """Resident memory a device adds to a CEMA fleet (the `large` section's workload) when it is built and
+    when it has run, and what is alive after the run: tensors and their data, and the gc-tracked objects
+    by kind. The ground for a million devices (issue 31); appended to fleet_memory.csv."""
+    n = 2_000 if quick else 20_000
+    print(f"\n## 5c. {n:,} CEMA devices: where a device's memory goes")
+    r = _run_child(MEMORY_CHILD, n)
+    built, ran = (r["built_mb"] - r["start_mb"]) * 1024 / n, (r["run_mb"] - r["built_mb"]) * 1024 / n
+    print(f"build: {built:.1f} kB a device; run: {ran:.1f} kB more; alive after the run: {r['tensors'] / n:.1f} "
+          f"tensors ({r['tensor_data_mb'] * 1024 / n:.1f} kB of data) and {r['objects'] / n:.0f} tracked objects a "
+          f"device; most: {', '.join(f'{k} {v / n:.1f}' for k, v in r['top_kinds'])}")
+    _append_csv("fleet_memory.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), "root": str(ROOT), "n": n,
+                                     "start_mb": round(r["start_mb"], 1), "built_kb_per_device": round(built, 2),
+                                     "run_kb_per_device": round(ran, 2),
+                                     "tensors_per_device": round(r["tensors"] / n, 2),
+                                     "tensor_data_kb_per_device": round(r["tensor_data_mb"] * 1024 / n, 2),
+                                     "objects_per_device": round(r["objects"] / n, 1),
+                                     "top_kinds_per_device": "; ".join(f"{k} {v / n:.2f}" for k, v in r["top_kinds"])})
+
+
 # ---- 6. building a fleet -----------------------------------------------------------------------
 BUILD_CHILD = """
 import json, sys, time
@@ -551,7 +608,7 @@ def forward_cost(quick: bool) -> None:
 
 
 SECTIONS = {"overhead": overhead, "kernel": kernel, "scaling": scaling, "batching": batching, "large": large,
-            "residuals": residuals, "build": build, "batch1": batch_one, "forward": forward_cost}
+            "residuals": residuals, "memory": memory, "build": build, "batch1": batch_one, "forward": forward_cost}
 
 
 def main() -> None:
