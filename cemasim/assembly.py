@@ -127,9 +127,10 @@ def assemble(sc: Scenario) -> RunSpec:
     fast = Speedups(torch_device.type == "cpu", sc.fleet.devices, 4 * math.prod(workload.source.image_shape),
                     method.uses_cloud)
     specs = tuple(class_spec(cls, workload, ids, profiles, fast) for cls in classes)
-    return RunSpec(sc.seed, sc.duration_s, sc.duration_s + sc.drain_s, sc.fleet.devices, torch_device, workload,
-                   edge_model, edge_spec, method, specs, upload, cloud, protocol(sc, workload), sc.cloud.gpus,
-                   profile_of(sc.cloud.profile, "cloud").active_w)
+    return RunSpec(seed=sc.seed, horizon_s=sc.duration_s + sc.drain_s, torch_device=torch_device, workload=workload,
+                   edge_model=edge_model, edge_spec=edge_spec, method=method, classes=specs, upload=upload,
+                   cloud=cloud, protocol=protocol(sc, workload), cloud_gpus=sc.cloud.gpus,
+                   cloud_active_w=profile_of(sc.cloud.profile, "cloud").active_w)
 
 
 @dataclass(frozen=True)
@@ -170,10 +171,12 @@ def cloud_spec(sc: Scenario, torch_device: torch.device, workload: Workload, mas
     check_outputs(f_spec, workload, mask, "foundation")
     plan = CloudPlan(c.chunk_size, c.replay_min, c.replay_batch, c.replay_only_batch, c.refresh_every,
                      c.refresh_codec, c.refresh_topk, backlog_hint=bool(gate is not None and gate.reads_backlog))
-    return CloudSpec(c.gpus, c.scheduler, profile_of(c.profile, "cloud"), bits_per_s(c.ingress_mbps),
-                     bits_per_s(c.egress_mbps), norm.convert(foundation), f_spec, cloud_config(sc, num_classes), plan,
-                     c.replay_capacity, c.replay_scope == "shared", c.foundation_scope == "shared",
-                     sc.method.answer_bytes)
+    return CloudSpec(gpus=c.gpus, scheduler=c.scheduler, profile=profile_of(c.profile, "cloud"),
+                     ingress_bits_per_s=bits_per_s(c.ingress_mbps), egress_bits_per_s=bits_per_s(c.egress_mbps),
+                     foundation=norm.convert(foundation), foundation_spec=f_spec,
+                     config=cloud_config(sc, num_classes), plan=plan, replay_capacity=c.replay_capacity,
+                     shared_replay=c.replay_scope == "shared", shared_foundation=c.foundation_scope == "shared",
+                     answer_bytes=sc.method.answer_bytes)
 
 
 def class_spec(cls: DeviceClass, workload: Workload, ids: dict, profiles: dict[str, DeviceProfile],
@@ -185,11 +188,11 @@ def class_spec(cls: DeviceClass, workload: Workload, ids: dict, profiles: dict[s
         profiles[key] = profile_of(view.fleet.profile, "fleet")
     profile = profiles[key]
     merge = fast.merge_forward(view.fleet, view.arrivals)
-    return ClassSpec(cls.name, cls.devices, view.seed, Planner(view, workload, ids), profile,
-                     link_spec(view, "uplink"), link_spec(view, "downlink"),
-                     down_spec(view.availability, AVAILABILITY, view.availability.process),
-                     energy_spec(view.energy, profile), view.shift.protocol == "reset", merge,
-                     fast.predict_ahead(view.fleet, merge))
+    return ClassSpec(name=cls.name, devices=cls.devices, seed=view.seed, planner=Planner(view, workload, ids),
+                     profile=profile, uplink=link_spec(view, "uplink"), downlink=link_spec(view, "downlink"),
+                     availability=down_spec(view.availability, AVAILABILITY, view.availability.process),
+                     energy=energy_spec(view.energy, profile), reset_on_segment=view.shift.protocol == "reset",
+                     merge_forward=merge, predict_ahead=fast.predict_ahead(view.fleet, merge))
 
 
 @overload
@@ -218,8 +221,10 @@ def link_spec(view: Scenario, direction: str) -> LinkSpec:
     random = (trace is not None and trace.random_phase) or outages.random or loss_spec.lossy \
         or bool(CAPACITY_MODELS.meta(capacity).get("random"))
     rate = bits_per_s(s.bandwidth_mbps)
-    return LinkSpec(direction, capacity, Params(s.capacity_params.to_dict()), math.inf if rate is None else rate,
-                    s.latency_ms / 1e3, trace, outages, loss_spec, shared, s.packet_header_bytes, s.mss_bytes, random)
+    return LinkSpec(direction=direction, capacity=capacity, params=Params(s.capacity_params.to_dict()),
+                    bits_per_s=math.inf if rate is None else rate, latency_s=s.latency_ms / 1e3, trace=trace,
+                    outages=outages, loss=loss_spec, shared=shared, packet_header_bytes=s.packet_header_bytes,
+                    mss_bytes=s.mss_bytes, random=random)
 
 
 def down_spec(section: Scenario, kinds: Registry, process: str) -> DownSpec:

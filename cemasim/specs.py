@@ -190,9 +190,7 @@ class CloudSpec:
 @dataclass(frozen=True)
 class RunSpec:
     seed: int
-    duration_s: float
     horizon_s: float  # duration and drain
-    devices: int
     torch_device: torch.device
     workload: Workload
     edge_model: nn.Module  # norm layers converted; shared by every device

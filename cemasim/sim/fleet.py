@@ -92,8 +92,8 @@ class Fleet:
         self.cloud = self._build_cloud(spec.cloud) if spec.cloud is not None else None
         self.source_state = self.method.source_state(self.edge_model)
         self.devices: list[EdgeDevice] = []
-        shared = spec.cloud is not None and spec.cloud.shared_replay
-        self.shared_replay = ReplayBuffer(spec.cloud.replay_capacity) if spec.cloud is not None and shared else None
+        cloud = spec.cloud
+        self.shared_replay = ReplayBuffer(cloud.replay_capacity) if cloud is not None and cloud.shared_replay else None
         links = LinkFactory(self.env, spec.seed, spec.horizon_s, spec.cloud)
         self.network = links.network
         with gc_paused():
