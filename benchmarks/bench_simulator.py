@@ -52,6 +52,12 @@ from cemasim.models.grouped import grouped_forward  # noqa: E402
 from cemasim.sim.edge import MAX_MERGED_SAMPLES  # noqa: E402
 
 QUICKSTART = ROOT / "scenarios" / "quickstart.yaml"
+# what a child needs to build a fleet, from this checkout's code or from one before the spec boundary
+FLEET_IMPORTS = """try:
+    from cemasim.assembly import assemble
+except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
+    assemble = lambda sc: sc
+from cemasim.sim.fleet import Fleet"""
 
 
 def best_of(fn, repeats: int = 3) -> float:
@@ -197,11 +203,7 @@ sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads({threads})
 from cemasim import scenario
 from cemasim.results.summary import summarize
-try:
-    from cemasim.assembly import assemble
-except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
-    assemble = lambda sc: sc
-from cemasim.sim.fleet import Fleet
+{fleet_imports}
 
 def rss_kb():
     with open("/proc/self/statm") as f:
@@ -298,11 +300,7 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads({threads})
 from cemasim import scenario
-try:
-    from cemasim.assembly import assemble
-except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
-    assemble = lambda sc: sc
-from cemasim.sim.fleet import Fleet
+{fleet_imports}
 
 n = int(sys.argv[1])
 sc = scenario.load({qs!r}, [f"fleet.devices={{n}}", "duration_s=4", "drain_s=30", "arrivals.process=constant",
@@ -321,7 +319,8 @@ print(json.dumps({{"n": n, "samples": fleet.n_samples, "build_s": built - t0, "r
 def _run_child(template: str, n: int, **fields: str) -> dict:
     """Run a child script in a fresh process (its own imports and memory, the --root checkout's code)
     and return the JSON of its last line."""
-    code = template.format(root=str(ROOT), qs=str(QUICKSTART), threads=torch.get_num_threads(), **fields)
+    code = template.format(root=str(ROOT), qs=str(QUICKSTART), threads=torch.get_num_threads(),
+                           fleet_imports=FLEET_IMPORTS, **fields)
     out = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -344,11 +343,7 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads({threads})
 from cemasim import scenario
-try:
-    from cemasim.assembly import assemble
-except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
-    assemble = lambda sc: sc
-from cemasim.sim.fleet import Fleet
+{fleet_imports}
 
 n = int(sys.argv[1])
 sc = scenario.load({qs!r}, [f"fleet.devices={{n}}", "duration_s=4", "drain_s=60", "arrivals.process=constant",
@@ -398,11 +393,7 @@ import collections, gc, json, sys
 sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads({threads})
 from cemasim import scenario
-try:
-    from cemasim.assembly import assemble
-except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
-    assemble = lambda sc: sc
-from cemasim.sim.fleet import Fleet
+{fleet_imports}
 
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
@@ -455,11 +446,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads({threads})
 from cemasim import scenario
-try:
-    from cemasim.assembly import assemble
-except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
-    assemble = lambda sc: sc
-from cemasim.sim.fleet import Fleet
+{fleet_imports}
 
 n = int(sys.argv[1])
 sets = [f"fleet.devices={{n}}", "duration_s=60", "arrivals.batch_size=1", "method.name=cema", "compute_device=cpu"]
@@ -507,11 +494,7 @@ import json, sys, time
 sys.path.insert(0, {root!r})
 import torch; torch.set_num_threads(1)
 from cemasim import scenario
-try:
-    from cemasim.assembly import assemble
-except ImportError:  # a checkout from before the spec boundary (--root): Fleet takes the scenario
-    assemble = lambda sc: sc
-from cemasim.sim.fleet import Fleet
+{fleet_imports}
 
 n, batch, method = int(sys.argv[1]), {batch}, {method!r}
 sets = [f"fleet.devices={{n}}", "duration_s=16", "drain_s=30", "arrivals.process=constant", "arrivals.rate_hz=4",
