@@ -118,7 +118,9 @@ def assemble(sc: Scenario) -> RunSpec:
     ids = domain_table(sc, classes)
     workload.domains = list(ids)
     gate = method.new_gate()  # the selection policy gating this method's uploads (None: the paper's)
-    cloud = cloud_spec(sc, torch_device, workload, mask, edge_spec.num_classes, gate) if method.uses_cloud else None
+    cloud_profile = profile_of(sc.cloud.profile, "cloud")  # the summary reports its power also when idle
+    cloud = cloud_spec(sc, torch_device, workload, mask, edge_spec.num_classes, gate, cloud_profile) \
+        if method.uses_cloud else None
     up = sc.upload
     upload = UploadSpec(up.encoding, up.jpeg_quality, up.budget_bytes, up.budget_window_s, up.downscale,
                         up.queue_capacity, up.drop_policy,
@@ -130,7 +132,7 @@ def assemble(sc: Scenario) -> RunSpec:
     return RunSpec(seed=sc.seed, horizon_s=sc.duration_s + sc.drain_s, torch_device=torch_device, workload=workload,
                    edge_model=edge_model, edge_spec=edge_spec, method=method, classes=specs, upload=upload,
                    cloud=cloud, protocol=protocol(sc, workload), cloud_gpus=sc.cloud.gpus,
-                   cloud_active_w=profile_of(sc.cloud.profile, "cloud").active_w)
+                   cloud_active_w=cloud_profile.active_w)
 
 
 @dataclass(frozen=True)
@@ -165,13 +167,13 @@ class Speedups:
 
 
 def cloud_spec(sc: Scenario, torch_device: torch.device, workload: Workload, mask: np.ndarray | None,
-               num_classes: int, gate) -> CloudSpec:
+               num_classes: int, gate, profile: DeviceProfile) -> CloudSpec:
     c = sc.cloud
     foundation, f_spec = build_model(sc, "foundation", torch_device, workload, mask)
     check_outputs(f_spec, workload, mask, "foundation")
     plan = CloudPlan(c.chunk_size, c.replay_min, c.replay_batch, c.replay_only_batch, c.refresh_every,
                      c.refresh_codec, c.refresh_topk, backlog_hint=bool(gate is not None and gate.reads_backlog))
-    return CloudSpec(gpus=c.gpus, scheduler=c.scheduler, profile=profile_of(c.profile, "cloud"),
+    return CloudSpec(gpus=c.gpus, scheduler=c.scheduler, profile=profile,
                      ingress_bits_per_s=bits_per_s(c.ingress_mbps), egress_bits_per_s=bits_per_s(c.egress_mbps),
                      foundation=norm.convert(foundation), foundation_spec=f_spec,
                      config=cloud_config(sc, num_classes), plan=plan, replay_capacity=c.replay_capacity,
@@ -190,7 +192,7 @@ def class_spec(cls: DeviceClass, workload: Workload, ids: dict, profiles: dict[s
     merge = fast.merge_forward(view.fleet, view.arrivals)
     return ClassSpec(name=cls.name, devices=cls.devices, seed=view.seed, planner=Planner(view, workload, ids),
                      profile=profile, uplink=link_spec(view, "uplink"), downlink=link_spec(view, "downlink"),
-                     availability=down_spec(view.availability, AVAILABILITY, view.availability.process),
+                     availability=down_spec(view.availability, AVAILABILITY),
                      energy=energy_spec(view.energy, profile), reset_on_segment=view.shift.protocol == "reset",
                      merge_forward=merge, predict_ahead=fast.predict_ahead(view.fleet, merge))
 
@@ -216,7 +218,7 @@ def link_spec(view: Scenario, direction: str) -> LinkSpec:
                                                     s.trace_phase == "random", s.trace_end)
     shared = None if s.shared_mbps is None else SharedSpec(bits_per_s(s.shared_mbps), s.group_size,
                                                            s.shared_discipline == "fifo")
-    outages = down_spec(s.outages, OUTAGES, s.outages.process)
+    outages = down_spec(s.outages, OUTAGES)
     capacity = s.capacity or ("trace" if trace is not None else "constant")
     random = (trace is not None and trace.random_phase) or outages.random or loss_spec.lossy \
         or bool(CAPACITY_MODELS.meta(capacity).get("random"))
@@ -227,8 +229,9 @@ def link_spec(view: Scenario, direction: str) -> LinkSpec:
                     mss_bytes=s.mss_bytes, random=random)
 
 
-def down_spec(section: Scenario, kinds: Registry, process: str) -> DownSpec:
-    return DownSpec(process, Params(section.to_dict()), bool(kinds.meta(process).get("random")),
+def down_spec(section: Scenario, kinds: Registry) -> DownSpec:
+    """An outages or availability section: its process, with what the registry declares of it."""
+    return DownSpec(section.process, Params(section.to_dict()), bool(kinds.meta(section.process).get("random")),
                     section.in_flight == "lost")
 
 

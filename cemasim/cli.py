@@ -400,9 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def plugin_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                        help="import MODULE first: it registers methods, corruptions, datasets or models "
-                             "(docs/extending.md); added to the scenario's plugins, so workers import it too "
-                             "(repeatable)")
+                        help="import MODULE first: it registers methods, corruptions, capacity models or any "
+                             "other kind `cemasim list` shows (docs/extending.md); added to the scenario's plugins, "
+                             "so workers import it too (repeatable)")
 
     def scenario_args(sp: argparse.ArgumentParser) -> None:
         plugin_arg(sp)
@@ -423,8 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     scenario_args(val)
     val.set_defaults(func=cmd_validate)
 
-    lst = sub.add_parser("list", help="list registered methods, models, profiles, corruptions, arrivals, datasets, "
-                                      "radios, policies, losses, outages, availability")
+    from cemasim.plugins import REGISTRIES
+
+    lst = sub.add_parser("list", help=f"list what is registered: {', '.join(REGISTRIES)}")
     lst.add_argument("kind")
     plugin_arg(lst)
     lst.set_defaults(func=cmd_list)

@@ -79,7 +79,7 @@ def test_an_off_device_neither_predicts_nor_receives():
     from cemasim.net.intervals import AVAILABILITY
     from cemasim.sim.link_factory import off_intervals
 
-    availability = down_spec(sc.availability, AVAILABILITY, sc.availability.process)
+    availability = down_spec(sc.availability, AVAILABILITY)
     for d in range(sc.fleet.devices):
         off = off_intervals(availability, sc.seed, d, sc.duration_s + sc.drain_s)
         assert not off.covers(samples.loc[samples["device"] == d, "predicted_s"].to_numpy()).any()

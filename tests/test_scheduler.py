@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import simpy
 
-from cemasim.sim.scheduler import POLICIES, GpuPool
+from cemasim.sim.scheduler import GpuPool
+
+POLICIES = ("fifo", "round_robin", "staleness", "backlog")  # the built-in ones (cemasim/scheduling.py)
 
 
 def served_order(policy: str, jobs: list[int], blocker: int = 99, **scores) -> list[int]:

@@ -40,7 +40,8 @@ def trace(link: LinkSpec, rng: np.random.Generator | None) -> tuple[ConstantRate
     spec = link.trace
     assert spec is not None, "the trace model reads the link's trace (checked with the scenario)"
     data = cached_trace(spec.path, spec.format, spec.bin_ms)
-    offset = float(rng.uniform(0, data.period_s)) if spec.random_phase and rng is not None else 0.0
+    assert rng is not None or not spec.random_phase, "a random phase draws from the link's stream (LinkSpec.random)"
+    offset = float(rng.uniform(0, data.period_s)) if rng is not None and spec.random_phase else 0.0
     varying = TraceRate(data.times_s, data.mbps * 1e6, data.period_s, spec.end, offset)
     # a flat trace is exactly the constant link
     rate = ConstantRate(float(varying.rates[0])) if varying.constant else varying

@@ -213,9 +213,10 @@ SCHEMA = Section(
                      (non_negative,)),
         "compute_device": F((str,), "auto", "torch device for the real ML work: auto, cpu or cuda",
                             "", (one_of("auto", "cpu", "cuda"),)),
-        "plugins": F((list,), [], "importable modules that register methods, corruptions, datasets or models "
-                     "(docs/extending.md); imported before validation in every process that runs the scenario, "
-                     "after the installed ones (entry points `cemasim.plugins`); `--plugin MODULE` adds one",
+        "plugins": F((list,), [], "importable modules that register methods, corruptions, capacity models or "
+                     "any other kind `cemasim list` shows (docs/extending.md); imported before validation in "
+                     "every process that runs the scenario, after the installed ones (entry points "
+                     "`cemasim.plugins`); `--plugin MODULE` adds one",
                      "", (module_names,)),
         "data": Section("Where the images come from (`cemasim list datasets`).", {
             "dataset": F((str,), "fashion_mnist", "dataset name; the embedded fashion_mnist needs no download"),
@@ -503,17 +504,18 @@ def declared_params_markdown() -> list[str]:
     from cemasim.methods import METHODS
     from cemasim.net.capacity_models import CAPACITY_MODELS
 
-    return (_declared("Method parameters", "method.params", "methods", METHODS)
-            + _declared("Capacity model parameters", "uplink.capacity_params` or `downlink.capacity_params",
+    return (_declared("Method parameters", ["method.params"], "methods", METHODS)
+            + _declared("Capacity model parameters", ["uplink.capacity_params", "downlink.capacity_params"],
                         "capacity models", CAPACITY_MODELS))
 
 
-def _declared(title: str, key: str, kind: str, registry) -> list[str]:
+def _declared(title: str, keys: list[str], kind: str, registry) -> list[str]:
     from cemasim.schema import document
 
-    lines = [f"## {title}", "", f"An entry may declare parameters of its own, set under `{key}` "
+    where = " or ".join(f"`{k}`" for k in keys)
+    lines = [f"## {title}", "", f"An entry may declare parameters of its own, set under {where} "
              f"(docs/extending.md). The {kind} registered in this process that declare them:", ""]
     declared = [(e.name, e.meta["params"]) for e in registry.entries() if e.meta.get("params") is not None]
     for name, section in declared:
-        lines += document(section, f"{key.split('`')[0]} ({name})", level=3)
+        lines += document(section, f"{keys[0]} ({name})", level=3)
     return lines + ([] if declared else [f"None of the built-in {kind} does.", ""])

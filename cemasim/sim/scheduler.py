@@ -16,8 +16,6 @@ import simpy
 from cemasim.errors import ConfigError
 from cemasim.scheduling import SCHEDULERS, Scores
 
-POLICIES = ("fifo", "round_robin", "staleness", "backlog")  # the built-in policies (tests sweep them)
-
 
 class GpuPool:
     def __init__(self, env: simpy.Environment, gpus: int, policy: str = "fifo",
