@@ -1,9 +1,11 @@
 """Throughput of cemasim's batched corruptions against the per-image `imagecorruptions` package.
 
     python benchmarks/bench_corruptions.py [--quick] [--severity 3] [--only fog,snow] [--threads N]
+                                           [--root CHECKOUT] [--no-csv]
 
-For each of the 15 ImageNet-C corruptions and two workloads (32x32 RGB in batches of 256, 224x224
-RGB in batches of 32) it times, in the same run on the same images:
+For each of the 15 ImageNet-C test corruptions and the 4 validation corruptions (speckle_noise,
+gaussian_blur, spatter, saturate) and two workloads (32x32 RGB in batches of 256, 224x224 RGB in
+batches of 32) it times, in the same run on the same images:
 
 * cemasim: one `corrupt(batch, name, severity, generator)` call on a float [N, 3, H, W] tensor;
 * reference: `imagecorruptions.corrupt(img, severity, corruption_name)` on each uint8 HxWx3 image
@@ -11,6 +13,11 @@ RGB in batches of 32) it times, in the same run on the same images:
 
 Each side is warmed up once, then timed with time.perf_counter; the best of 3 repetitions is
 reported as images/s, with the speed-up cemasim / reference. `--quick` uses 64 and 8 images.
+Under the table it prints, per size, the geometric mean of the speed-ups over the corruptions
+where the reference runs (the 15 test ones, and all 19). Every row (and the geomeans, as
+corruption '(geomean test)' / '(geomean all)') is appended to corruptions.csv beside this script
+(`--no-csv`: not). `--root CHECKOUT` imports cemasim from another checkout (e.g. a
+`git worktree add /tmp/old HEAD` made before a change), to measure before and after side by side.
 
 The reference is optional (it is not a cemasim dependency): `pip install imagecorruptions`. Without
 it the table shows cemasim only. imagecorruptions 1.1.2 imports `pkg_resources`, which setuptools
@@ -38,10 +45,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from cemasim.data.corruptions import CORRUPTION_NAMES, corrupt
-from cemasim.models.measure import cpu_name
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from csvlog import append_rows  # noqa: E402
 
 WORKLOADS = {"full": ((32, 256), (224, 32)), "quick": ((32, 64), (224, 8))}
 REPEATS = 3
@@ -96,7 +102,7 @@ def best_time(fn: Callable[[], object]) -> float:
     return best
 
 
-def bench_cemasim(name: str, x: torch.Tensor, severity: int) -> float:
+def bench_cemasim(corrupt: Callable, name: str, x: torch.Tensor, severity: int) -> float:
     def run() -> None:
         corrupt(x, name, severity, torch.Generator().manual_seed(0))
 
@@ -114,8 +120,7 @@ def bench_reference(ref: Callable, name: str, imgs: np.ndarray, severity: int) -
     return len(imgs) / best_time(run)
 
 
-def machine_info(reference: str) -> list[str]:
-    cpu = cpu_name()
+def machine_info(reference: str, cpu: str) -> list[str]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return [
         f"machine:   {platform.node()} | {platform.platform()} | {cpu}",
@@ -129,46 +134,24 @@ def machine_info(reference: str) -> list[str]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="64 images at 32x32 and 8 at 224x224 (default 256 and 32)")
-    ap.add_argument("--severity", type=int, default=3, choices=range(1, 6), help="severity for both sides (default 3)")
-    ap.add_argument("--only", default="", help="comma-separated corruption names (default: all 15)")
-    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads(N) first (default: torch's choice)")
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    names = [n for n in args.only.split(",") if n] or list(CORRUPTION_NAMES)
-    unknown = sorted(set(names) - set(CORRUPTION_NAMES))
-    if unknown:
-        ap.error(f"unknown corruption(s): {', '.join(unknown)}")
-    ref, ref_desc = load_reference()
-    workloads = WORKLOADS["quick" if args.quick else "full"]
+def git_commit(root: Path) -> str:
+    """The checkout's commit (short hash, '+dirty' with uncommitted changes), or '' outside git."""
+    import subprocess
 
-    print("\n".join(machine_info(ref_desc)))
-    if ref is None:
-        print("NOTE: reference package missing: showing cemasim only, no comparison.")
-    print(f"severity {args.severity}; best of {REPEATS} after one warm-up; images/s (higher is better)\n")
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True,  # noqa: E731
+                                        check=True).stdout.strip()
+        return run("rev-parse", "--short", "HEAD") + ("+dirty" if run("status", "--porcelain", "--", "cemasim") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return ""
 
-    data = {size: make_images(n, size) for size, n in workloads}
-    rows, errors = [], {}
-    for name in names:
-        row = [name]
-        for size, _ in workloads:
-            u8, x = data[size]
-            ours = bench_cemasim(name, x, args.severity)
-            if ref is None:
-                row += [f"{ours:,.0f}", "-", "-"]
-                continue
-            try:
-                theirs = bench_reference(ref, name, u8, args.severity)
-                row += [f"{ours:,.0f}", f"{theirs:,.0f}", f"{ours / theirs:.1f}x"]
-            except Exception as e:  # the reference breaks on some corruptions with current numpy/skimage
-                errors[name] = f"{type(e).__name__}: {e}"
-                row += [f"{ours:,.0f}", f"n/a (error: {type(e).__name__})", "-"]
-        rows.append(row)
-        print("  done:", name, file=sys.stderr, flush=True)
 
+def geomean(values: list[float]) -> float:
+    return float(np.exp(np.mean(np.log(values)))) if values else float("nan")
+
+
+def print_table(workloads: tuple, rows: list[list[str]], errors: dict[str, str]) -> None:
+    """The markdown table, then the reference's errors."""
     head = ["corruption"]
     for size, n in workloads:
         head += [f"{size}px x{n} cemasim", f"{size}px ref", f"{size}px speed-up"]
@@ -185,7 +168,79 @@ def main(argv: list[str] | None = None) -> int:
         print(fmt(r))
     for name, msg in errors.items():
         print(f"\n{name}: reference n/a (error: {msg})", end="")
-    print()
+    print("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="64 images at 32x32 and 8 at 224x224 (default 256 and 32)")
+    ap.add_argument("--severity", type=int, default=3, choices=range(1, 6), help="severity for both sides (default 3)")
+    ap.add_argument("--only", default="", help="comma-separated corruption names (default: all 15 + 4)")
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads(N) first (default: torch's choice)")
+    ap.add_argument("--root", type=Path, default=HERE.parent, help="checkout whose cemasim is measured (default: this)")
+    ap.add_argument("--no-csv", action="store_true", help="do not append the rows to corruptions.csv")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    root = args.root.resolve()
+    sys.path.insert(0, str(root))  # before the first import of cemasim: this checkout's code
+    import cemasim
+    from cemasim.data.corruptions import CORRUPTION_NAMES, VALIDATION_CORRUPTIONS, corrupt
+    from cemasim.models.measure import cpu_name
+
+    if Path(cemasim.__file__).resolve().parents[1] != root:
+        ap.error(f"--root {root}: imported cemasim from {cemasim.__file__} instead")
+    all_names = list(CORRUPTION_NAMES) + list(VALIDATION_CORRUPTIONS)
+    names = [n for n in args.only.split(",") if n] or all_names
+    unknown = sorted(set(names) - set(all_names))
+    if unknown:
+        ap.error(f"unknown corruption(s): {', '.join(unknown)}")
+    ref, ref_desc = load_reference()
+    workloads = WORKLOADS["quick" if args.quick else "full"]
+
+    commit = git_commit(root)
+    print("\n".join(machine_info(ref_desc, cpu_name())))
+    print(f"cemasim:   {root} ({commit or 'no git'})")
+    if ref is None:
+        print("NOTE: reference package missing: showing cemasim only, no comparison.")
+    print(f"severity {args.severity}; best of {REPEATS} after one warm-up; images/s (higher is better)\n")
+
+    data = {size: make_images(n, size) for size, n in workloads}
+    rows, errors, records = [], {}, []
+    speedups: dict[int, dict[str, float]] = {size: {} for size, _ in workloads}
+    stamp = {"date": time.strftime("%Y-%m-%d %H:%M"), "root": str(root), "commit": commit,
+             "threads": torch.get_num_threads(), "severity": args.severity}
+    for name in names:
+        row = [name]
+        for size, n in workloads:
+            u8, x = data[size]
+            ours, theirs = bench_cemasim(corrupt, name, x, args.severity), None
+            try:
+                theirs = None if ref is None else bench_reference(ref, name, u8, args.severity)
+            except Exception as e:  # the reference breaks on some corruptions with current numpy/skimage
+                errors[name] = f"{type(e).__name__}: {e}"
+            if theirs is not None:
+                speedups[size][name] = ours / theirs
+            row += [f"{ours:,.0f}", f"{theirs:,.0f}" if theirs else (f"n/a (error: {errors[name].split(':')[0]})"
+                    if name in errors else "-"), f"{ours / theirs:.1f}x" if theirs else "-"]
+            records.append({**stamp, "size": size, "images": n, "corruption": name, "cemasim_img_s": round(ours, 1),
+                            "ref_img_s": round(theirs, 1) if theirs else "",
+                            "speedup": round(ours / theirs, 3) if theirs else ""})
+        rows.append(row)
+        print("  done:", name, file=sys.stderr, flush=True)
+
+    print_table(workloads, rows, errors)
+    for size, n in workloads:
+        for label, group in (("test", CORRUPTION_NAMES), ("all", all_names)):
+            ups = [v for k, v in speedups[size].items() if k in group]
+            if ups:
+                print(f"geomean speed-up {size}px ({label}: {len(ups)} corruptions where the reference runs): "
+                      f"{geomean(ups):.2f}x")
+                records.append({**stamp, "size": size, "images": n, "corruption": f"(geomean {label}, {len(ups)})",
+                                "speedup": round(geomean(ups), 3)})
+    if not args.no_csv:
+        append_rows(HERE / "corruptions.csv", records)
+        print(f"rows appended to {HERE / 'corruptions.csv'}")
     return 0
 
 

@@ -542,3 +542,50 @@ def test_public_api_is_exported_from_cemasim_data():
     x = torch.rand(2, 3, 32, 32)
     out = data.corrupt(x, "fog", 3, generator=torch.Generator().manual_seed(0))
     assert out.shape == x.shape and len(data.CORRUPTION_NAMES) == 15
+
+
+# --- the fast routes for large images agree with the straightforward formulations ------------------
+
+
+@pytest.mark.parametrize("severity", range(1, 6))
+def test_defocus_fft_route_matches_the_direct_convolution(severity: int) -> None:
+    # Large images convolve through the FFT (_conv_same_fft); the direct reflect-padded conv is the reference.
+    kernel = defocus_kernel(*corruptions.DEFOCUS_BLUR_IMAGENET[severity - 1])
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-12)):
+        x = smooth_images(2, 3, 224, 200, seed=severity).to(dtype)
+        want = corruptions._conv_same(x, kernel)
+        got = corruptions._conv_same_fft(x, kernel)
+        assert got.dtype == dtype and float((got - want).abs().max()) <= tol
+        torch.testing.assert_close(corrupt(x, "defocus_blur", severity), got.clamp(0, 1), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("severity", range(1, 6))
+def test_pixelate_sparse_route_matches_the_matrices(severity: int) -> None:
+    # Large images resample with a few taps per pixel; the dense Pillow-BOX matrices are the reference.
+    c = corruptions.PIXELATE_IMAGENET[severity - 1]
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-12)):
+        x = smooth_images(2, 3, 224, 200, seed=severity).to(dtype)
+        mh, mw = (corruptions._pixelate_matrix(n, c).to(x) for n in (224, 200))
+        want = corruptions._separable(x, mh, mw)
+        got = corrupt(x, "pixelate", severity)
+        assert got.dtype == dtype and float((got - want.clamp(0, 1)).abs().max()) <= tol
+
+
+@pytest.mark.parametrize("h, w", [(224, 224), (96, 80)])
+def test_pixelate_matches_pillow_box_on_large_images(h: int, w: int) -> None:
+    Image = pytest.importorskip("PIL.Image")
+    arr = (smooth_images(1, 3, h, w, seed=5)[0] * 255).round().to(torch.uint8)
+    x = arr.float()[None] / 255
+    for s, f in enumerate(corruptions.PIXELATE_IMAGENET, start=1):
+        img = Image.fromarray(arr.permute(1, 2, 0).numpy())
+        img = img.resize((int(w * f), int(h * f)), Image.BOX).resize((w, h), Image.BOX)
+        want = torch.from_numpy(np.asarray(img).copy()).float().permute(2, 0, 1) / 255
+        torch.testing.assert_close(corrupt(x, "pixelate", s)[0], want, atol=1 / 255 + 1e-6, rtol=0)
+
+
+def test_corrupt_never_clips_the_callers_tensor_in_place() -> None:
+    x = smooth_images(2, 3, 32, 32) * 1.5  # values above 1
+    before = x.clone()
+    for name in CORRUPTION_NAMES + VALIDATION_CORRUPTIONS:
+        corrupt(x, name, 1, gen(0))
+        torch.testing.assert_close(x, before, rtol=0, atol=0)

@@ -162,3 +162,53 @@ def test_grey_images_keep_shape_range_and_determinism(name: str) -> None:
         assert a.shape == x.shape and a.dtype == x.dtype
         assert float(a.min()) >= 0 and float(a.max()) <= 1
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# --- spatter's fast pieces give the bits of the straightforward ones ------------------------------
+
+
+def _plain_chamfer(zero: torch.Tensor, cap: float) -> torch.Tensor:
+    """The plain relaxation: every mask offset's candidate d[q] + w, all pixels, until nothing changes."""
+    import torch.nn.functional as F
+
+    a, b, c = vc.CHAMFER_5X5
+    big = cap + 10 * c
+    d = torch.where(zero > 0, torch.zeros_like(zero), torch.full_like(zero, big))
+    mask = {(0, 1), (1, 0), (1, 1), (1, 2), (2, 1)}
+    cost = {(oy, ox): a if abs(oy) + abs(ox) == 1 else b if abs(oy) == abs(ox) == 1 else c
+            for oy in range(-2, 3) for ox in range(-2, 3) if (abs(oy), abs(ox)) in mask}
+    h, w = d.shape[-2:]
+    for _ in range(int(cap) + 2):
+        p = F.pad(d, (2, 2, 2, 2), value=big)
+        nxt = d
+        for (oy, ox), k in cost.items():
+            nxt = torch.minimum(nxt, p[..., 2 + oy : 2 + oy + h, 2 + ox : 2 + ox + w] + k)
+        if torch.equal(nxt, d):
+            break
+        d = nxt
+    return d.clamp(max=cap)
+
+
+@pytest.mark.parametrize("size", [32, 224])
+def test_chamfer_distance_equals_the_plain_relaxation(size: int) -> None:
+    g = gen(size)
+    for density in (0.002, 0.02, 0.2):
+        zero = (torch.rand(3, 1, size, size + 5, generator=g) < density).double()
+        torch.testing.assert_close(vc.chamfer_distance(zero, 20.0), _plain_chamfer(zero, 20.0), rtol=0, atol=0)
+
+
+def test_shift_sums_and_dilation_equal_conv_and_max_pool() -> None:
+    import torch.nn.functional as F
+
+    g = gen(3)
+    frac = (torch.rand(4, 1, 37, 45, generator=g, dtype=torch.float64) * 20).float()  # box3's chamfer input
+    ints = torch.randint(0, 256, (4, 1, 37, 45), generator=g).double()
+    kernels = ([[1.0] * 3] * 3, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
+    cases = ((frac, kernels[0], "reflect"), (ints, kernels[1], "replicate"), (ints, kernels[2], "reflect"))
+    for x, kernel, mode in cases:
+        want = F.conv2d(F.pad(x, (1, 1, 1, 1), mode=mode), torch.tensor(kernel, dtype=x.dtype).view(1, 1, 3, 3))
+        # Bit-equal on CPU (row-major accumulation, as the conv); within float rounding anywhere.
+        torch.testing.assert_close(vc._shift_sum(x, kernel, mode), want, rtol=0, atol=0 if x is ints else 2e-6)
+    edges = torch.rand(4, 1, 37, 45, generator=g) < 0.05
+    want = F.max_pool2d(edges.float(), 3, 1, 1) > 0
+    assert torch.equal(vc._dilate3(edges), want)

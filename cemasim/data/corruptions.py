@@ -162,8 +162,7 @@ def impulse_noise(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.T
     # half of the hits become 0 (pepper), half 1 (salt). One uniform draw decides both.
     c = _param(x, severity, IMPULSE_NOISE, IMPULSE_NOISE_IMAGENET)
     u = _rand(tuple(x.shape), g, x)
-    x = torch.where(u < c / 2, torch.zeros_like(x), x)
-    return torch.where((u >= c / 2) & (u < c), torch.ones_like(x), x)
+    return torch.where(u < c, (u >= c / 2).to(x.dtype), x)  # one pass: hits become 0 (u < c/2) or 1
 
 
 # --- linear filters shared by several corruptions --------------------------------------------
@@ -252,9 +251,41 @@ def _conv_same(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv2d(y, kernel.to(x)[None, None]).reshape(n, c, h, w)
 
 
+def _fft_size(n: int) -> int:
+    """The smallest 2**a * 3**b * 5**c >= n (sizes the FFT handles fastest)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
+def _conv_same_fft(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """_conv_same through the FFT: the same reflect padding, then a product of spectra.
+
+    For ImageNet-size images and 9x9..21x21 defocus disks the direct convolution costs k*k
+    multiply-adds a pixel; this costs O(log HW). The spectra are zero-padded to a fast size of at
+    least the padded image, so the circular wrap-around only reaches the discarded border: the
+    result is the correlation up to float rounding (about 1e-6 in float32; tests).
+    """
+    n, c, h, w = x.shape
+    p = kernel.shape[-1] // 2
+    y = F.pad(x.reshape(n * c, 1, h, w), (p, p, p, p), mode="reflect")[:, 0]
+    size = (_fft_size(h + 2 * p), _fft_size(w + 2 * p))
+    spectrum = torch.fft.rfft2(kernel.flip(-2, -1).to(x), s=size)  # correlation = convolution with the flip
+    out = torch.fft.irfft2(torch.fft.rfft2(y, s=size).mul_(spectrum), s=size)
+    return out[:, 2 * p : 2 * p + h, 2 * p : 2 * p + w].reshape(n, c, h, w)
+
+
 @CORRUPTIONS.register("defocus_blur", help="disk-shaped lens blur (ImageNet-C)")
 def defocus_blur(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
-    return _conv_same(x, defocus_kernel(*_param(x, severity, DEFOCUS_BLUR, DEFOCUS_BLUR_IMAGENET)))
+    kernel = defocus_kernel(*_param(x, severity, DEFOCUS_BLUR, DEFOCUS_BLUR_IMAGENET))
+    if uses_imagenet_table(x.shape[2], x.shape[3]):  # large images, 9x9 to 21x21 kernels
+        return _conv_same_fft(x, kernel)
+    return _conv_same(x, kernel)  # CIFAR table: 3x3 to 7x7 kernels, direct
 
 
 def _glass_permutation(n: int, h: int, w: int, delta: int, iterations: int, g: torch.Generator) -> np.ndarray:
@@ -581,24 +612,75 @@ def _pixelate_matrix(size: int, factor: float) -> torch.Tensor:
     return _pil_box(small, size) @ _pil_box(size, small)
 
 
+@cache
+def _pixelate_taps(size: int, factor: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """_pixelate_matrix in sparse form: (taps [T, small], weights [T, small], up [size]).
+
+    Downsampled pixel k averages the input pixels taps[:, k] with weights[:, k] (Pillow's BOX: a
+    run of equal weights 1/count; shorter runs repeat their last pixel with weight 0), and output
+    pixel i copies downsampled pixel up[i] (the upsampling BOX has one unit weight per row).
+    """
+    small = max(int(size * factor), 1)
+    down, up = _pil_box(size, small), _pil_box(small, size)
+    assert bool(((up > 0).sum(1) == 1).all()), "BOX upsampling picks one pixel per output"
+    lo = (down > 0).float().argmax(1)
+    count = (down > 0).sum(1)
+    t = torch.arange(int(count.max()))[:, None]
+    taps = lo[None] + torch.minimum(t, count[None] - 1)
+    weights = torch.where(t < count[None], down.gather(1, taps.T).T, 0.0)
+    return taps, weights, up.argmax(1)
+
+
+def _select(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """x.index_select(dim, index) for dim -2; for the last dim a gather, which is several times faster."""
+    index = index.to(x.device)
+    if dim == -2:
+        return x.index_select(-2, index)
+    return x.gather(-1, index.expand(*x.shape[:-1], len(index)))
+
+
+def _box_down(x: torch.Tensor, dim: int, taps: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Pillow BOX downsampling of x along `dim` (-1 or -2) from _pixelate_taps' taps and weights."""
+    shape = (-1, 1) if dim == -2 else (-1,)
+    w = weights.to(x)
+    out = _select(x, dim, taps[0]).mul_(w[0].view(shape))
+    for t in range(1, len(taps)):
+        out.addcmul_(_select(x, dim, taps[t]), w[t].view(shape))
+    return out
+
+
 @CORRUPTIONS.register("pixelate", help="box downsample then upsample (ImageNet-C)")
 def pixelate(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     c = _param(x, severity, PIXELATE, PIXELATE_IMAGENET)
-    mh = _pixelate_matrix(x.shape[2], c).to(x)
-    mw = _pixelate_matrix(x.shape[3], c).to(x)
-    return _separable(x, mh, mw)  # like Pillow's two passes
+    if not uses_imagenet_table(x.shape[2], x.shape[3]):
+        mh = _pixelate_matrix(x.shape[2], c).to(x)
+        mw = _pixelate_matrix(x.shape[3], c).to(x)
+        return _separable(x, mh, mw)  # like Pillow's two passes
+    # Large images: the dense [size, size] products touch each pixel size times; the same
+    # resampling in sparse form (2-3 taps per downsampled pixel, then one copy per output pixel)
+    # is linear in the pixels and equal to the matrix route to float rounding (tests).
+    th, wh, uh = _pixelate_taps(x.shape[2], c)
+    tw, ww, uw = _pixelate_taps(x.shape[3], c)
+    small = _box_down(_box_down(x, -2, th, wh), -1, tw, ww)
+    return _select(_select(small, -1, uw), -2, uh)
 
 
 @CORRUPTIONS.register("jpeg_compression", help="JPEG encode/decode (ImageNet-C)")
 def jpeg_compression(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     q = _param(x, severity, JPEG_QUALITY, JPEG_QUALITY_IMAGENET)
-    u8 = (x * 255).round().clamp(0, 255).to(torch.uint8).cpu()  # the codec works on CPU uint8
+    # The codec works on CPU uint8 in HWC order: quantise into an [N, H, W, C] buffer (the transpose
+    # rides on the first pass, and the encoder's own HWC copy becomes a no-op), in place after that.
+    hwc = torch.mul(x.permute(0, 2, 3, 1), 255, out=x.new_empty(x.shape[0], *x.shape[2:], x.shape[1]))
+    u8 = hwc.round_().clamp_(0, 255).to(torch.uint8).cpu().permute(0, 3, 1, 2)
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its codecs in favour of torchcodec; until they are removed they
         # are bit-identical to the Pillow JPEG round trip of make_cifar_c.py (see the tests).
         warnings.filterwarnings("ignore", message=".*TorchVision are deprecated", category=DeprecationWarning)
         decoded = decode_jpeg(encode_jpeg(list(u8), quality=q), mode=ImageReadMode.UNCHANGED)
-    return (torch.stack(decoded).to(x.device, x.dtype)) / 255
+    # The decoder returns CHW views of HWC buffers: stack those as HWC (plain copies), then convert
+    # and transpose into the output in one pass, and divide in place (the same division as before).
+    hwc = torch.stack([d.permute(1, 2, 0) for d in decoded]).to(x.device)
+    return torch.empty_like(x, memory_format=torch.contiguous_format).copy_(hwc.permute(0, 3, 1, 2)).div_(255)
 
 
 # Canonical ImageNet-C order (noise, blur, weather, digital).
@@ -639,4 +721,8 @@ def corrupt(
         generator = torch.Generator(device=images.device).manual_seed(0)
     # Work in at least float32 (half precision would lose the fog fractal and small noise).
     work = images.to(torch.promote_types(images.dtype, torch.float32))
-    return fn(work, int(severity), generator).clamp(0, 1).to(images.dtype)
+    out = fn(work, int(severity), generator)
+    # Clip in place when `out` is a fresh tensor of its own (saves a pass and an allocation);
+    # a corruption may return its input or a view of it, which must stay untouched.
+    fresh = out._base is None and out.is_contiguous() and out.data_ptr() != images.data_ptr()
+    return (out.clamp_(0, 1) if fresh else out.clamp(0, 1)).to(images.dtype)
