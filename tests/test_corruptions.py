@@ -589,3 +589,52 @@ def test_corrupt_never_clips_the_callers_tensor_in_place() -> None:
     for name in CORRUPTION_NAMES + VALIDATION_CORRUPTIONS:
         corrupt(x, name, 1, gen(0))
         torch.testing.assert_close(x, before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("severity", range(1, 6))
+def test_pixelate_upsampling_by_interpolate_is_the_index_copy(severity: int) -> None:
+    # Large images upsample with F.interpolate('nearest-exact') where it picks Pillow BOX's pixels:
+    # the same copies as the index route, bit for bit (and the check holds at these sizes).
+    c = corruptions.PIXELATE_IMAGENET[severity - 1]
+    for dtype in (torch.float32, torch.float64):
+        x = smooth_images(2, 3, 224, 200, seed=severity).to(dtype)
+        th, wh, uh = corruptions._pixelate_taps(224, c)
+        tw, ww, uw = corruptions._pixelate_taps(200, c)
+        assert corruptions._nearest_exact_is(uh) and corruptions._nearest_exact_is(uw)
+        small = corruptions._box_down(corruptions._box_down(x, -2, th, wh), -1, tw, ww)
+        want = corruptions._select(corruptions._select(small, -1, uw), -2, uh)
+        torch.testing.assert_close(corruptions.pixelate(x, severity, gen(0)), want, rtol=0, atol=0)
+    assert not corruptions._nearest_exact_is(torch.tensor([0, 0, 0, 1]))
+
+
+def _needles_dense(seeds, group, taper, angles, k):
+    n, size = seeds.shape[0], seeds.shape[-1]
+    maps = torch.stack([seeds * (group == i) for i in range(k)], dim=1).reshape(n * k, size, size)
+    return corruptions._streaks(maps, taper, angles).reshape(n, k, size, size).sum(1)
+
+
+def test_sparse_needles_match_the_dense_streaks() -> None:
+    # Large frost canvases scatter the sparse seeds (_needles_sparse); the dense shifted sums of the
+    # <= 64 px route are the reference, to float rounding.
+    g = gen(3)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-12)):
+        n, size, k = 3, 256, 4
+        amp = torch.rand(n, size, size, generator=g, dtype=dtype)
+        seeds = torch.where(torch.rand(n, size, size, generator=g, dtype=dtype) < 0.05, 0.5 + 0.5 * amp, 0.0)
+        group = torch.randint(0, k, (n, size, size), generator=g)
+        taper = torch.linspace(1.0, 0.3, 25).tolist()
+        angles = torch.rand(n * k, generator=g, dtype=torch.float64) * 360
+        want = _needles_dense(seeds, group, taper, angles, k)
+        got = corruptions._needles_sparse(seeds, group, taper, angles, k)
+        assert got.dtype == dtype and float((got - want).abs().max()) <= tol
+
+
+@pytest.mark.parametrize("severity", range(1, 6))
+def test_frost_sparse_route_matches_the_dense_route(severity: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    for dtype, tol in ((torch.float32, 1e-5), (torch.float64, 1e-12)):
+        x = smooth_images(2, 3, 224, 200, seed=severity).to(dtype)
+        got = corrupt(x, "frost", severity, gen(severity))
+        with monkeypatch.context() as m:
+            m.setattr(corruptions, "_needles_sparse", _needles_dense)
+            want = corrupt(x, "frost", severity, gen(severity))
+        assert got.dtype == dtype and float((got - want).abs().max()) <= tol

@@ -441,6 +441,34 @@ def _streaks(x: torch.Tensor, weights: Sequence[float], angle_deg: torch.Tensor)
     return out.reshape(b, h, w)
 
 
+def _needles_sparse(
+    seeds: torch.Tensor, group: torch.Tensor, weights: Sequence[float], angle_deg: torch.Tensor, k: int
+) -> torch.Tensor:
+    """The dense route's needles, sum over i of _streaks(seeds * (group == i)), from the seeds alone.
+
+    About 5% of the pixels are seeds: each is scattered to the T pixels its streak reaches (the
+    angle of its image and direction group), instead of T shifted passes over k dense maps per
+    image. Same terms per pixel, summed in another order: equal to float rounding (tests).
+    """
+    n, h, w = seeds.shape
+    hw = h * w
+    angle = torch.deg2rad(angle_deg.to(seeds.device, torch.float64))
+    t = torch.arange(len(weights), dtype=torch.float64, device=seeds.device)
+    dx = torch.ceil(t[None] * torch.cos(angle)[:, None] - 0.5).long()  # [n * k, T], as in _streaks
+    dy = torch.ceil(t[None] * torch.sin(angle)[:, None] - 0.5).long()
+    shift = (dy * w + dx) % hw
+    flat = seeds.reshape(-1)
+    nz = flat.nonzero().squeeze(1)
+    img = nz // hw
+    # A streak of pixel q reaches q - shift (mod hw): scattered into a doubled row per image,
+    # [hw, 2 hw) for q - shift >= 0 and [0, hw) for the wrapped part, folded at the end.
+    target = (nz + (img + 1) * hw)[None, :] - shift[img * k + group.reshape(-1)[nz]].T  # [T, nnz]
+    contrib = flat[nz][None, :] * torch.tensor(weights, dtype=seeds.dtype, device=seeds.device)[:, None]
+    out = torch.zeros(n, 2 * hw, dtype=seeds.dtype, device=seeds.device)
+    out.view(-1).scatter_add_(0, target.reshape(-1), contrib.reshape(-1))
+    return (out[:, hw:] + out[:, :hw]).view(n, h, w)
+
+
 def frost_texture(n: int, h: int, w: int, g: torch.Generator, like: torch.Tensor) -> torch.Tensor:
     """Procedural ice texture standing in for the ImageNet-C frost photographs: [n, 3, h, w] in [0, 1].
 
@@ -459,11 +487,15 @@ def frost_texture(n: int, h: int, w: int, g: torch.Generator, like: torch.Tensor
     group = (cloud * k).long().clamp_(max=k - 1)  # [n, S, S]
     amp = _rand((n, size, size), g, like)
     seeds = torch.where(_rand((n, size, size), g, like) < 0.05, 0.5 + 0.5 * amp, torch.zeros_like(amp))
-    seeds = torch.stack([seeds * (group == i) for i in range(k)], dim=1).reshape(n * k, size, size)
     length = max(3, size // 10)
     taper = torch.linspace(1.0, 0.3, length).tolist()
-    needles = _streaks(seeds, taper, _rand((n * k,), g, like).double() * 360)
-    needles = needles.reshape(n, k, size, size).sum(1).clamp(max=1)
+    if uses_imagenet_table(h, w):  # large canvases: scatter the sparse seeds (_needles_sparse)
+        needles = _needles_sparse(seeds, group, taper, _rand((n * k,), g, like).double() * 360, k)
+    else:  # the <= 64 px table keeps the dense route, bit for bit
+        seeds = torch.stack([seeds * (group == i) for i in range(k)], dim=1).reshape(n * k, size, size)
+        needles = _streaks(seeds, taper, _rand((n * k,), g, like).double() * 360)
+        needles = needles.reshape(n, k, size, size).sum(1)
+    needles = needles.clamp(max=1)
     lum = 0.45 * cloud + 0.35 * needles + 0.2 * ridges
     # Random crop (with wrap-around: every map above is periodic) before matching statistics.
     oy = (_rand((n,), g, like) * size).long().clamp_(max=size - 1)
@@ -662,7 +694,24 @@ def pixelate(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor
     th, wh, uh = _pixelate_taps(x.shape[2], c)
     tw, ww, uw = _pixelate_taps(x.shape[3], c)
     small = _box_down(_box_down(x, -2, th, wh), -1, tw, ww)
+    if _nearest_exact_is(uh) and _nearest_exact_is(uw):  # the same copies in one resampling kernel
+        nc = x.shape[0] * x.shape[1]
+        up = F.interpolate(small.reshape(nc, 1, *small.shape[2:]), size=x.shape[2:], mode="nearest-exact")
+        return up.reshape(x.shape)
     return _select(_select(small, -1, uw), -2, uh)
+
+
+@cache
+def _nearest_exact_is_cached(index: tuple[int, ...]) -> bool:
+    src = torch.arange(max(index) + 1, dtype=torch.float64)
+    picked = F.interpolate(src.view(1, 1, -1), size=len(index), mode="nearest-exact").view(-1)
+    return picked.long().tolist() == list(index)
+
+
+def _nearest_exact_is(index: torch.Tensor) -> bool:
+    """Whether F.interpolate(mode='nearest-exact') copies output pixel i from input pixel index[i]
+    (checked once per index; it holds for Pillow's BOX upsampling at the sizes we tried)."""
+    return _nearest_exact_is_cached(tuple(index.tolist()))
 
 
 @CORRUPTIONS.register("jpeg_compression", help="JPEG encode/decode (ImageNet-C)")
