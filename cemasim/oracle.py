@@ -56,8 +56,7 @@ def sequential_cema(sc, device_index: int = 0) -> dict[str, np.ndarray]:
         if not method.uses_cloud:
             continue
         _, received = encode(to_uint8(x[keep]), sc.upload.encoding, sc.upload.jpeg_quality, sc.upload.downscale)
-        for image in received:  # the released infer: the whole batch joins the history first
-            replay.add(image.unsqueeze(0))
+        replay.add(received)  # the released infer: the whole batch joins the history first
         pending += list(received)
         chunk_done = False
         while len(pending) >= c.chunk_size:

@@ -42,25 +42,67 @@ class TestBatch:
 
 class DevicePlan(Sequence[TestBatch]):
     """One device's test batches, kept as per-sample arrays and batch bounds; a TestBatch is built when
-    it is asked for (a fleet of 50,000 batch-1 devices would otherwise hold 12 million of them)."""
+    it is asked for (a fleet of 50,000 batch-1 devices would otherwise hold 12 million of them).
+
+    The eight arrays live in two buffers, one of int64 (image, label, domain and segment of each sample,
+    then each batch's start and stop) and one of float64 (each sample's arrival, then each batch's
+    ready time); the fields are views of them. For a device of 8 samples, eight arrays take 1.35 kB
+    (numpy headers and allocations, tracemalloc), the plan with its two buffers 0.68 kB."""
+
+    __slots__ = ("_floats", "_ints", "_n_batches", "device", "n_samples")
 
     def __init__(self, device: int, times: np.ndarray, image_idx: np.ndarray, labels: np.ndarray,
                  domain: np.ndarray, segment: np.ndarray, bounds: tuple[np.ndarray, np.ndarray, np.ndarray]):
-        self.device, self.times, self.image_idx, self.labels, self.domain = device, times, image_idx, labels, domain
-        self.segment = segment
-        self.starts, self.stops, self.ready_s = bounds
+        starts, stops, ready_s = bounds
+        self.device, self.n_samples, self._n_batches = device, len(times), len(starts)
+        ints = (image_idx, labels, domain, segment, starts, stops)
+        self._ints = np.concatenate([np.asarray(a, np.int64) for a in ints])
+        self._floats = np.concatenate([np.asarray(times, np.float64), np.asarray(ready_s, np.float64)])
+
+    def _sample_field(self, k: int) -> np.ndarray:
+        n = self.n_samples
+        return self._ints[k * n : (k + 1) * n]
 
     @property
-    def n_samples(self) -> int:
-        return len(self.times)
+    def times(self) -> np.ndarray:
+        return self._floats[: self.n_samples]
+
+    @property
+    def image_idx(self) -> np.ndarray:
+        return self._sample_field(0)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._sample_field(1)
+
+    @property
+    def domain(self) -> np.ndarray:
+        return self._sample_field(2)
+
+    @property
+    def segment(self) -> np.ndarray:
+        return self._sample_field(3)
+
+    @property
+    def starts(self) -> np.ndarray:
+        o = 4 * self.n_samples
+        return self._ints[o : o + self._n_batches]
+
+    @property
+    def stops(self) -> np.ndarray:
+        o = 4 * self.n_samples + self._n_batches
+        return self._ints[o : o + self._n_batches]
+
+    @property
+    def ready_s(self) -> np.ndarray:
+        return self._floats[self.n_samples :]
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.times, self.image_idx, self.labels, self.domain, self.segment,
-                                      self.starts, self.stops, self.ready_s))
+        return self._ints.nbytes + self._floats.nbytes
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return self._n_batches
 
     def first_segment(self) -> int:
         """The schedule segment of the first batch (0 without any)."""
@@ -82,10 +124,11 @@ class DevicePlan(Sequence[TestBatch]):
             seq += len(self)
         if not 0 <= seq < len(self):
             raise IndexError(f"batch {seq} of {len(self)}")
-        start, stop = int(self.starts[seq]), int(self.stops[seq])
-        return TestBatch(self.device, seq, float(self.ready_s[seq]), start, self.times[start:stop],
-                         self.image_idx[start:stop], self.labels[start:stop], self.domain[start:stop],
-                         int(self.segment[start]))
+        n, ints = self.n_samples, self._ints
+        start, stop = int(ints[4 * n + seq]), int(ints[4 * n + self._n_batches + seq])
+        return TestBatch(self.device, seq, float(self._floats[n + seq]), start, self._floats[start:stop],
+                         ints[start:stop], ints[n + start : n + stop], ints[2 * n + start : 2 * n + stop],
+                         int(ints[3 * n + start]))
 
 
 def open_source(sc) -> ImageSource:

@@ -211,7 +211,8 @@ def test_compute_power_defaults_to_the_profile_active_w():
     from cemasim.assembly import assemble
     from cemasim.sim.fleet import Fleet
 
-    devices = Fleet(assemble(small("fleet.profile={peak_flops_per_s: 1.0e10, active_w: 3.5}"))).recorder.devices
-    assert [row["compute_w"] for row in devices] == [3.5, 3.5]
-    devices = Fleet(assemble(small("fleet.profile=rpi4", "energy.compute_w=2"))).recorder.devices
-    assert [row["compute_w"] for row in devices] == [2.0, 2.0]
+    def compute_w(*sets: str) -> list[float]:
+        return Fleet(assemble(small(*sets))).recorder.tables()["devices"]["compute_w"].tolist()
+
+    assert compute_w("fleet.profile={peak_flops_per_s: 1.0e10, active_w: 3.5}") == [3.5, 3.5]
+    assert compute_w("fleet.profile=rpi4", "energy.compute_w=2") == [2.0, 2.0]

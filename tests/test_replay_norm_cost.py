@@ -27,6 +27,27 @@ def test_replay_is_fifo_with_capacity():
     assert held == list(range(150, 250))  # the 100 newest, each exactly once
 
 
+def test_replay_draws_index_the_images_oldest_first():
+    """The draws are randperm(size) over the held images oldest first, before and after the ring wraps
+    (what the released code's history indexing and every earlier cemasim gave for one seed)."""
+    for capacity, added in ((7, 5), (7, 7), (7, 19), (1, 3)):
+        buf, held = ReplayBuffer(capacity), []
+        for v in range(added):
+            buf.keep(torch.tensor([[v]], dtype=torch.uint8), 0)
+            held = [*held, v][-capacity:]
+        for n in (1, 3, 100):
+            g, ref = torch.Generator().manual_seed(n), torch.Generator().manual_seed(n)
+            want = torch.tensor(held)[torch.randperm(len(held), generator=ref)[:n]]
+            assert buf.sample(n, g).flatten().tolist() == want.tolist()
+
+
+def test_replay_keeps_the_upload_image_itself():
+    images = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    buf = ReplayBuffer(4)
+    buf.keep(images, 1)
+    assert buf._held[0][0] is images  # shared with the waiting upload, not a second copy
+
+
 def test_replay_sampling_is_uniform_without_replacement():
     buf = ReplayBuffer(capacity=50)
     buf.add(imgs(list(range(50))))

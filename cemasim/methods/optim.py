@@ -23,7 +23,7 @@ from cemasim.errors import NonFiniteError
 from cemasim.models import norm
 
 
-@dataclass
+@dataclass(slots=True)
 class Learner:
     """A model's adaptable state (norm tensors), SGD momentum buffers and method-specific extras."""
 

@@ -15,6 +15,7 @@ the time a message leaves the wire, or None for the constant latency_ms. A plugi
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,7 +34,13 @@ CAPACITY_MODELS: Registry[CapacityModel] = Registry("capacity model")
 
 
 def constant(link: LinkSpec, rng: np.random.Generator | None) -> tuple[ConstantRate, Latency]:
-    return ConstantRate(link.bits_per_s), None
+    return constant_rate(link.bits_per_s), None
+
+
+@cache
+def constant_rate(bits_per_s: float) -> ConstantRate:
+    """One ConstantRate a rate, shared by every link at it (it holds no state; 0.2 kB a link)."""
+    return ConstantRate(bits_per_s)
 
 
 def trace(link: LinkSpec, rng: np.random.Generator | None) -> tuple[ConstantRate | TraceRate, Latency]:

@@ -48,8 +48,14 @@ from cemasim.specs import CloudPlan
 
 def image_of(upload: Upload) -> torch.Tensor:
     """An upload's encoded-and-decoded image (uint8); every upload the cloud receives carries one."""
-    assert upload.image is not None
-    return upload.image
+    assert upload.images is not None
+    return upload.images[upload.image_row]
+
+
+def payload_of(upload: Upload) -> tuple[torch.Tensor, int]:
+    """(the images its batch's uploads share, its row): what the replay buffer keeps, by reference."""
+    assert upload.images is not None
+    return upload.images, upload.image_row
 
 
 class Cloud:
@@ -248,7 +254,7 @@ class CemaWorker(DeviceWorker):
         self.teacher_source = {n: t.clone() for n, t in teacher.state.items()} if own_teacher else None
         self.pending: list[Upload] = []
         self.chunk_done = False
-        self.in_replay: set[int] = set()  # ids of inbox uploads already in the replay buffer (causal rule)
+        self.in_replay: set[int] | None = None  # ids of inbox uploads already in the replay buffer (causal rule)
         super().__init__(cloud, device, inbox, student, downlink, source_state)
 
     @property
@@ -263,16 +269,16 @@ class CemaWorker(DeviceWorker):
     def reset(self) -> None:
         super().reset()  # the student gets its own copy of the source
         self.student_borrowed = False
-        self.pending, self.chunk_done, self.in_replay = [], False, set()
+        self.pending, self.chunk_done, self.in_replay = [], False, None
         self.replay = ReplayBuffer(self.replay.capacity) if not self.shared_replay else self.replay
         if self.teacher_source is not None:  # a per-device foundation model resets with its device
             self.teacher.reset(self.teacher_source)
 
     def on_upload(self, upload: Upload):
-        if id(upload) in self.in_replay:
+        if self.in_replay is not None and id(upload) in self.in_replay:
             self.in_replay.discard(id(upload))
         else:
-            self.replay.add(image_of(upload).unsqueeze(0))
+            self.replay.keep(*payload_of(upload))
         self.pending.append(upload)
         if len(self.pending) >= self.cloud.plan.chunk_size:
             yield from self.chunk_step()
@@ -285,9 +291,12 @@ class CemaWorker(DeviceWorker):
         for msg in self.inbox.items:
             if msg.segment != self.segment:
                 break  # a newer segment resets the buffer first
-            if isinstance(msg, Upload) and id(msg) not in self.in_replay:
-                self.replay.add(image_of(msg).unsqueeze(0))
-                self.in_replay.add(id(msg))
+            if isinstance(msg, Upload):
+                if self.in_replay is None:  # made when needed: 200 bytes a worker
+                    self.in_replay = set()
+                if id(msg) not in self.in_replay:
+                    self.replay.keep(*payload_of(msg))
+                    self.in_replay.add(id(msg))
 
     def chunk_step(self):
         plan, cloud = self.cloud.plan, self.cloud

@@ -28,6 +28,7 @@ from cemasim.models import codecs, grouped, norm
 from cemasim.models.profiles import DeviceProfile
 from cemasim.net.capacity import DownIntervals
 from cemasim.sim.link import Link
+from cemasim.sim.mailbox import Mailbox
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
 from cemasim.sim.records import Recorder
 from cemasim.specs import UploadSpec
@@ -54,7 +55,7 @@ class EdgeCost:
 class EdgeDevice:
     def __init__(self, env: simpy.Environment, index: int, batches: DevicePlan, workload: Workload,
                  model: nn.Module, learner: Learner, method: Method, cost: EdgeCost,
-                 uplink: Link | None, inbox: simpy.Store, policy: UploadSpec, recorder: Recorder,
+                 uplink: Link | None, inbox: Mailbox, policy: UploadSpec, recorder: Recorder,
                  compute_device: torch.device, reset_on_segment: bool = False,
                  source_state: norm.NormState | None = None, off: DownIntervals | None = None):
         self.env, self.index, self.batches, self.workload = env, index, batches, workload
@@ -74,9 +75,11 @@ class EdgeDevice:
         self._budget_window, self._budget_used = -1, 0
         # selection policy (methods/policies.py): kept across segment resets (it follows the network)
         self.gate: Gate | None = method.new_gate() if uplink is not None else None
-        self.meter, self._in_flight = RateMeter(), deque[Upload]()
+        # the gate's view of the uplink: only a gated device measures its uploads (two deques, 1.5 kB)
+        self.meter: RateMeter | None = RateMeter() if self.gate is not None else None
+        self._in_flight: deque[Upload] | None = deque() if self.gate is not None else None
         env.process(self.run())
-        env.process(self.receive())
+        inbox.handler = self.apply  # refreshes (or answers) are applied as the downlink delivers them
 
     @property
     def state(self) -> norm.NormState:
@@ -153,7 +156,7 @@ class EdgeDevice:
         chosen = self.gate.choose(self.link_view(), scores.detach().cpu().numpy(), np.asarray(sizes))
         gated = torch.zeros_like(keep)
         gated[rows[torch.from_numpy(chosen).to(rows.device)]] = True
-        return gated, ([sizes[i] for i in chosen], [images[i] for i in chosen])
+        return gated, ([sizes[i] for i in chosen], images[torch.from_numpy(chosen)])
 
     def encode(self, x: torch.Tensor) -> tuple[list[int], torch.Tensor]:
         """(payload sizes, images as the cloud decodes them) of samples to upload."""
@@ -163,7 +166,7 @@ class EdgeDevice:
     def link_view(self) -> LinkView:
         """What the device observes of its uplink now: bytes ahead of a new message and the goodput of
         its own finished uploads."""
-        assert self.uplink is not None
+        assert self.uplink is not None and self.meter is not None and self._in_flight is not None
         while self._in_flight and (self._in_flight[0].dropped or not np.isnan(self._in_flight[0].tx_end_s)):
             up = self._in_flight.popleft()
             if not up.dropped:
@@ -184,13 +187,13 @@ class EdgeDevice:
             self.send_stats(batch)
         rows = keep.nonzero().squeeze(1)
         sizes, images = encoded or self.encode(x[rows])
-        for row, size, image in zip(rows.tolist(), sizes, images, strict=True):
-            up = Upload(self.index, size, sample_id=batch.first_sample_id + row, batch_seq=batch.seq, image=image,
-                        segment=self.segment)
+        for i, (row, size) in enumerate(zip(rows.tolist(), sizes, strict=True)):
+            up = Upload(self.index, size, sample_id=batch.first_sample_id + row, batch_seq=batch.seq, images=images,
+                        image_row=i, segment=self.segment)
             self.recorder.uploads.append(up)
             if self.within_budget(size):
                 self.send(up)
-                if self.gate is not None:
+                if self._in_flight is not None:
                     self._in_flight.append(up)
             else:
                 up.enqueued_s, up.dropped = self.env.now, "budget"
@@ -224,11 +227,6 @@ class EdgeDevice:
             return False
         self._budget_used += size
         return True
-
-    def receive(self):
-        while True:
-            msg = yield self.inbox.get()
-            self.apply(msg)
 
     def apply(self, refresh: Refresh) -> None:
         if self.gate is not None and refresh.backlog >= 0:

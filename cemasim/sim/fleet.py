@@ -25,6 +25,7 @@ from cemasim.sim.ahead import PredictAhead
 from cemasim.sim.cloud_workers import Cloud
 from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice
 from cemasim.sim.link_factory import DEVICE_OFF, LinkFactory, off_intervals
+from cemasim.sim.mailbox import Mailbox
 from cemasim.sim.records import Recorder
 from cemasim.sim.wiring import wiring
 from cemasim.specs import ClassSpec, CloudSpec, RunSpec
@@ -44,20 +45,11 @@ class SimResult:
     cloud_active_w: float = 0.0
 
 
-def device_row(d: int, cls: ClassSpec, off: DownIntervals, horizon_s: float) -> dict:
-    """The devices table: who the device is and its energy parameters."""
+def device_row(d: int, cls: ClassSpec, off: DownIntervals, horizon_s: float) -> tuple:
+    """The devices table's row (records.DEVICE_COLUMNS): who the device is and its energy parameters."""
     energy = cls.energy
-    return {
-        "device": d,
-        "device_class": cls.name,
-        "profile": cls.profile.name,
-        "radio": energy.radio,
-        "tx_nj_per_bit": energy.tx_nj_per_bit,
-        "rx_nj_per_bit": energy.rx_nj_per_bit,
-        "compute_w": energy.compute_w,
-        "compute_nj_per_flop": energy.compute_nj_per_flop,
-        "available_s": horizon_s - off.down_time(0.0, horizon_s),
-    }
+    return (d, cls.name, cls.profile.name, energy.radio, energy.tx_nj_per_bit, energy.rx_nj_per_bit, energy.compute_w,
+            energy.compute_nj_per_flop, horizon_s - off.down_time(0.0, horizon_s))
 
 
 @contextmanager
@@ -102,6 +94,7 @@ class Fleet:
                 for position, (d, rngs) in enumerate(zip(cls.devices, streams, strict=True)):
                     self.devices.append(self._device(cls, position, d, links, rngs))
         self.n_samples = sum(dev.batches.n_samples for dev in self.devices)
+        self.recorder.expect_predictions(self.n_samples)
         merging = any(cls.merge_forward for cls in spec.classes)
         self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.torch_device) if merging else None
         for cls in spec.classes:  # the speed-ups, where they give the plain run's floats
@@ -138,7 +131,7 @@ class Fleet:
         off = off_intervals(cls.availability, spec.seed, d, spec.horizon_s)
         batches, missed = cls.planner.plan(d, off, streams)
         self.recorder.missed += [(d, float(t), DEVICE_OFF) for t in missed]
-        inbox, uplink = simpy.Store(self.env), None
+        inbox, uplink = Mailbox(self.env), None
         if self.cloud is not None:
             cloud_inbox = simpy.Store(self.env)
             uplink = links.build(cls.uplink, d, position, cls.name, off, cloud_inbox, spec.upload.queue_capacity,

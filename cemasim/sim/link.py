@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import simpy
 
 from cemasim.net.capacity import Capacity, DownIntervals, Gated
 from cemasim.net.loss import LossModel
+from cemasim.sim.mailbox import Mailbox
 from cemasim.sim.messages import Message
 from cemasim.sim.network import FluidNetwork, Resource
 
@@ -37,8 +38,8 @@ class Retransmission:
 
 class Link:
     def __init__(self, env: simpy.Environment, access: Capacity, latency_s: float | Callable[[float], float],
-                 deliver: simpy.Store, capacity: int | None = None, drop_policy: str = "tail",
-                 on_drop: Callable[[Message], None] | None = None, *, shared: list[Resource] | None = None,
+                 deliver: simpy.Store | Mailbox, capacity: int | None = None, drop_policy: str = "tail",
+                 on_drop: Callable[[Message], None] | None = None, *, shared: Sequence[Resource] = (),
                  network: FluidNetwork | None = None, retransmission: Retransmission | None = None,
                  receiver: DownIntervals | None = None, expire_s: float | None = None,
                  packet_header_bytes: int = 0, mss_bytes: int = 1448):
@@ -48,25 +49,24 @@ class Link:
         `packet_header_bytes`: what each packet of `mss_bytes` payload adds on the wire."""
         self.env, self.deliver = env, deliver
         self.access = access
-        if callable(latency_s):
-            self.latency_s = latency_s
-        else:
-            fixed_latency = latency_s
-            self.latency_s = lambda t: fixed_latency
-        self.shared, self.network = shared or [], network
+        # a fixed latency is kept as a number: a closure a link is 200 bytes, a million devices have two links
+        self._latency_at: Callable[[float], float] | None = latency_s if callable(latency_s) else None
+        self._latency = 0.0 if callable(latency_s) else latency_s
+        self.shared, self.network = tuple(shared), network
         self._own = Resource("access", self.access) if self.shared else None
         self.retransmission, self.receiver = retransmission, receiver
         self.capacity, self.drop_policy, self.expire_s = capacity, drop_policy, expire_s
         self.on_drop = on_drop
         self.packet_header_bytes, self.mss_bytes = packet_header_bytes, mss_bytes
-        self.queue: deque[Message] = deque()
+        self.queue: deque[Message] | None = None  # made at the first message that waits (an empty deque is 600 bytes)
         self.queued_droppable = 0
         self.bytes_sent = 0  # bytes of messages that made it across (one per message)
         self.backlog_bytes = 0  # bytes waiting or on the wire: what a new message queues behind
         self._idle = True  # nothing on the wire: send() puts a message there at once
         self._starting: Message | None = None
-        self._wake: simpy.Event = env.event()
-        env.process(self.run())
+        # the process starts with the first message: a link that never carries one (a downlink without
+        # refreshes) costs no process (0.6 kB a link)
+        self._wake: simpy.Event | None = None
 
     def wire_bits(self, size_bytes: int) -> int:
         """Bits a message of `size_bytes` puts on the wire: its bytes and its packets' headers."""
@@ -84,7 +84,12 @@ class Link:
         if self._idle:
             self._idle, self._starting = False, msg
             self.backlog_bytes += msg.size_bytes
-            self._wake.succeed()
+            if self._wake is None:  # the first message
+                self._wake = self.env.event()
+                self._wake.succeed()
+                self.env.process(self.run())
+            else:
+                self._wake.succeed()
             return True
         if msg.droppable and self.capacity is not None and self.queued_droppable >= self.capacity:
             if self.drop_policy == "tail":
@@ -92,11 +97,16 @@ class Link:
                 return False
             self._drop_oldest()
         self.queued_droppable += msg.droppable
+        if self.queue is None:
+            self.queue = deque()
         self.queue.append(msg)
         self.backlog_bytes += msg.size_bytes
         return True
 
     def run(self):
+        # Started by the first message, whose wake-up is already scheduled: the process resumes with it,
+        # where a process waiting since time 0 would (its start runs no further than this line)
+        yield self._wake
         while True:
             if self._starting is not None:
                 msg, self._starting = self._starting, None
@@ -109,6 +119,7 @@ class Link:
                     continue
             else:
                 self._idle, self._wake = True, self.env.event()
+                self.queue = None  # an idle link holds no deque (a million devices' uplinks, 0.6 GB)
                 yield self._wake
                 continue
             yield from self._carry(msg)
@@ -163,7 +174,7 @@ class Link:
         return True, "", bits
 
     def _propagate(self, msg: Message) -> None:
-        latency = self.latency_s(self.env.now)
+        latency = self._latency if self._latency_at is None else self._latency_at(self.env.now)
         if latency == 0:
             self._arrive(msg)
             return
@@ -182,6 +193,8 @@ class Link:
         self.deliver.put(msg)
 
     def _drop_oldest(self) -> None:
+        if self.queue is None:
+            return
         for i, queued in enumerate(self.queue):
             if queued.droppable:
                 del self.queue[i]

@@ -14,6 +14,7 @@ from cemasim.net.intervals import AVAILABILITY, OUTAGES
 from cemasim.net.loss import loss_model
 from cemasim.rng import numpy_rng
 from cemasim.sim.link import Link, Retransmission
+from cemasim.sim.mailbox import Mailbox
 from cemasim.sim.network import FluidNetwork, Resource
 from cemasim.specs import CloudSpec, DownSpec, LinkSpec
 
@@ -44,7 +45,7 @@ class LinkFactory:
         return None if bits_per_s is None else Resource(name, ConstantRate(bits_per_s))
 
     def build(self, spec: LinkSpec, device: int, position: int, device_class: str, off: DownIntervals,
-              deliver: simpy.Store, queue_capacity: int | None = None, drop_policy: str = "tail",
+              deliver: simpy.Store | Mailbox, queue_capacity: int | None = None, drop_policy: str = "tail",
               expire_s: float | None = None) -> Link:
         """`position`: the device's index within its class (shared-segment grouping); `expire_s`: uploads
         that waited longer are discarded (the staleness policy)."""

@@ -36,15 +36,22 @@ class Message:
 
 @dataclass(eq=False, slots=True)
 class Upload(Message):
-    """One selected sample, as the cloud will decode it (uint8 [C, H, W])."""
+    """One selected sample, as the cloud will decode it: row `image_row` of `images`, the uint8
+    [N, C, H, W] tensor its batch's uploads share (a view a sample would cost 600 bytes a million times)."""
 
     sample_id: int = -1
     batch_seq: int = -1
     trained_s: float = NAN  # when the cloud job that used it as a new sample ended (NaN: never used)
-    image: Tensor | None = field(default=None, repr=False)
+    images: Tensor | None = field(default=None, repr=False)
+    image_row: int = field(default=0, repr=False)
+
+    @property
+    def image(self) -> Tensor | None:
+        """The sample's image, uint8 [C, H, W] (None once released)."""
+        return None if self.images is None else self.images[self.image_row]
 
     def release(self) -> None:
-        self.image = None
+        self.images = None
 
 
 @dataclass(eq=False, slots=True)
