@@ -103,6 +103,8 @@ class Method:
         """Which samples of the batch travel (none when the device adapts by itself)."""
         if self.adapts_on_edge:
             return torch.zeros(logits.shape[0], dtype=torch.bool)
+        if type(self).select is Method.select:  # selects nothing: no no_grad block (batch 1 pays it per sample)
+            return torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
         with torch.no_grad():
             return self.select(logits, state)
 

@@ -87,11 +87,16 @@ class Recorder:
     def predictions(self, batch, predicted_s: float, pred: np.ndarray, entropy: np.ndarray, selected: np.ndarray,
                     version: int, version_created_s: float, e_max: float, rows: np.ndarray | None = None) -> None:
         """Record predictions of `batch` (or of its `rows`) made at `predicted_s`."""
-        rows = np.arange(len(batch)) if rows is None else rows
-        self.predicted += len(rows)
-        self._samples.append(len(rows), device=batch.device, sample_id=batch.first_sample_id + rows,
-                             batch_seq=batch.seq, arrival_s=batch.arrival_s[rows], predicted_s=predicted_s,
-                             domain=batch.domain[rows], label=batch.labels[rows], pred=pred, entropy=entropy,
+        if rows is None:  # the whole batch: its arrays as they are (a batch-1 device records per sample)
+            n, arrival_s, domain, label = len(batch), batch.arrival_s, batch.domain, batch.labels
+            sample_id = batch.first_sample_id + np.arange(n) if n > 1 else batch.first_sample_id
+        else:
+            n, arrival_s, domain, label = len(rows), batch.arrival_s[rows], batch.domain[rows], batch.labels[rows]
+            sample_id = batch.first_sample_id + rows
+        self.predicted += n
+        self._samples.append(n, device=batch.device, sample_id=sample_id,
+                             batch_seq=batch.seq, arrival_s=arrival_s, predicted_s=predicted_s,
+                             domain=domain, label=label, pred=pred, entropy=entropy,
                              selected=selected, param_version=version, param_age_s=predicted_s - version_created_s,
                              e_max=e_max)
 
