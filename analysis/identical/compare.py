@@ -71,10 +71,12 @@ def main() -> int:
             old = run(Path(args.old), method, Path(tmp) / "old", args.scenario, tuple(args.set))
             new = run(Path(args.new), method, Path(tmp) / "new", args.scenario, tuple(args.set))
             diff, added = differences(old, new)
-            acc = [json.loads((d / "summary.json").read_text())["accuracy"] for d in (old, new)]
+            summaries = [json.loads((d / "summary.json").read_text()) for d in (old, new)]
             rows.append({"method": method, "tables": len(list(old.glob("*.parquet"))), "differences": len(diff),
-                         "what": " ".join(diff), "added": " ".join(added), "accuracy_old": acc[0],
-                         "accuracy_new": acc[1]})
+                         "what": " ".join(diff), "added": " ".join(added),
+                         "accuracy_old": summaries[0]["accuracy"], "accuracy_new": summaries[1]["accuracy"],
+                         # the engine's event count, to tell a change of bookkeeping from one of the run
+                         "events_old": summaries[0]["events"], "events_new": summaries[1]["events"]})
             print(f"{method:16s} tables {rows[-1]['tables']:2d}  differences {len(diff)}  {' '.join(diff)}"
                   f"{'  added: ' + ' '.join(added) if added else ''}")
     with open(HERE / args.csv, "w", newline="") as f:

@@ -48,12 +48,24 @@ def mergeable(model: nn.Module) -> bool:
     return cached
 
 
+def holds_norm_tensors_only(model: nn.Module, state: norm.NormState) -> bool:
+    """Whether every tensor of `state` is a StatBatchNorm's (weight, bias or statistics): the tensors the
+    merged pass stacks per device. A state with other parameters (CoTTA refreshes every weight) is not."""
+    names = getattr(model, "_cemasim_norm_tensors", None)
+    if names is None:
+        names = frozenset(f"{prefix}.{t}" for prefix, m in model.named_modules() if isinstance(m, norm.StatBatchNorm)
+                          for t in ("weight", "bias", "running_mean", "running_var"))
+        object.__setattr__(model, "_cemasim_norm_tensors", names)
+    return all(k in names for k in state)
+
+
 def grouped_forward(model: nn.Module, states: list[norm.NormState], x: Tensor, mode: str) -> Tensor:
     """Logits [G, n, classes] of G devices' batches x [G, n, C, H, W] in one merged pass, each device
     normalised with its own norm state (and its own batch statistics in "batch" mode); equal to G calls
     of `norm.forward` (tests/test_grouped.py compares them bit for bit)."""
     g, n = x.shape[:2]
-    stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]}
+    # one device (a window of one sample, an instant with one device): its own tensors and layers' plain path
+    stacked = {k: torch.stack([s[k] for s in states]) for k in states[0]} if g > 1 else states[0]
     with _per_device(model, g), norm.stat_mode(model, mode), norm.swapped(model, stacked):
         out = model(x.flatten(0, 1))
     return out.view(g, n, -1)

@@ -97,7 +97,7 @@ class EdgeDevice:
             start = self.env.now
             yield self.env.timeout(self.cost.seconds(len(batch)))
             self.recorder.compute.append((self.index, start, self.env.now, self.cost.flops(len(batch))))
-            if self.batcher is not None and self.batcher.accepts(self):
+            if self.batcher is not None:
                 yield self.batcher.submit(self, batch)
             else:
                 self.predict(batch)
@@ -299,7 +299,8 @@ class CrossDeviceBatcher:
 
     @staticmethod
     def accepts(device: EdgeDevice) -> bool:
-        return type(device) is EdgeDevice and device.method.merges_forward and grouped.mergeable(device.model)
+        return type(device) is EdgeDevice and device.method.merges_forward and grouped.mergeable(device.model) \
+            and grouped.holds_norm_tensors_only(device.model, device.state)
 
     def submit(self, device: EdgeDevice, batch: TestBatch) -> simpy.Event:
         done = self.env.event()

@@ -99,7 +99,7 @@ class Fleet:
         self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.torch_device) if merging else None
         for cls in spec.classes:  # the speed-ups, where they give the plain run's floats
             for dev in self.devices[cls.devices.start:cls.devices.stop]:
-                if cls.merge_forward:
+                if cls.merge_forward and CrossDeviceBatcher.accepts(dev):  # decided once: nothing it reads changes
                     dev.batcher = self.batcher
                 if cls.predict_ahead and CrossDeviceBatcher.accepts(dev) and dev.batches.max_batch_size() == 1:
                     dev.ahead = PredictAhead(cls.predict_ahead)
