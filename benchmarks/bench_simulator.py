@@ -323,7 +323,9 @@ def _run_child(template: str, n: int, **fields: str) -> dict:
     and return the JSON of its last line."""
     code = template.format(root=str(ROOT), qs=str(QUICKSTART), threads=torch.get_num_threads(),
                            fleet_imports=FLEET_IMPORTS, **fields)
-    out = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, str(n)], capture_output=True, text=True)
+    if out.returncode:  # stopped or failed: what it printed so far (the large section's build line) still counts
+        sys.exit(f"the child stopped (exit {out.returncode}) after printing:\n{out.stdout}{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -603,7 +605,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller workloads (about 2 minutes)")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1],
-                        help="checkout whose cemasim the child processes (scaling, large, build) import")
+                        help="checkout whose cemasim the child processes (scaling, large, memory, build, batch1) "
+                             "import; overhead, kernel and batching run in this process: run another checkout's "
+                             "own copy of this script for them")
     parser.add_argument("--methods", default=",".join(BATCH1_METHODS),
                         help="methods of the batch1 section, comma-separated (cema at 10,000 devices: ~40 CPU-min)")
     parser.add_argument("--variants", default=";".join(BATCH1_VARIANTS),
