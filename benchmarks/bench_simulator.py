@@ -309,8 +309,10 @@ sc = scenario.load({qs!r}, [f"fleet.devices={{n}}", "duration_s=4", "drain_s=30"
 t0 = time.perf_counter()
 fleet = Fleet(assemble(sc))
 built = time.perf_counter()
-print(json.dumps({{"n": n, "built": True, "build_s": built - t0,  # a run stopped by hand still tells the build
+print(json.dumps({{"n": n, "samples": fleet.n_samples, "build_s": built - t0,  # a stopped run still tells it
                    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}), flush=True)
+if {build_only}:
+    sys.exit(0)
 fleet.run()
 done = time.perf_counter()
 print(json.dumps({{"n": n, "samples": fleet.n_samples, "build_s": built - t0, "run_s": done - built,
@@ -329,16 +331,20 @@ def _run_child(template: str, n: int, **fields: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+BUILD_ONLY = False  # --build-only
+
+
 def large(quick: bool) -> None:
     """Peak resident memory of one process simulating a CEMA fleet of 1,000,000 devices (8 samples each,
     one 8-sample batch a device), records included, its build time a device and its run time; appended
     to large_fleet.csv. (100,000 devices until issue 31.)"""
     n = 100_000 if quick else 1_000_000
-    print(f"\n## 5. {n:,} CEMA devices in one process (8 samples each)")
-    r = _run_child(LARGE_CHILD, n)
+    print(f"\n## 5. {n:,} CEMA devices in one process (8 samples each){' (built, not run)' if BUILD_ONLY else ''}")
+    r = _run_child(LARGE_CHILD, n, build_only=str(BUILD_ONLY))
+    run_s = f"{r['run_s']:.1f}" if "run_s" in r else "not run"
     print(f"| devices | samples | build s (ms a device; target <= 0.2) | run s | peak RSS MB (target <= 16,384 at "
           f"1,000,000) |\n| {r['n']:,} | {r['samples']:,} | {r['build_s']:.1f} ({r['build_s'] * 1e3 / n:.3f}) | "
-          f"{r['run_s']:.1f} | {r['peak_rss_mb']:,.0f} |")
+          f"{run_s} | {r['peak_rss_mb']:,.0f} |")
     _append_csv("large_fleet.csv", {"date": time.strftime("%Y-%m-%d %H:%M"), "root": str(ROOT), **{k: round(v, 2) if
                                     isinstance(v, float) else v for k, v in r.items()}})
 
@@ -608,11 +614,15 @@ def main() -> None:
                         help="checkout whose cemasim the child processes (scaling, large, memory, build, batch1) "
                              "import; overhead, kernel and batching run in this process: run another checkout's "
                              "own copy of this script for them")
+    parser.add_argument("--build-only", action="store_true",
+                        help="the large section builds its fleet and stops (a million devices: minutes, not an hour)")
     parser.add_argument("--methods", default=",".join(BATCH1_METHODS),
                         help="methods of the batch1 section, comma-separated (cema at 10,000 devices: ~40 CPU-min)")
     parser.add_argument("--variants", default=";".join(BATCH1_VARIANTS),
                         help="variants of the batch1 section, separated by ';' (labels of VARIANTS, which hold commas)")
     args = parser.parse_args()
+    global BUILD_ONLY
+    BUILD_ONLY = args.build_only
     BATCH1_METHODS[:] = args.methods.split(",")
     BATCH1_VARIANTS[:] = [v.strip() for v in args.variants.split(";")]
     unknown = set(BATCH1_VARIANTS) - {label for label, *_ in VARIANTS}
