@@ -12,7 +12,8 @@
              and peak memory per device (each size in a fresh subprocess, RSS high-water mark)
 4. batching  one grouped forward pass for G devices with per-device norm state versus G separate
              forward passes, at per-device batch sizes 1, 8 and 64
-5. large     peak RSS, build and run time of one process simulating 1,000,000 CEMA devices (--quick: 100,000)
+5. large     peak RSS, build and run time of one process simulating 1,000,000 CEMA devices (--quick: 100,000;
+             --devices N another size; --build-only: build the fleet and stop)
 5b. residuals peak RSS of 10,000 devices (--quick: 1,000) with float32 and with topk refreshes: the
              cloud's copy of what each device holds, which topk encodes against
 6. build     host time of building 50,000 batch-1 CEMA devices (--quick: 5,000), and of the random
@@ -332,13 +333,14 @@ def _run_child(template: str, n: int, **fields: str) -> dict:
 
 
 BUILD_ONLY = False  # --build-only
+LARGE_DEVICES = 0  # --devices (0: the section's own size)
 
 
 def large(quick: bool) -> None:
     """Peak resident memory of one process simulating a CEMA fleet of 1,000,000 devices (8 samples each,
     one 8-sample batch a device), records included, its build time a device and its run time; appended
     to large_fleet.csv. (100,000 devices until issue 31.)"""
-    n = 100_000 if quick else 1_000_000
+    n = LARGE_DEVICES or (100_000 if quick else 1_000_000)
     print(f"\n## 5. {n:,} CEMA devices in one process (8 samples each){' (built, not run)' if BUILD_ONLY else ''}")
     r = _run_child(LARGE_CHILD, n, build_only=str(BUILD_ONLY))
     run_s = f"{r['run_s']:.1f}" if "run_s" in r else "not run"
@@ -616,13 +618,15 @@ def main() -> None:
                              "own copy of this script for them")
     parser.add_argument("--build-only", action="store_true",
                         help="the large section builds its fleet and stops (a million devices: minutes, not an hour)")
+    parser.add_argument("--devices", type=int, default=0,
+                        help="the large section's fleet size (default 1,000,000; --quick 100,000)")
     parser.add_argument("--methods", default=",".join(BATCH1_METHODS),
                         help="methods of the batch1 section, comma-separated (cema at 10,000 devices: ~40 CPU-min)")
     parser.add_argument("--variants", default=";".join(BATCH1_VARIANTS),
                         help="variants of the batch1 section, separated by ';' (labels of VARIANTS, which hold commas)")
     args = parser.parse_args()
-    global BUILD_ONLY
-    BUILD_ONLY = args.build_only
+    global BUILD_ONLY, LARGE_DEVICES
+    BUILD_ONLY, LARGE_DEVICES = args.build_only, args.devices
     BATCH1_METHODS[:] = args.methods.split(",")
     BATCH1_VARIANTS[:] = [v.strip() for v in args.variants.split(";")]
     unknown = set(BATCH1_VARIANTS) - {label for label, *_ in VARIANTS}
