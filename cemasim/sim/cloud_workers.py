@@ -48,8 +48,9 @@ from cemasim.specs import CloudPlan
 
 def image_of(upload: Upload) -> torch.Tensor:
     """An upload's encoded-and-decoded image (uint8); every upload the cloud receives carries one."""
-    assert upload.images is not None
-    return upload.images[upload.image_row]
+    image = upload.image
+    assert image is not None
+    return image
 
 
 def payload_of(upload: Upload) -> tuple[torch.Tensor, int]:
