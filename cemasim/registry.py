@@ -40,9 +40,9 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, help: str = "") -> Callable[[T], T]:
+    def register(self, name: str, help: str = "", **meta: Any) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            self.add(name, obj, help)
+            self.add(name, obj, help, **meta)
             return obj
 
         return deco

@@ -119,6 +119,26 @@ def test_shape_dtype_device_and_range(name: str, device: str) -> None:
                     assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1, (n, c, h, w, s)
 
 
+IN_RANGE = [e.name for e in CORRUPTIONS.entries() if e.meta.get("in_range")]
+
+
+def test_in_range_is_declared_where_the_clip_is_skipped() -> None:
+    assert set(IN_RANGE) == {"pixelate", "jpeg_compression"}
+
+
+@pytest.mark.parametrize("name", IN_RANGE)
+@pytest.mark.parametrize("size", [(17, 23), (72, 96)])
+def test_in_range_corruptions_need_no_clip(name: str, size: tuple[int, int]) -> None:
+    # corrupt() skips its clip for these: their own output must already be in [0, 1] and equal to the
+    # clipped one, also for images a little outside [0, 1] (float round-off of an earlier step).
+    fn = CORRUPTIONS.get(name)
+    x = smooth_images(3, 3, *size, seed=11) * 1.2 - 0.1
+    for s in range(1, 6):
+        y = fn(x.clone(), s, gen(s))
+        assert y.min() >= 0 and y.max() <= 1, s
+        torch.testing.assert_close(corrupt(x, name, s, gen(s)), y.clamp(0, 1), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", CORRUPTION_NAMES)
 def test_float64_kept_and_global_rng_untouched(name: str) -> None:
     x = smooth_images(2, 3, 17, 23).double()

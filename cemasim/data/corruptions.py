@@ -681,19 +681,20 @@ def _box_down(x: torch.Tensor, dim: int, taps: torch.Tensor, weights: torch.Tens
     return out
 
 
-@CORRUPTIONS.register("pixelate", help="box downsample then upsample (ImageNet-C)")
+@CORRUPTIONS.register("pixelate", help="box downsample then upsample (ImageNet-C)", in_range=True)
 def pixelate(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     c = _param(x, severity, PIXELATE, PIXELATE_IMAGENET)
     if not uses_imagenet_table(x.shape[2], x.shape[3]):
         mh = _pixelate_matrix(x.shape[2], c).to(x)
         mw = _pixelate_matrix(x.shape[3], c).to(x)
-        return _separable(x, mh, mw)  # like Pillow's two passes
+        return _separable(x, mh, mw).clamp_(0, 1)  # like Pillow's two passes
     # Large images: the dense [size, size] products touch each pixel size times; the same
     # resampling in sparse form (2-3 taps per downsampled pixel, then one copy per output pixel)
     # is linear in the pixels and equal to the matrix route to float rounding (tests).
     th, wh, uh = _pixelate_taps(x.shape[2], c)
     tw, ww, uw = _pixelate_taps(x.shape[3], c)
-    small = _box_down(_box_down(x, -2, th, wh), -1, tw, ww)
+    # Clipped before the upsampling copies it: the same values, on a quarter of the pixels or fewer.
+    small = _box_down(_box_down(x, -2, th, wh), -1, tw, ww).clamp_(0, 1)
     if _nearest_exact_is(uh) and _nearest_exact_is(uw):  # the same copies in one resampling kernel
         nc = x.shape[0] * x.shape[1]
         up = F.interpolate(small.reshape(nc, 1, *small.shape[2:]), size=x.shape[2:], mode="nearest-exact")
@@ -714,7 +715,7 @@ def _nearest_exact_is(index: torch.Tensor) -> bool:
     return _nearest_exact_is_cached(tuple(index.tolist()))
 
 
-@CORRUPTIONS.register("jpeg_compression", help="JPEG encode/decode (ImageNet-C)")
+@CORRUPTIONS.register("jpeg_compression", help="JPEG encode/decode (ImageNet-C)", in_range=True)
 def jpeg_compression(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     q = _param(x, severity, JPEG_QUALITY, JPEG_QUALITY_IMAGENET)
     # The codec works on CPU uint8 in HWC order: quantise into an [N, H, W, C] buffer (the transpose
@@ -772,6 +773,9 @@ def corrupt(
     work = images.to(torch.promote_types(images.dtype, torch.float32))
     out = fn(work, int(severity), generator)
     # Clip in place when `out` is a fresh tensor of its own (saves a pass and an allocation);
-    # a corruption may return its input or a view of it, which must stay untouched.
+    # a corruption may return its input or a view of it, which must stay untouched. A corruption
+    # registered `in_range` returns values in [0, 1] by construction (tests): no pass at all.
     fresh = out._base is None and out.is_contiguous() and out.data_ptr() != images.data_ptr()
+    if fresh and CORRUPTIONS.meta(name).get("in_range"):
+        return out.to(images.dtype)
     return (out.clamp_(0, 1) if fresh else out.clamp(0, 1)).to(images.dtype)
