@@ -39,6 +39,7 @@ from cemasim.methods.tta import Adapter
 from cemasim.models import codecs, norm
 from cemasim.models.cost import FlopCounter
 from cemasim.models.profiles import DeviceProfile
+from cemasim.sim.inbox import Inbox
 from cemasim.sim.link import Link
 from cemasim.sim.messages import REPORT_BYTES, Answer, BatchReport, Refresh, Upload
 from cemasim.sim.records import CloudJob, Recorder
@@ -108,7 +109,7 @@ class DeviceWorker:
     """The cloud's side of one device: its inbox, learner and downlink. Subclasses say what an
     upload and an end-of-batch report trigger."""
 
-    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
+    def __init__(self, cloud: Cloud, device: int, inbox: Inbox, student: Learner, downlink: Link,
                  source_state: dict | None = None):
         self.cloud, self.env, self.device = cloud, cloud.env, device
         self.inbox, self.student, self.downlink = inbox, student, downlink
@@ -240,7 +241,7 @@ class DeviceWorker:
 class CemaWorker(DeviceWorker):
     """CEMA's cloud: chunks of uploads drive foundation + distillation steps, with replay."""
 
-    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
+    def __init__(self, cloud: Cloud, device: int, inbox: Inbox, student: Learner, downlink: Link,
                  replay: ReplayBuffer, teacher: Learner, generator: Callable[[], torch.Generator],
                  shared_replay: bool = False, own_teacher: bool = False, source_state: dict | None = None,
                  student_borrowed: bool = False):
@@ -353,7 +354,7 @@ class OffloadWorker(DeviceWorker):
     """A TTA method run by the cloud for the device: one adaptation step per test batch on the
     samples of that batch that arrived, then a refresh."""
 
-    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, student: Learner, downlink: Link,
+    def __init__(self, cloud: Cloud, device: int, inbox: Inbox, student: Learner, downlink: Link,
                  adapter: Adapter, step_s: Callable[[int], float], source_state: dict | None = None,
                  method: str = "tta"):
         self.adapter, self.step_s, self.method = adapter, step_s, method
@@ -385,7 +386,7 @@ class OffloadWorker(DeviceWorker):
 class InferenceWorker(DeviceWorker):
     """Cloud inference: the frozen foundation model answers each batch's uploads."""
 
-    def __init__(self, cloud: Cloud, device: int, inbox: simpy.Store, downlink: Link, answer_bytes: int,
+    def __init__(self, cloud: Cloud, device: int, inbox: Inbox, downlink: Link, answer_bytes: int,
                  infer_s: Callable[[int], float]):
         self.answer_bytes, self.infer_s = answer_bytes, infer_s
         self.batch: list[Upload] = []

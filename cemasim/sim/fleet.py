@@ -24,6 +24,7 @@ from cemasim.net.capacity import DownIntervals
 from cemasim.sim.ahead import PredictAhead
 from cemasim.sim.cloud_workers import Cloud
 from cemasim.sim.edge import CloudInferenceDevice, CrossDeviceBatcher, EdgeCost, EdgeDevice
+from cemasim.sim.inbox import Inbox
 from cemasim.sim.link_factory import DEVICE_OFF, LinkFactory, off_intervals
 from cemasim.sim.mailbox import Mailbox
 from cemasim.sim.records import Recorder
@@ -133,7 +134,7 @@ class Fleet:
         self.recorder.missed += [(d, float(t), DEVICE_OFF) for t in missed]
         inbox, uplink = Mailbox(self.env), None
         if self.cloud is not None:
-            cloud_inbox = simpy.Store(self.env)
+            cloud_inbox = Inbox(self.env)
             uplink = links.build(cls.uplink, d, position, cls.name, off, cloud_inbox, spec.upload.queue_capacity,
                                  spec.upload.drop_policy, expire_s=spec.upload.expire_s)
             downlink = links.build(cls.downlink, d, position, cls.name, off, inbox)

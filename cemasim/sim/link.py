@@ -22,6 +22,7 @@ import simpy
 
 from cemasim.net.capacity import Capacity, DownIntervals, Gated
 from cemasim.net.loss import LossModel
+from cemasim.sim.inbox import Inbox
 from cemasim.sim.mailbox import Mailbox
 from cemasim.sim.messages import Message
 from cemasim.sim.network import FluidNetwork, Resource
@@ -38,7 +39,7 @@ class Retransmission:
 
 class Link:
     def __init__(self, env: simpy.Environment, access: Capacity, latency_s: float | Callable[[float], float],
-                 deliver: simpy.Store | Mailbox, capacity: int | None = None, drop_policy: str = "tail",
+                 deliver: simpy.Store | Inbox | Mailbox, capacity: int | None = None, drop_policy: str = "tail",
                  on_drop: Callable[[Message], None] | None = None, *, shared: Sequence[Resource] = (),
                  network: FluidNetwork | None = None, retransmission: Retransmission | None = None,
                  receiver: DownIntervals | None = None, expire_s: float | None = None,

@@ -13,6 +13,7 @@ from cemasim.net.capacity_models import CAPACITY_MODELS
 from cemasim.net.intervals import AVAILABILITY, OUTAGES
 from cemasim.net.loss import loss_model
 from cemasim.rng import numpy_rng
+from cemasim.sim.inbox import Inbox
 from cemasim.sim.link import Link, Retransmission
 from cemasim.sim.mailbox import Mailbox
 from cemasim.sim.network import FluidNetwork, Resource
@@ -45,7 +46,7 @@ class LinkFactory:
         return None if bits_per_s is None else Resource(name, ConstantRate(bits_per_s))
 
     def build(self, spec: LinkSpec, device: int, position: int, device_class: str, off: DownIntervals,
-              deliver: simpy.Store | Mailbox, queue_capacity: int | None = None, drop_policy: str = "tail",
+              deliver: simpy.Store | Inbox | Mailbox, queue_capacity: int | None = None, drop_policy: str = "tail",
               expire_s: float | None = None) -> Link:
         """`position`: the device's index within its class (shared-segment grouping); `expire_s`: uploads
         that waited longer are discarded (the staleness policy)."""

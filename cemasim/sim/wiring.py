@@ -10,20 +10,19 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-import simpy
-
 from cemasim.methods import Method
 from cemasim.methods.replay import ReplayBuffer
 from cemasim.methods.tta_methods import TTA
 from cemasim.rng import torch_generator
 from cemasim.sim.cloud_workers import CemaWorker, InferenceWorker, OffloadWorker
 from cemasim.sim.edge import CloudInferenceDevice, EdgeDevice
+from cemasim.sim.inbox import Inbox
 from cemasim.sim.link import Link
 
 if TYPE_CHECKING:
     from cemasim.sim.fleet import Fleet
 
-WorkerFactory = Callable[["Fleet", int, simpy.Store, Link], None]
+WorkerFactory = Callable[["Fleet", int, Inbox, Link], None]
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class Wiring:
 WIRINGS: dict[str | None, Wiring] = {}
 
 
-def _no_worker(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
+def _no_worker(fleet: Fleet, d: int, inbox: Inbox, downlink: Link) -> None:
     raise AssertionError("a method without a cloud worker has no uplink")
 
 
@@ -56,7 +55,7 @@ def wiring(method: Method) -> Wiring:
 
 
 @wire("cema")
-def _cema(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
+def _cema(fleet: Fleet, d: int, inbox: Inbox, downlink: Link) -> None:
     """Foundation step + distillation into the device's student, replay buffer per device or shared."""
     spec, cloud = fleet.cloud_spec(), fleet.cloud_side()
     teacher = cloud.foundation_learner if spec.shared_foundation else cloud.foundation_learner.copy()
@@ -68,7 +67,7 @@ def _cema(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
 
 
 @wire("offload")
-def _offload(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
+def _offload(fleet: Fleet, d: int, inbox: Inbox, downlink: Link) -> None:
     """The device's own TTA step, run by the cloud on its uploads."""
     cloud, method = fleet.cloud_side(), fleet.method
     assert isinstance(method, TTA) and method.adapter is not None
@@ -78,7 +77,7 @@ def _offload(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
 
 
 @wire("inference", device=CloudInferenceDevice)
-def _inference(fleet: Fleet, d: int, inbox: simpy.Store, downlink: Link) -> None:
+def _inference(fleet: Fleet, d: int, inbox: Inbox, downlink: Link) -> None:
     """The frozen foundation model answers every upload; the device computes nothing."""
     cloud = fleet.cloud_side()
     per_sample = cloud.foundation_flops.per_sample("forward", "eval")
