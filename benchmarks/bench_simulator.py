@@ -146,7 +146,9 @@ def overhead(quick: bool) -> None:
                                      "events": summary["events"], "simulator_wall_s": round(sim_wall, 2),
                                      "loop_wall_s": round(loop_wall, 2), "ratio": round(ratio, 3),
                                      "workload": label, "edge_batches": len(batches), "repeats": repeats,
-                                     "root": git_label(ROOT), "order": "run", "median_paired_ratio": round(paired, 3)})
+                                     "root": git_label(ROOT), "order": "run", "median_paired_ratio": round(paired, 3),
+                                     "simulator_runs_s": " ".join(f"{t:.2f}" for t in sims),
+                                     "loop_runs_s": " ".join(f"{t:.2f}" for t in loops)})
 
 
 def git_label(root: Path) -> str:
