@@ -6,7 +6,8 @@ the process waits on is given the oldest message (scheduled then); a get made wh
 is given the oldest at once. So runs and their event counts are unchanged. What it leaves out is the
 Store's machinery for many producers and consumers (put and get queues, bound event classes, the
 queue loops): 737 bytes a worker (the Store and its pending get; tracemalloc) become 256, and a message
-costs two plain events instead of a StorePut and a StoreGet.
+costs two plain events instead of a StorePut and a StoreGet. (A run's peak resident memory and time
+did not move measurably at 100,000 devices: benchmarks/README.md.)
 """
 
 from __future__ import annotations
