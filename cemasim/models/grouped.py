@@ -53,8 +53,7 @@ def holds_norm_tensors_only(model: nn.Module, state: norm.NormState) -> bool:
     merged pass stacks per device. A state with other parameters (CoTTA refreshes every weight) is not."""
     names = getattr(model, "_cemasim_norm_tensors", None)
     if names is None:
-        names = frozenset(f"{prefix}.{t}" for prefix, m in model.named_modules() if isinstance(m, norm.StatBatchNorm)
-                          for t in ("weight", "bias", "running_mean", "running_var"))
+        names = frozenset(norm.adaptable_names(model, with_stats=True))
         object.__setattr__(model, "_cemasim_norm_tensors", names)
     return all(k in names for k in state)
 

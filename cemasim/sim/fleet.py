@@ -99,10 +99,14 @@ class Fleet:
         merging = any(cls.merge_forward for cls in spec.classes)
         self.batcher = CrossDeviceBatcher(self.env, self.edge_model, self.torch_device) if merging else None
         for cls in spec.classes:  # the speed-ups, where they give the plain run's floats
+            if not (cls.merge_forward or cls.predict_ahead):
+                continue
             for dev in self.devices[cls.devices.start:cls.devices.stop]:
-                if cls.merge_forward and CrossDeviceBatcher.accepts(dev):  # decided once: nothing it reads changes
+                if not CrossDeviceBatcher.accepts(dev):  # decided once: nothing it reads changes
+                    continue
+                if cls.merge_forward:
                     dev.batcher = self.batcher
-                if cls.predict_ahead and CrossDeviceBatcher.accepts(dev) and dev.batches.max_batch_size() == 1:
+                if cls.predict_ahead and dev.batches.max_batch_size() == 1:
                     dev.ahead = PredictAhead(cls.predict_ahead)
 
     def cloud_side(self) -> Cloud:
