@@ -591,6 +591,22 @@ def test_pixelate_sparse_route_matches_the_matrices(severity: int) -> None:
         assert got.dtype == dtype and float((got - want.clamp(0, 1)).abs().max()) <= tol
 
 
+@pytest.mark.parametrize("h, w", [(224, 200), (67, 69), (73, 82)])
+def test_pixelate_window_sums_equal_the_taps(h: int, w: int) -> None:
+    # The CPU route sums each BOX window; the taps route (other devices) weights 2-3 pixels each.
+    # 67 -> 20 and 69 -> 20 leave a pixel out of every window (Pillow's float bounds): both drop it.
+    for f in corruptions.PIXELATE_IMAGENET:
+        th, wh, _ = corruptions._pixelate_taps(h, f)
+        tw, ww, _ = corruptions._pixelate_taps(w, f)
+        for dtype, tol in ((torch.float32, 1e-6), (torch.float64, 1e-14)):
+            x = smooth_images(2, 3, h, w, seed=h).to(dtype)
+            want = corruptions._box_down(corruptions._box_down(x, -2, th, wh), -1, tw, ww)
+            got = corruptions._box_down_cpu(x, th.shape[1], tw.shape[1])
+            assert got.shape == want.shape and got.is_contiguous()
+            assert float((got - want).abs().max()) <= tol, (f, dtype)
+    assert int(corruptions._box_windows(67, 20)[0].max()) == 20  # the case with a left-out pixel
+
+
 @pytest.mark.parametrize("h, w", [(224, 224), (96, 80)])
 def test_pixelate_matches_pillow_box_on_large_images(h: int, w: int) -> None:
     Image = pytest.importorskip("PIL.Image")
@@ -618,10 +634,10 @@ def test_pixelate_upsampling_by_interpolate_is_the_index_copy(severity: int) -> 
     c = corruptions.PIXELATE_IMAGENET[severity - 1]
     for dtype in (torch.float32, torch.float64):
         x = smooth_images(2, 3, 224, 200, seed=severity).to(dtype)
-        th, wh, uh = corruptions._pixelate_taps(224, c)
-        tw, ww, uw = corruptions._pixelate_taps(200, c)
+        th, _, uh = corruptions._pixelate_taps(224, c)
+        tw, _, uw = corruptions._pixelate_taps(200, c)
         assert corruptions._nearest_exact_is(uh) and corruptions._nearest_exact_is(uw)
-        small = corruptions._box_down(corruptions._box_down(x, -2, th, wh), -1, tw, ww)
+        small = corruptions._box_down_cpu(x, th.shape[1], tw.shape[1]).clamp_(0, 1)
         want = corruptions._select(corruptions._select(small, -1, uw), -2, uh)
         torch.testing.assert_close(corruptions.pixelate(x, severity, gen(0)), want, rtol=0, atol=0)
     assert not corruptions._nearest_exact_is(torch.tensor([0, 0, 0, 1]))

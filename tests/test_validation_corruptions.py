@@ -189,12 +189,33 @@ def _plain_chamfer(zero: torch.Tensor, cap: float) -> torch.Tensor:
     return d.clamp(max=cap)
 
 
-@pytest.mark.parametrize("size", [32, 224])
+@pytest.mark.parametrize("size", [3, 32, 224])
 def test_chamfer_distance_equals_the_plain_relaxation(size: int) -> None:
+    # Two integer passes give the float32 of what the float64 relaxation reaches, bit for bit.
     g = gen(size)
-    for density in (0.002, 0.02, 0.2):
+    for density in (0.0, 0.002, 0.02, 0.2, 0.9):
         zero = (torch.rand(3, 1, size, size + 5, generator=g) < density).double()
-        torch.testing.assert_close(vc.chamfer_distance(zero, 20.0), _plain_chamfer(zero, 20.0), rtol=0, atol=0)
+        got = vc.chamfer_distance(zero, 20.0)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, _plain_chamfer(zero, 20.0).float(), rtol=0, atol=0)
+    zero = torch.zeros(1, 1, 9, 30)
+    zero[0, 0, 4, 0] = 1  # one source: the axial chain reaches 20 on the row, diagonals and knights off it
+    d = vc.chamfer_distance(zero, 20.0)
+    torch.testing.assert_close(d, _plain_chamfer(zero.double(), 20.0).float(), rtol=0, atol=0)
+    f32 = np.float32  # OpenCV's mask: axial 1, diagonal 1.4, knight 2.1969; a path adds them up
+    assert [float(d[0, 0, 4, j]) for j in (0, 3, 20, 21)] == [0.0, 3.0, 20.0, 20.0]
+    assert float(d[0, 0, 5, 1]) == f32(1.4) and float(d[0, 0, 6, 1]) == f32(2.1969)
+    assert float(d[0, 0, 8, 2]) == f32(2 * 2.1969) and float(d[0, 0, 7, 4]) == f32(2.1969 + 2 * 1.4)
+
+
+def test_canny_tangent_tests_in_float32_equal_float64() -> None:
+    # canny runs in float32: for every pair of Sobel magnitudes (at most 4 * 255) the float32
+    # comparisons with tan(22.5) and tan(67.5) agree with float64's.
+    ax = torch.arange(1021, dtype=torch.float64)[:, None]
+    ay = torch.arange(1021, dtype=torch.float64)[None, :]
+    for tg in (0.4142135623730950, 2.414213562373095):
+        assert torch.equal(ay < ax * tg, ay.float() < ax.float() * tg)
+        assert torch.equal(ay > ax * tg, ay.float() > ax.float() * tg)
 
 
 def test_shift_sums_and_dilation_equal_conv_and_max_pool() -> None:

@@ -681,6 +681,35 @@ def _box_down(x: torch.Tensor, dim: int, taps: torch.Tensor, weights: torch.Tens
     return out
 
 
+@cache
+def _box_windows(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pillow's BOX downsampling as windows: (window of each input pixel [in], 1 / window size [out]).
+
+    A pixel belongs to output i when its centre lies in (i * scale, (i + 1) * scale]: disjoint runs
+    averaged with equal weights. Pillow's float bounds leave a pixel out now and then (67 -> 20
+    misses pixel 33); such a pixel goes to an extra window, out_size, which the caller drops.
+    """
+    inside = _pil_box(in_size, out_size) > 0
+    assert bool((inside.sum(0) <= 1).all()), "BOX downsampling windows are disjoint"
+    window = torch.where(inside.any(0), inside.to(torch.int8).argmax(0), out_size)
+    return window, 1 / inside.sum(1).double()
+
+
+def _box_down_cpu(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Pillow BOX downsampling of [N, C, H, W] to [N, C, h, w] on CPU: each window summed by
+    index_add_ (one pass over the input), then scaled by 1 / (its rows * its columns).
+
+    Within float rounding of _box_down's taps (tests). CPU only: there index_add_ adds in index
+    order, while on CUDA its atomic adds would let the bits vary from run to run.
+    """
+    rows, inv_h = _box_windows(x.shape[2], h)
+    cols, inv_w = _box_windows(x.shape[3], w)
+    extra_h, extra_w = int(rows.max() == h), int(cols.max() == w)  # a window of left-out pixels
+    out = x.new_zeros(*x.shape[:2], h + extra_h, x.shape[3]).index_add_(2, rows, x)[:, :, :h]
+    out = out.new_zeros(*x.shape[:2], h, w + extra_w).index_add_(3, cols, out)[..., :w]
+    return out.mul_((inv_h[:, None] * inv_w[None, :]).to(x.dtype)).contiguous()
+
+
 @CORRUPTIONS.register("pixelate", help="box downsample then upsample (ImageNet-C)", in_range=True)
 def pixelate(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     c = _param(x, severity, PIXELATE, PIXELATE_IMAGENET)
@@ -689,12 +718,17 @@ def pixelate(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor
         mw = _pixelate_matrix(x.shape[3], c).to(x)
         return _separable(x, mh, mw).clamp_(0, 1)  # like Pillow's two passes
     # Large images: the dense [size, size] products touch each pixel size times; the same
-    # resampling in sparse form (2-3 taps per downsampled pixel, then one copy per output pixel)
-    # is linear in the pixels and equal to the matrix route to float rounding (tests).
+    # resampling in sparse form (window sums on CPU, 2-3 taps per downsampled pixel elsewhere, then
+    # one copy per output pixel) is linear in the pixels and equal to the matrix route to float
+    # rounding (tests).
     th, wh, uh = _pixelate_taps(x.shape[2], c)
     tw, ww, uw = _pixelate_taps(x.shape[3], c)
+    if x.device.type == "cpu":
+        small = _box_down_cpu(x, th.shape[1], tw.shape[1])
+    else:
+        small = _box_down(_box_down(x, -2, th, wh), -1, tw, ww)
     # Clipped before the upsampling copies it: the same values, on 36 % of the pixels or fewer (0.6 a side).
-    small = _box_down(_box_down(x, -2, th, wh), -1, tw, ww).clamp_(0, 1)
+    small.clamp_(0, 1)
     if _nearest_exact_is(uh) and _nearest_exact_is(uw):  # the same copies in one resampling kernel
         nc = x.shape[0] * x.shape[1]
         up = F.interpolate(small.reshape(nc, 1, *small.shape[2:]), size=x.shape[2:], mode="nearest-exact")
@@ -721,7 +755,9 @@ def jpeg_compression(x: torch.Tensor, severity: int, g: torch.Generator) -> torc
     # The codec works on CPU uint8 in HWC order: quantise into an [N, H, W, C] buffer (the transpose
     # rides on the first pass, and the encoder's own HWC copy becomes a no-op), in place after that.
     hwc = torch.mul(x.permute(0, 2, 3, 1), 255, out=x.new_empty(x.shape[0], *x.shape[2:], x.shape[1]))
-    u8 = hwc.round_().clamp_(0, 255).to(torch.uint8).cpu().permute(0, 3, 1, 2)
+    hwc = hwc.round_().clamp_(0, 255).cpu()
+    # numpy's float -> uint8 cast is vectorised (4x torch's here); exact on these integers.
+    u8 = torch.from_numpy(hwc.numpy().astype(np.uint8)).permute(0, 3, 1, 2)
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its codecs in favour of torchcodec; until they are removed they
         # are bit-identical to the Pillow JPEG round trip of make_cifar_c.py (see the tests).

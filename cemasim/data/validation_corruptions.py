@@ -56,7 +56,8 @@ SATURATE_IMAGENET = ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2))
 WATER_RGB = (175 / 255, 238 / 255, 238 / 255)  # pale turquoise
 MUD_RGB = (63 / 255, 42 / 255, 20 / 255)
 CHAMFER_5X5 = (1.0, 1.4, 2.1969)  # cv2 DIST_L2 with maskSize 5: axial, diagonal, knight moves
-CHAMFER_CHUNK = 1 << 16  # pixels relaxed at once by chamfer_distance (float64: 512 kB, about an L2 cache)
+CHAMFER_UNIT = 10_000  # the weights in 1e-4 units are integers: path lengths add exactly in int32
+CHAMFER_INT = tuple(round(w * CHAMFER_UNIT) for w in CHAMFER_5X5)  # 10000, 14000, 21969
 
 
 @CORRUPTIONS.register("speckle_noise", help="multiplicative Gaussian noise (ImageNet-C validation)")
@@ -149,7 +150,12 @@ def _saturate_u8(x: torch.Tensor) -> torch.Tensor:
 
 
 def canny(u8: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tensor:
-    """cv2.Canny(img, low, high) of [N, 1, H, W] uint8-valued floats: 1 on edges, else 0."""
+    """cv2.Canny(img, low, high) of [N, 1, H, W] uint8-valued floats: 1 on edges, else 0.
+
+    Computed in float32 whatever the input: the Sobel sums are integers below 2**11 (exact), and
+    the float32 tangent comparisons give the float64 ones for every pair of such integers (tests).
+    """
+    u8 = u8.float()
     dx = _shift_sum(u8, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], "replicate")  # Sobel, exact on integers
     dy = _shift_sum(u8, [[-1, -2, -1], [0, 0, 0], [1, 2, 1]], "replicate")
     mag = dx.abs() + dy.abs()
@@ -176,39 +182,44 @@ def canny(u8: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tensor:
         edges = grown
 
 
+def _chamfer_candidates(near: torch.Tensor, far: torch.Tensor, w: int) -> torch.Tensor:
+    """A row's candidates from the padded rows one (`near`) and two (`far`) away: the minimum over
+    the 5x5 mask's offsets there of d[q] + weight, each weight added once to its group's minimum."""
+    a, b, c = CHAMFER_INT
+    knight = torch.minimum(torch.minimum(far[:, 1 : w + 1], far[:, 3 : w + 3]),
+                           torch.minimum(near[:, 0:w], near[:, 4 : w + 4])).add_(c)
+    diagonal = torch.minimum(near[:, 1 : w + 1], near[:, 3 : w + 3]).add_(b)
+    return torch.minimum(torch.minimum(knight, diagonal), near[:, 2 : w + 2] + a)
+
+
 def chamfer_distance(zero: torch.Tensor, cap: float) -> torch.Tensor:
-    """cv2.distanceTransform(DIST_L2, 5) to the nearest `zero` pixel, truncated at `cap`.
+    """cv2.distanceTransform(DIST_L2, 5) to the nearest `zero` pixel, truncated at `cap`, in float32.
 
-    Relaxation over the 5x5 chamfer mask: each round, d = min(d, min over the mask of d[q] + w_q),
-    until nothing at most `cap` changes (at most cap + 2 rounds). Two shortcuts, both exact:
-    rounding is monotonic, so min_q (d[q] + w) == min_q d[q] + w and each weight is added once to
-    the minimum of its neighbours (taken as separable row / column minima); and a value above
-    `cap` only ever yields candidates above `cap`, so such values are parked at `big` and the
-    rounds stop once the values up to `cap` (the only ones the caller keeps) are settled.
+    The shortest path over the 5x5 chamfer mask (weights 1 / 1.4 / 2.1969), in exact integers: the
+    weights in 1e-4 units are 10000 / 14000 / 21969. Borgefors' two raster passes, as OpenCV's
+    distransform.cpp runs them, vectorised over the batch and over each row: a row takes its
+    candidates from the two rows before it (forward) or after it (backward), then runs the in-row
+    chain d[j] = min(c[j], d[j -/+ 1] + a) as one cumulative minimum, d[j] = j*a + min_{k<=j}(c[k] - k*a).
+    The float32 of length / 1e4 is the float32 of the exact real length, which is what the plain
+    float64 relaxation gives once cast (it stays within 1e-13 of the real length, which is never
+    within 9e-11 of a float32 rounding boundary; tests). OpenCV adds float32 (IPP) or 2**-16 fixed-
+    point weights instead: within 3e-5 of these lengths. Values above `cap` only ever give
+    candidates above it, so the border holds just above `cap`.
     """
-    h, w = zero.shape[-2:]
-    if zero.shape[0] * h * w > CHAMFER_CHUNK:  # images are independent; small chunks stay in cache
-        return torch.cat([chamfer_distance(z, cap) for z in zero.split(max(1, CHAMFER_CHUNK // (h * w)))])
-    a, b, c = CHAMFER_5X5
-    big = cap + 10 * c
-    d = torch.where(zero > 0, torch.zeros_like(zero), torch.full_like(zero, big))
-    for _ in range(int(cap) + 2):
-        p = F.pad(d, (2, 2, 2, 2), value=big)
-        col = [p[..., 2 + ox : 2 + ox + w] for ox in range(-2, 3)]  # column shifts, all rows
-        h1, h2 = torch.minimum(col[1], col[3]), torch.minimum(col[0], col[4])  # |dx| = 1, |dx| = 2
-
-        def rows(t: torch.Tensor, oy: int) -> torch.Tensor:
-            return t[..., 2 + oy : 2 + oy + h, :]
-
-        axial = torch.minimum(torch.minimum(rows(h1, 0), rows(col[2], -1)), rows(col[2], 1))
-        diagonal = torch.minimum(rows(h1, -1), rows(h1, 1))
-        knight = torch.minimum(torch.minimum(rows(h2, -1), rows(h2, 1)), torch.minimum(rows(h1, -2), rows(h1, 2)))
-        nxt = torch.minimum(torch.minimum(d, axial.add_(a)), torch.minimum(diagonal.add_(b), knight.add_(c)))
-        nxt.masked_fill_(nxt > cap, big)
-        if torch.equal(nxt, d):
-            break
-        d = nxt
-    return d.clamp(max=cap)
+    a = CHAMFER_INT[0]
+    n, h, w = zero.shape[0], *zero.shape[-2:]
+    limit = round(cap * CHAMFER_UNIT)
+    src = zero.reshape(n, h, w) > 0
+    t = torch.full((n, h + 4, w + 4), limit + 1, dtype=torch.int32, device=zero.device)  # 2-pixel border
+    ramp = torch.arange(w, dtype=torch.int32, device=zero.device) * a
+    for i in range(h):  # forward: image row i is t's row i + 2
+        m = _chamfer_candidates(t[:, i + 1], t[:, i], w).masked_fill_(src[:, i], 0)
+        t[:, i + 2, 2 : w + 2] = torch.cummin(m.sub_(ramp), 1).values.add_(ramp)
+    for i in range(h - 1, -1, -1):  # backward, from the bottom right
+        m = torch.minimum(_chamfer_candidates(t[:, i + 3], t[:, i + 4], w), t[:, i + 2, 2 : w + 2])
+        t[:, i + 2, 2 : w + 2] = torch.cummin(m.add_(ramp).flip(1), 1).values.flip(1).sub_(ramp)
+    d = t[:, 2 : h + 2, 2 : w + 2].clamp(max=limit).double().div_(CHAMFER_UNIT).float()
+    return d.reshape(zero.shape)
 
 
 def equalize_hist(u8: torch.Tensor) -> torch.Tensor:
@@ -244,14 +255,14 @@ def spatter(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
         color = torch.tensor(MUD_RGB, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return x * (1 - m) + color * m
     liquid_u8 = torch.floor(liquid.clamp(0, 1) * 255)
-    dist = 255 - canny(liquid_u8) * 255
-    dist = chamfer_distance((dist == 0).to(dt), cap=20.0).float()  # cv2 returns float32
-    dist = torch.floor(_box3(dist)).to(dt)  # .astype(np.uint8)
-    dist = equalize_hist(dist)
+    # The uint8 steps run on integer-valued float32 (exact: every value and sum is below 2**24).
+    edges = canny(liquid_u8) > 0  # dist = 255 - Canny: its zeros are the edges
+    dist = chamfer_distance(edges, cap=20.0)  # float32, as cv2
+    dist = equalize_hist(torch.floor(_box3(dist)))  # .astype(np.uint8)
     dist = _saturate_u8(_shift_sum(dist, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], "reflect"))  # CV_8U
     dist = _box3(dist).to(dt)
     m = liquid_u8 * dist
     peak = m.amax(dim=(2, 3), keepdim=True)
     m = torch.where(peak > 0, m / peak.clamp_min(1e-12), torch.zeros_like(m)) * strength
     color = torch.tensor(WATER_RGB, dtype=dt, device=x.device).view(1, 3, 1, 1)
-    return (x.to(dt) + m * color).clamp(0, 1).to(x.dtype)
+    return (m * color).add_(x).clamp_(0, 1).to(x.dtype)  # x + m * color in float64
