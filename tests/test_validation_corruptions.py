@@ -13,7 +13,7 @@ import torch
 from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 
 from cemasim.data import validation_corruptions as vc
-from cemasim.data.corruptions import CORRUPTION_NAMES, corrupt
+from cemasim.data.corruptions import CORRUPTION_NAMES, _skimage_gaussian, corrupt
 
 from .test_corruptions import gen, smooth_images
 
@@ -206,6 +206,46 @@ def test_chamfer_distance_equals_the_plain_relaxation(size: int) -> None:
     assert [float(d[0, 0, 4, j]) for j in (0, 3, 20, 21)] == [0.0, 3.0, 20.0, 20.0]
     assert float(d[0, 0, 5, 1]) == f32(1.4) and float(d[0, 0, 6, 1]) == f32(2.1969)
     assert float(d[0, 0, 8, 2]) == f32(2 * 2.1969) and float(d[0, 0, 7, 4]) == f32(2.1969 + 2 * 1.4)
+
+
+def _plain_canny(u8: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tensor:
+    """Canny as first written: float64, the Sobel kernels as 3x3 shifted sums, sign as +-1."""
+    import torch.nn.functional as F
+
+    dx = vc._shift_sum(u8, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], "replicate")
+    dy = vc._shift_sum(u8, [[-1, -2, -1], [0, 0, 0], [1, 2, 1]], "replicate")
+    mag = dx.abs() + dy.abs()
+    m = F.pad(mag, (1, 1, 1, 1))
+    h, w = mag.shape[-2:]
+
+    def at(oy: int, ox: int) -> torch.Tensor:
+        return m[..., 1 + oy : 1 + oy + h, 1 + ox : 1 + ox + w]
+
+    ax, ay = dx.abs(), dy.abs()
+    horizontal, vertical = ay < ax * 0.4142135623730950, ay > ax * 2.414213562373095
+    s = torch.where((dx * dy) < 0, -1, 1)
+    keep_h = (mag > at(0, -1)) & (mag >= at(0, 1))
+    keep_v = (mag > at(-1, 0)) & (mag >= at(1, 0))
+    keep_d = torch.where(s > 0, (mag > at(-1, -1)) & (mag > at(1, 1)), (mag > at(-1, 1)) & (mag > at(1, -1)))
+    peak = torch.where(horizontal, keep_h, torch.where(vertical, keep_v, keep_d)) & (mag > low)
+    edges = peak & (mag > high)
+    while not torch.equal(grown := peak & vc._dilate3(edges), edges):
+        edges = grown
+    return edges.to(u8.dtype)
+
+
+def test_canny_equals_the_plain_version() -> None:
+    # The separable float32 Sobel and the sign test give the edges of the float64 3x3 version.
+    g = gen(11)
+    for h, w, sigma in ((61, 47, 1.0), (32, 32, 2.0), (224, 200, 3.0)):
+        noise = 0.65 + 0.3 * torch.randn(3, 1, h, w, generator=g, dtype=torch.float64)
+        liquid = _skimage_gaussian(noise, sigma)
+        u8 = torch.floor(liquid.masked_fill(liquid < 0.69, 0).clamp(0, 1) * 255)  # spatter's liquid layer
+        want = _plain_canny(u8)
+        assert want.sum() > 0
+        got = vc.canny(u8)
+        assert got.dtype == u8.dtype and torch.equal(got, want)
+        assert torch.equal(vc.canny(u8.float()), want.float())
 
 
 def test_canny_tangent_tests_in_float32_equal_float64() -> None:

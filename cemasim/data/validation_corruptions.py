@@ -155,24 +155,25 @@ def canny(u8: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tensor:
     Computed in float32 whatever the input: the Sobel sums are integers below 2**11 (exact), and
     the float32 tangent comparisons give the float64 ones for every pair of such integers (tests).
     """
-    u8 = u8.float()
-    dx = _shift_sum(u8, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], "replicate")  # Sobel, exact on integers
-    dy = _shift_sum(u8, [[-1, -2, -1], [0, 0, 0], [1, 2, 1]], "replicate")
-    mag = dx.abs() + dy.abs()
+    p = F.pad(u8.float(), (1, 1, 1, 1), mode="replicate")  # Sobel, separable: exact on integers
+    down = torch.add(p[..., :-2, :], p[..., 2:, :]).add_(p[..., 1:-1, :], alpha=2)  # [1, 2, 1] over rows
+    across = torch.add(p[..., :-2], p[..., 2:]).add_(p[..., 1:-1], alpha=2)  # and over columns
+    dx, dy = down[..., 2:] - down[..., :-2], across[..., 2:, :] - across[..., :-2, :]
+    ax, ay = dx.abs(), dy.abs()
+    mag = ax + ay
     m = F.pad(mag, (1, 1, 1, 1))  # the neighbours outside the image count as 0, as in OpenCV
     h, w = mag.shape[-2:]
 
     def at(oy: int, ox: int) -> torch.Tensor:
         return m[..., 1 + oy : 1 + oy + h, 1 + ox : 1 + ox + w]
 
-    ax, ay = dx.abs(), dy.abs()
     tg22, tg67 = 0.4142135623730950, 2.414213562373095
     horizontal = ay < ax * tg22
     vertical = ay > ax * tg67
-    s = torch.where((dx * dy) < 0, -1, 1)  # OpenCV: s = (xs ^ ys) < 0 ? -1 : 1
+    opposite = (dx * dy) < 0  # OpenCV: s = (xs ^ ys) < 0 ? -1 : 1
     keep_h = (mag > at(0, -1)) & (mag >= at(0, 1))
     keep_v = (mag > at(-1, 0)) & (mag >= at(1, 0))
-    keep_d = torch.where(s > 0, (mag > at(-1, -1)) & (mag > at(1, 1)), (mag > at(-1, 1)) & (mag > at(1, -1)))
+    keep_d = torch.where(opposite, (mag > at(-1, 1)) & (mag > at(1, -1)), (mag > at(-1, -1)) & (mag > at(1, 1)))
     peak = torch.where(horizontal, keep_h, torch.where(vertical, keep_v, keep_d)) & (mag > low)
     edges = peak & (mag > high)
     while True:  # hysteresis: grow strong edges through 8-connected weak ones
