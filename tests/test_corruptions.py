@@ -139,6 +139,49 @@ def test_in_range_corruptions_need_no_clip(name: str, size: tuple[int, int]) -> 
         torch.testing.assert_close(corrupt(x, name, s, gen(s)), y.clamp(0, 1), rtol=0, atol=0)
 
 
+PER_IMAGE = [e.name for e in CORRUPTIONS.entries() if e.meta.get("per_image")]
+
+
+def test_per_image_is_declared_for_the_corruptions_without_draws() -> None:
+    assert set(PER_IMAGE) == {"defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate",
+                              "jpeg_compression", "gaussian_blur", "saturate"}
+    # defocus_blur's direct conv (64 px and below) gives other bits at other batch sizes
+    assert not corruptions.splits_by_image("defocus_blur", 64, 64)
+    assert corruptions.splits_by_image("defocus_blur", 65, 8)
+    assert not corruptions.splits_by_image("gaussian_noise", 224, 224)
+
+
+@pytest.mark.parametrize("name", PER_IMAGE)
+def test_per_image_corruptions_draw_nothing_and_ignore_the_batch(name: str) -> None:
+    # What lets corrupt() split a batch: no random draws, and no statistic across images.
+    fn = CORRUPTIONS.get(name)
+    for c, (h, w) in ((3, (72, 96)), (1, (30, 30))):
+        if not corruptions.splits_by_image(name, h, w):
+            continue
+        x = smooth_images(4, c, h, w, seed=3)
+        for s in (1, 3, 5):
+            whole = fn(x.clone(), s, gen(1))
+            torch.testing.assert_close(fn(x.clone(), s, gen(2)), whole, rtol=0, atol=0)
+            for i in (0, 3):
+                torch.testing.assert_close(fn(x[i : i + 1].clone(), s, gen(1)), whole[i : i + 1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", PER_IMAGE)
+def test_per_image_corruptions_chunk_to_the_same_bits(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [(7, 3, 224, 224, torch.float32), (5, 3, 97, 80, torch.float64), (9, 1, 32, 32, torch.float32)]
+    for n, c, h, w, dtype in cases:
+        x = smooth_images(n, c, h, w, seed=n).to(dtype)
+        per_image = c * h * w * x.element_size()
+        for s in range(1, 6):
+            monkeypatch.setattr(corruptions, "CHUNK_BYTES", 1 << 40)
+            whole = corrupt(x, name, s, gen(s))
+            monkeypatch.setattr(corruptions, "CHUNK_BYTES", 2 * per_image)  # chunks of 2, the last of 1
+            chunked = corrupt(x, name, s, gen(s))
+            assert chunked.dtype == dtype and chunked.is_contiguous()
+            torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
+            assert float(chunked.min()) >= 0 and float(chunked.max()) <= 1
+
+
 @pytest.mark.parametrize("name", CORRUPTION_NAMES)
 def test_float64_kept_and_global_rng_untouched(name: str) -> None:
     x = smooth_images(2, 3, 17, 23).double()

@@ -49,6 +49,10 @@ CORRUPTIONS: Registry[Corruption] = Registry("corruption")
 
 MAX_SEVERITY = 5
 CIFAR_MAX_SIDE = 64  # max(H, W) <= this: CIFAR-10-C table; larger: ImageNet-C table
+# A `per_image` corruption runs on a larger batch this many bytes of images at a time: its
+# temporaries then stay in cache (a 224-px batch of 32 is 19 MB a tensor, streamed through memory
+# once per op; chunked, brightness, defocus and pixelate ran 1.3-1.6x faster on our 2-core VM).
+CHUNK_BYTES = 2 << 20
 
 # Severity tables, index = severity - 1, copied from github.com/hendrycks/robustness:
 # NAME = CIFAR-10-C (ImageNet-C/create_c/make_cifar_c.py), NAME_IMAGENET = ImageNet-C
@@ -280,7 +284,8 @@ def _conv_same_fft(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return out[:, 2 * p : 2 * p + h, 2 * p : 2 * p + w].reshape(n, c, h, w)
 
 
-@CORRUPTIONS.register("defocus_blur", help="disk-shaped lens blur (ImageNet-C)")
+# per_image above 64 px only: the FFT route is per image, the direct conv's bits vary with the batch size
+@CORRUPTIONS.register("defocus_blur", help="disk-shaped lens blur (ImageNet-C)", per_image=uses_imagenet_table)
 def defocus_blur(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     kernel = defocus_kernel(*_param(x, severity, DEFOCUS_BLUR, DEFOCUS_BLUR_IMAGENET))
     if uses_imagenet_table(x.shape[2], x.shape[3]):  # large images, 9x9 to 21x21 kernels
@@ -379,7 +384,7 @@ def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
     return z[..., th : th + h, tw : tw + w].reshape(*lead, h, w)
 
 
-@CORRUPTIONS.register("zoom_blur", help="average of centre zooms (ImageNet-C)")
+@CORRUPTIONS.register("zoom_blur", help="average of centre zooms (ImageNet-C)", per_image=True)
 def zoom_blur(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     zooms = _param(x, severity, ZOOM_BLUR, ZOOM_BLUR_IMAGENET)
     out = x.clone()
@@ -559,7 +564,7 @@ def fog(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
 # --- digital / photometric --------------------------------------------------------------------
 
 
-@CORRUPTIONS.register("brightness", help="raise HSV value (ImageNet-C)")
+@CORRUPTIONS.register("brightness", help="raise HSV value (ImageNet-C)", per_image=True)
 def brightness(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     c = _param(x, severity, BRIGHTNESS, BRIGHTNESS_IMAGENET)
     if x.shape[1] == 1:
@@ -571,7 +576,7 @@ def brightness(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tens
     return torch.where(v > 0, x * (v_new / v.clamp_min(1e-12)), v_new)
 
 
-@CORRUPTIONS.register("contrast", help="shrink towards the per-channel mean (ImageNet-C)")
+@CORRUPTIONS.register("contrast", help="shrink towards the per-channel mean (ImageNet-C)", per_image=True)
 def contrast(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     m = x.mean(dim=(2, 3), keepdim=True)
     return (x - m) * _param(x, severity, CONTRAST, CONTRAST_IMAGENET) + m
@@ -710,7 +715,7 @@ def _box_down_cpu(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return out.mul_((inv_h[:, None] * inv_w[None, :]).to(x.dtype)).contiguous()
 
 
-@CORRUPTIONS.register("pixelate", help="box downsample then upsample (ImageNet-C)", in_range=True)
+@CORRUPTIONS.register("pixelate", help="box downsample then upsample (ImageNet-C)", in_range=True, per_image=True)
 def pixelate(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     c = _param(x, severity, PIXELATE, PIXELATE_IMAGENET)
     if not uses_imagenet_table(x.shape[2], x.shape[3]):
@@ -749,7 +754,8 @@ def _nearest_exact_is(index: torch.Tensor) -> bool:
     return _nearest_exact_is_cached(tuple(index.tolist()))
 
 
-@CORRUPTIONS.register("jpeg_compression", help="JPEG encode/decode (ImageNet-C)", in_range=True)
+@CORRUPTIONS.register("jpeg_compression", help="JPEG encode/decode (ImageNet-C)", in_range=True,
+                      per_image=True)
 def jpeg_compression(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     q = _param(x, severity, JPEG_QUALITY, JPEG_QUALITY_IMAGENET)
     # The codec works on CPU uint8 in HWC order: quantise into an [N, H, W, C] buffer (the transpose
@@ -785,6 +791,13 @@ VALIDATION_CORRUPTIONS: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "sp
 import cemasim.data.validation_corruptions  # noqa: E402,F401  (registers them)
 
 
+def splits_by_image(name: str, height: int, width: int) -> bool:
+    """Whether corruption `name` (registered `per_image`: True, or a test of the image size) gives
+    each image the output it would get alone, so that corrupt() may split a large batch."""
+    per_image = CORRUPTIONS.meta(name).get("per_image", False)
+    return bool(per_image(height, width) if callable(per_image) else per_image)
+
+
 def corrupt(
     images: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -807,11 +820,24 @@ def corrupt(
         generator = torch.Generator(device=images.device).manual_seed(0)
     # Work in at least float32 (half precision would lose the fog fractal and small noise).
     work = images.to(torch.promote_types(images.dtype, torch.float32))
+    meta = CORRUPTIONS.meta(name)
+    step = max(1, CHUNK_BYTES // max(1, work[0].numel() * work.element_size()))
+    if len(work) > step and work.dtype == images.dtype and splits_by_image(name, *work.shape[2:]):
+        # Each image's output depends on that image alone (no draws, no batch statistics; tests):
+        # a few images at a time give the same bits, and each chunk's temporaries stay in cache.
+        chunked = torch.empty_like(work, memory_format=torch.contiguous_format)
+        for start in range(0, len(work), step):
+            part, into = fn(work[start : start + step], int(severity), generator), chunked[start : start + step]
+            if meta.get("in_range"):
+                into.copy_(part)
+            else:
+                torch.clamp(part, 0, 1, out=into)
+        return chunked
     out = fn(work, int(severity), generator)
     # Clip in place when `out` is a fresh tensor of its own (saves a pass and an allocation);
     # a corruption may return its input or a view of it, which must stay untouched. A corruption
     # registered `in_range` returns values in [0, 1] by construction (tests): no pass at all.
     fresh = out._base is None and out.is_contiguous() and out.data_ptr() != images.data_ptr()
-    if fresh and CORRUPTIONS.meta(name).get("in_range"):
+    if fresh and meta.get("in_range"):
         return out.to(images.dtype)
     return (out.clamp_(0, 1) if fresh else out.clamp(0, 1)).to(images.dtype)

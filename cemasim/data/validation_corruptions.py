@@ -65,7 +65,7 @@ def speckle_noise(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.T
     return x + x * _randn(tuple(x.shape), g, x) * _param(x, severity, SPECKLE_NOISE, SPECKLE_NOISE_IMAGENET)
 
 
-@CORRUPTIONS.register("gaussian_blur", help="Gaussian blur (ImageNet-C validation)")
+@CORRUPTIONS.register("gaussian_blur", help="Gaussian blur (ImageNet-C validation)", per_image=True)
 def gaussian_blur(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     return _skimage_gaussian(x, _param(x, severity, GAUSSIAN_BLUR, GAUSSIAN_BLUR_IMAGENET))
 
@@ -93,7 +93,8 @@ def _rgb_to_saturation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     return s, v, f
 
 
-@CORRUPTIONS.register("saturate", help="scale and shift HSV saturation (ImageNet-C validation)")
+@CORRUPTIONS.register("saturate", help="scale and shift HSV saturation (ImageNet-C validation)",
+                      per_image=True)
 @_as_rgb
 def saturate(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     scale, shift = _param(x, severity, SATURATE, SATURATE_IMAGENET)
