@@ -148,6 +148,20 @@ def _uniform(shape: tuple[int, ...], lo: float, hi: float, g: torch.Generator, l
 # --- noise ------------------------------------------------------------------------------------
 
 
+def _by_chunks(fn: Callable[..., torch.Tensor], x: torch.Tensor, *per_image: torch.Tensor) -> torch.Tensor:
+    """fn(x, *per_image) computed CHUNK_BYTES of images at a time, so that its temporaries stay in
+    cache; fn must treat each image on its own (after the random draws), which gives the same bits."""
+    step = max(1, CHUNK_BYTES // max(1, x[0].numel() * x.element_size()))
+    if len(x) <= step:
+        return fn(x, *per_image)
+    first = fn(x[:step], *(a[:step] for a in per_image))
+    out = first.new_empty(len(x), *first.shape[1:])
+    out[:step] = first
+    for start in range(step, len(x), step):
+        out[start : start + step] = fn(x[start : start + step], *(a[start : start + step] for a in per_image))
+    return out
+
+
 @CORRUPTIONS.register("gaussian_noise", help="additive Gaussian noise (ImageNet-C)")
 def gaussian_noise(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     return x + _param(x, severity, GAUSSIAN_NOISE, GAUSSIAN_NOISE_IMAGENET) * _randn(tuple(x.shape), g, x)
@@ -363,7 +377,8 @@ def _line_sum(x: torch.Tensor, weights: Sequence[float], angle_deg: torch.Tensor
 def motion_blur(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     radius, sigma = _param(x, severity, MOTION_BLUR, MOTION_BLUR_IMAGENET)
     angle = _rand((x.shape[0],), g, x).double() * 90 - 45  # Uniform(-45, 45) degrees per image
-    return _line_sum(x, motion_taps(radius, sigma).tolist(), angle)
+    taps = motion_taps(radius, sigma).tolist()
+    return _by_chunks(lambda xs, a: _line_sum(xs, taps, a), x, angle)
 
 
 def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
@@ -408,12 +423,17 @@ def snow(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     mean, std, zoom, threshold, radius, sigma, keep = _param(x, severity, SNOW, SNOW_IMAGENET)
     n, _, h, w = x.shape
     layer = mean + std * _randn((n, 1, h, w), g, x)  # one snow layer per image, shared by channels
-    layer = clipped_zoom(layer, zoom)
-    layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
     angle = _rand((n,), g, x).double() * 90 - 135  # Uniform(-135, -45) degrees
-    layer = _line_sum(layer, motion_taps(radius, sigma).tolist(), angle)
-    x = keep * x + (1 - keep) * torch.maximum(x, _gray(x) * 1.5 + 0.5)
-    return x + layer + layer.flip(-2, -1)  # np.rot90(layer, k=2)
+    taps = motion_taps(radius, sigma).tolist()
+
+    def fall(x: torch.Tensor, layer: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+        layer = clipped_zoom(layer, zoom)
+        layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp(0, 1)
+        layer = _line_sum(layer, taps, angle)
+        x = keep * x + (1 - keep) * torch.maximum(x, _gray(x) * 1.5 + 0.5)
+        return x + layer + layer.flip(-2, -1)  # np.rot90(layer, k=2)
+
+    return _by_chunks(fall, x, layer, angle)
 
 
 # Brightness statistics of the frost photographs frost1..frost5 that the original samples from
@@ -604,6 +624,15 @@ def elastic_transform(x: torch.Tensor, severity: int, g: torch.Generator) -> tor
     ch, cw, sq = float(h // 2), float(w // 2), float(max(min(h, w) // 3, 1))
     pts1 = torch.tensor([[ch + sq, cw + sq], [ch + sq, cw - sq], [ch - sq, cw - sq]], dtype=dt, device=x.device)
     pts2 = pts1 + _uniform((n, 3, 2), -jitter, jitter, g, x).to(dt)
+    u = _uniform((n, 2, h, w), -1, 1, g, x).to(dt)  # the displacements' noise (both draws come first)
+    return _by_chunks(lambda xs, p2, us: _elastic_warp(xs, pts1, p2, us, alpha, sigma), x, pts2, u)
+
+
+def _elastic_warp(x: torch.Tensor, pts1: torch.Tensor, pts2: torch.Tensor, u: torch.Tensor, alpha: float,
+                  sigma: float) -> torch.Tensor:
+    """elastic_transform's warps of [N, C, H, W] images from their drawn points and noise."""
+    n, _, h, w = x.shape
+    dt = torch.float64
     inv = torch.linalg.inv(_affine_from_points(pts1.expand(n, 3, 2), pts2))
     yy, xx = torch.meshgrid(
         torch.arange(h, dtype=dt, device=x.device), torch.arange(w, dtype=dt, device=x.device), indexing="ij"
@@ -615,7 +644,6 @@ def elastic_transform(x: torch.Tensor, severity: int, g: torch.Generator) -> tor
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
     # Displacements dx, dy = skimage gaussian(U(-1, 1), sigma, mode='reflect', truncate=3) * alpha,
     # then scipy map_coordinates(order=1, mode='reflect') at (y + dy, x + dx).
-    u = _uniform((n, 2, h, w), -1, 1, g, x).to(dt)
     if alpha == 0:
         return x  # CIFAR severity 1: no displacement, the affine only
     d = _skimage_gaussian(u, sigma, truncate=3.0, mode="reflect") * alpha

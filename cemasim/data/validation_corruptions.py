@@ -28,7 +28,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cemasim.data.corruptions import CORRUPTIONS, VALIDATION_CORRUPTIONS, _gray, _param, _randn, _skimage_gaussian
+from cemasim.data.corruptions import (
+    CORRUPTIONS,
+    VALIDATION_CORRUPTIONS,
+    _by_chunks,
+    _gray,
+    _param,
+    _randn,
+    _skimage_gaussian,
+)
 
 __all__ = ["VALIDATION_CORRUPTIONS", "canny", "chamfer_distance", "equalize_hist"]
 
@@ -267,4 +275,4 @@ def spatter(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     peak = m.amax(dim=(2, 3), keepdim=True)
     m = torch.where(peak > 0, m / peak.clamp_min(1e-12), torch.zeros_like(m)) * strength
     color = torch.tensor(WATER_RGB, dtype=dt, device=x.device).view(1, 3, 1, 1)
-    return (m * color).add_(x).clamp_(0, 1).to(x.dtype)  # x + m * color in float64
+    return _by_chunks(lambda xs, ms: (ms * color).add_(xs).clamp_(0, 1).to(xs.dtype), x, m)  # x + m * color
