@@ -26,7 +26,11 @@ are handled per axis where the originals assume squares (zoom, snow, glass blur)
 Randomness comes only from the `torch.Generator` passed in (draws happen on the generator's
 device, then move to the images' device), so equal seeds give bit-identical outputs. All
 corruptions work on whole batches; JPEG loops over images (the codec is per image) and glass
-blur loops over pixel positions (its swaps are sequential), vectorised over the batch.
+blur loops over pixel positions (its swaps are sequential), vectorised over the batch. On large
+batches, the work that treats each image on its own runs a few images at a time (`CHUNK_BYTES`):
+whole corruptions registered `per_image` (no draws, no batch statistics), and the steps after the
+draws of others (`_by_chunks`). The bits are those of the whole batch (tests); the temporaries of
+a 224-px batch then stay in cache instead of streaming 19-38 MB through memory per op.
 """
 
 from __future__ import annotations
