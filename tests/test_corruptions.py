@@ -184,6 +184,19 @@ def test_chunks_of_images_give_the_same_bits(name: str, monkeypatch: pytest.Monk
             assert float(chunked.min()) >= 0 and float(chunked.max()) <= 1
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 224, 224), (3, 1, 97, 80), (5, 3, 30, 41)])
+def test_line_sum_shifted_views_equal_the_gathers(shape: tuple[int, int, int, int]) -> None:
+    # motion_blur and snow: large images add edge-padded shifted views, small ones gather; same bits.
+    g = gen(sum(shape))
+    for dtype in (torch.float32, torch.float64):
+        x = torch.rand(shape, generator=g).to(dtype)
+        angle = torch.rand(shape[0], generator=g, dtype=torch.float64) * 360 - 180  # every direction
+        for radius, sigma in ((3, 1), (15, 8), (20, 15)):
+            taps = corruptions.motion_taps(radius, sigma).tolist()
+            gathered = corruptions._line_sum(x, taps, angle, shifted=False)
+            torch.testing.assert_close(corruptions._line_sum(x, taps, angle, shifted=True), gathered, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", CORRUPTION_NAMES)
 def test_float64_kept_and_global_rng_untouched(name: str) -> None:
     x = smooth_images(2, 3, 17, 23).double()
