@@ -257,22 +257,38 @@ def spatter(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     mean, std, sigma, threshold, strength, mud = _param(x, severity, SPATTER, SPATTER_IMAGENET)
     n, _, h, w = x.shape
     dt = torch.float64
-    liquid = _skimage_gaussian(mean + std * _randn((n, 1, h, w), g, x).to(dt), sigma)
-    liquid = torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
+    noise = _randn((n, 1, h, w), g, x).to(dt)  # the only draw
     if mud:
+        liquid = _liquid(noise, mean, std, sigma, threshold)
         m = _skimage_gaussian((liquid > threshold).to(dt), strength)
         m = torch.where(m < 0.8, torch.zeros_like(m), m).to(x.dtype)
         color = torch.tensor(MUD_RGB, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return x * (1 - m) + color * m
-    liquid_u8 = torch.floor(liquid.clamp(0, 1) * 255)
+    # Water: every step but the chamfer distance treats each image on its own and runs a few images
+    # at a time (_by_chunks: the same bits, in cache); the chamfer's row passes take the whole batch.
+    layers = _by_chunks(lambda z: _liquid_and_edges(z, mean, std, sigma, threshold), noise)
+    dist = chamfer_distance(layers[:, 1:] > 0, cap=20.0)  # float32, as cv2; zero on the edges
+    return _by_chunks(lambda xs, lu8, d: _water(xs, lu8, d, strength), x, layers[:, :1], dist)
+
+
+def _liquid(noise: torch.Tensor, mean: float, std: float, sigma: float, threshold: float) -> torch.Tensor:
+    liquid = _skimage_gaussian(mean + std * noise, sigma)
+    return torch.where(liquid < threshold, torch.zeros_like(liquid), liquid)
+
+
+def _liquid_and_edges(noise: torch.Tensor, mean: float, std: float, sigma: float, threshold: float) -> torch.Tensor:
+    """[N, 2, H, W]: the uint8-valued liquid layer, and its Canny edges (1) where dist = 255 - Canny is 0."""
+    liquid_u8 = torch.floor(_liquid(noise, mean, std, sigma, threshold).clamp(0, 1) * 255)
+    return torch.cat([liquid_u8, canny(liquid_u8)], 1)
+
+
+def _water(x: torch.Tensor, liquid_u8: torch.Tensor, dist: torch.Tensor, strength: float) -> torch.Tensor:
+    """The water layer from the truncated distances, blended over x (x + m * color, in float64)."""
     # The uint8 steps run on integer-valued float32 (exact: every value and sum is below 2**24).
-    edges = canny(liquid_u8) > 0  # dist = 255 - Canny: its zeros are the edges
-    dist = chamfer_distance(edges, cap=20.0)  # float32, as cv2
     dist = equalize_hist(torch.floor(_box3(dist)))  # .astype(np.uint8)
     dist = _saturate_u8(_shift_sum(dist, [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], "reflect"))  # CV_8U
-    dist = _box3(dist).to(dt)
-    m = liquid_u8 * dist
+    m = liquid_u8 * _box3(dist).to(liquid_u8.dtype)
     peak = m.amax(dim=(2, 3), keepdim=True)
     m = torch.where(peak > 0, m / peak.clamp_min(1e-12), torch.zeros_like(m)) * strength
-    color = torch.tensor(WATER_RGB, dtype=dt, device=x.device).view(1, 3, 1, 1)
-    return _by_chunks(lambda xs, ms: (ms * color).add_(xs).clamp_(0, 1).to(xs.dtype), x, m)  # x + m * color
+    color = torch.tensor(WATER_RGB, dtype=m.dtype, device=x.device).view(1, 3, 1, 1)
+    return (m * color).add_(x).clamp_(0, 1).to(x.dtype)
