@@ -175,8 +175,9 @@ def test_chunks_of_images_give_the_same_bits(name: str, monkeypatch: pytest.Monk
         x = smooth_images(n, c, h, w, seed=n).to(dtype)
         per_image = c * h * w * x.element_size()
         for s in (1, 3, 5):
-            monkeypatch.setattr(corruptions, "CHUNK_BYTES", 1 << 40)
+            monkeypatch.setattr(corruptions, "CHUNK_MIN_BYTES", 1 << 40)
             whole = corrupt(x, name, s, gen(s))
+            monkeypatch.setattr(corruptions, "CHUNK_MIN_BYTES", 0)
             monkeypatch.setattr(corruptions, "CHUNK_BYTES", 2 * per_image)  # chunks of 2, the last of 1
             chunked = corrupt(x, name, s, gen(s))
             assert chunked.dtype == dtype and chunked.is_contiguous()
