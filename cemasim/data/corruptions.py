@@ -56,7 +56,7 @@ CIFAR_MAX_SIDE = 64  # max(H, W) <= this: CIFAR-10-C table; larger: ImageNet-C t
 # Work that treats each image on its own runs a batch above CHUNK_MIN_BYTES of images CHUNK_BYTES
 # at a time: its temporaries then stay in cache (a 224-px batch of 32 is 19 MB a tensor, streamed
 # through memory once per op). A smaller batch stays in the caches anyway: there, splitting only
-# adds per-op costs (5-20 % at 32 px on our 2-core VM).
+# adds per-op costs (benchmarks/README.md, the night pass).
 CHUNK_BYTES = 2 << 20
 CHUNK_MIN_BYTES = 8 << 20
 
@@ -819,7 +819,7 @@ def jpeg_compression(x: torch.Tensor, severity: int, g: torch.Generator) -> torc
     # rides on the first pass, and the encoder's own HWC copy becomes a no-op), in place after that.
     hwc = torch.mul(x.permute(0, 2, 3, 1), 255, out=x.new_empty(x.shape[0], *x.shape[2:], x.shape[1]))
     hwc = hwc.round_().clamp_(0, 255).cpu()
-    # numpy's float -> uint8 cast is vectorised (4x torch's here); exact on these integers.
+    # numpy's float -> uint8 cast is faster than torch's CPU cast; exact on these integers.
     u8 = torch.from_numpy(hwc.numpy().astype(np.uint8)).permute(0, 3, 1, 2)
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its codecs in favour of torchcodec; until they are removed they
