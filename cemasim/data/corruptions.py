@@ -772,7 +772,8 @@ def _box_down_cpu(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return out.mul_((inv_h[:, None] * inv_w[None, :]).to(x.dtype)).contiguous()
 
 
-@CORRUPTIONS.register("pixelate", help="box downsample then upsample (ImageNet-C)", in_range=True, per_image=True)
+# Not split by corrupt(): it reads and writes each pixel once, and chunks would add a copy.
+@CORRUPTIONS.register("pixelate", help="box downsample then upsample (ImageNet-C)", in_range=True)
 def pixelate(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     c = _param(x, severity, PIXELATE, PIXELATE_IMAGENET)
     if not uses_imagenet_table(x.shape[2], x.shape[3]):
@@ -792,9 +793,8 @@ def pixelate(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor
     # Clipped before the upsampling copies it: the same values, on 36 % of the pixels or fewer (0.6 a side).
     small.clamp_(0, 1)
     if _nearest_exact_is(uh) and _nearest_exact_is(uw):  # the same copies in one resampling kernel
-        nc = x.shape[0] * x.shape[1]
-        up = F.interpolate(small.reshape(nc, 1, *small.shape[2:]), size=x.shape[2:], mode="nearest-exact")
-        return up.reshape(x.shape)
+        # A tensor of its own (not a reshaped view), so that corrupt() returns it as it is.
+        return F.interpolate(small, size=x.shape[2:], mode="nearest-exact")
     return _select(_select(small, -1, uw), -2, uh)
 
 
@@ -811,8 +811,7 @@ def _nearest_exact_is(index: torch.Tensor) -> bool:
     return _nearest_exact_is_cached(tuple(index.tolist()))
 
 
-@CORRUPTIONS.register("jpeg_compression", help="JPEG encode/decode (ImageNet-C)", in_range=True,
-                      per_image=True)
+@CORRUPTIONS.register("jpeg_compression", help="JPEG encode/decode (ImageNet-C)", in_range=True)
 def jpeg_compression(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     q = _param(x, severity, JPEG_QUALITY, JPEG_QUALITY_IMAGENET)
     # The codec works on CPU uint8 in HWC order: quantise into an [N, H, W, C] buffer (the transpose

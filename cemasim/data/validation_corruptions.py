@@ -73,7 +73,7 @@ def speckle_noise(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.T
     return x + x * _randn(tuple(x.shape), g, x) * _param(x, severity, SPECKLE_NOISE, SPECKLE_NOISE_IMAGENET)
 
 
-@CORRUPTIONS.register("gaussian_blur", help="Gaussian blur (ImageNet-C validation)", per_image=True)
+@CORRUPTIONS.register("gaussian_blur", help="Gaussian blur (ImageNet-C validation)")
 def gaussian_blur(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     return _skimage_gaussian(x, _param(x, severity, GAUSSIAN_BLUR, GAUSSIAN_BLUR_IMAGENET))
 
