@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -58,7 +59,7 @@ def child(out: Path, keep: list[str]) -> None:
     out.write_text(json.dumps(hashes))
 
 
-def run_child(tree: Path, out: Path, keep: list[str] = ()) -> None:
+def run_child(tree: Path, out: Path, keep: Sequence[str] = ()) -> None:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run([sys.executable, __file__, "--child", str(out), *(["--keep", *keep] if keep else [])],
                    cwd=tree, env=env, check=True)

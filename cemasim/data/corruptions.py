@@ -154,13 +154,20 @@ def _uniform(shape: tuple[int, ...], lo: float, hi: float, g: torch.Generator, l
 # --- noise ------------------------------------------------------------------------------------
 
 
+def _chunk_step(x: torch.Tensor) -> int | None:
+    """Images per chunk for a batch above CHUNK_MIN_BYTES (CHUNK_BYTES of them); None: keep it whole."""
+    if x.numel() * x.element_size() <= CHUNK_MIN_BYTES:
+        return None
+    return max(1, CHUNK_BYTES // max(1, x[0].numel() * x.element_size()))
+
+
 def _by_chunks(fn: Callable[..., torch.Tensor], x: torch.Tensor, *per_image: torch.Tensor) -> torch.Tensor:
     """fn(x, *per_image), for a batch above CHUNK_MIN_BYTES computed CHUNK_BYTES of images at a time
     so that its temporaries stay in cache; fn must treat each image on its own (after the random
     draws), which gives the same bits."""
-    if x.numel() * x.element_size() <= CHUNK_MIN_BYTES:
+    step = _chunk_step(x)
+    if step is None:
         return fn(x, *per_image)
-    step = max(1, CHUNK_BYTES // max(1, x[0].numel() * x.element_size()))
     first = fn(x[:step], *(a[:step] for a in per_image))
     out = first.new_empty(len(x), *first.shape[1:])
     out[:step] = first
@@ -877,9 +884,8 @@ def corrupt(
     # Work in at least float32 (half precision would lose the fog fractal and small noise).
     work = images.to(torch.promote_types(images.dtype, torch.float32))
     meta = CORRUPTIONS.meta(name)
-    large = work.numel() * work.element_size() > CHUNK_MIN_BYTES
-    if large and work.dtype == images.dtype and splits_by_image(name, *work.shape[2:]):
-        step = max(1, CHUNK_BYTES // max(1, work[0].numel() * work.element_size()))
+    step = _chunk_step(work)
+    if step is not None and work.dtype == images.dtype and splits_by_image(name, *work.shape[2:]):
         # Each image's output depends on that image alone (no draws, no batch statistics; tests):
         # a few images at a time give the same bits, and each chunk's temporaries stay in cache.
         chunked = torch.empty_like(work, memory_format=torch.contiguous_format)
