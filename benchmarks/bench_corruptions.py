@@ -11,8 +11,9 @@ batches of 32) it times, in the same run on the same images:
 * reference: `imagecorruptions.corrupt(img, severity, corruption_name)` on each uint8 HxWx3 image
   of the batch in a Python loop (the package works per image, on numpy arrays).
 
-Each side is warmed up once, then timed with time.perf_counter; the best of 3 repetitions is
-reported as images/s, with the speed-up cemasim / reference. `--quick` uses 64 and 8 images.
+Each side is warmed up once, then timed with time.perf_counter, the two sides' repetitions
+alternating (so that a machine whose speed drifts during the run moves both alike); the best of 3
+repetitions is reported as images/s, with the speed-up cemasim / reference. `--quick` uses 64 and 8 images.
 Under the table it prints, per size, the geometric mean of the speed-ups over the corruptions
 where the reference runs (the 15 test ones, and all 19). Every row (and the geomeans, as
 corruption '(geomean test)' / '(geomean all)') is appended to corruptions.csv beside this script
@@ -92,32 +93,38 @@ def make_images(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, torch.Ten
     return u8.permute(0, 2, 3, 1).contiguous().numpy(), u8.float() / 255
 
 
-def best_time(fn: Callable[[], object]) -> float:
-    fn()  # warm-up (caches, lazy imports, allocator)
-    best = float("inf")
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
+def best_times(*fns: Callable[[], object]) -> list[float]:
+    """Each function's best time in seconds, after one warm-up each (caches, lazy imports, allocator).
+
+    Their repeats alternate (a, b, a, b, ...): when the machine speeds up or slows down during a run
+    (this VM's reference throughput moved 2x between two runs a minute apart), both sides see it alike,
+    and their ratio keeps.
+    """
+    for fn in fns:
         fn()
-        best = min(best, time.perf_counter() - t0)
+    best = [float("inf")] * len(fns)
+    for _ in range(REPEATS):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
     return best
 
 
-def bench_cemasim(corrupt: Callable, name: str, x: torch.Tensor, severity: int) -> float:
-    def run() -> None:
-        corrupt(x, name, severity, torch.Generator().manual_seed(0))
-
-    return x.shape[0] / best_time(run)
+def cemasim_call(corrupt: Callable, name: str, x: torch.Tensor, severity: int) -> Callable[[], object]:
+    return lambda: corrupt(x, name, severity, torch.Generator().manual_seed(0))
 
 
-def bench_reference(ref: Callable, name: str, imgs: np.ndarray, severity: int) -> float:
+def reference_call(ref: Callable, name: str, imgs: np.ndarray, severity: int) -> Callable[[], object]:
+    """The package on every image in turn (raises at once if it breaks on this corruption)."""
     np.random.seed(0)  # the package draws from numpy's global generator
-    ref(imgs[0], severity=severity, corruption_name=name)  # fail fast (and warm up) on one image
+    ref(imgs[0], severity=severity, corruption_name=name)  # fail fast on one image
 
     def run() -> None:
         for img in imgs:
             ref(img, severity=severity, corruption_name=name)
 
-    return len(imgs) / best_time(run)
+    return run
 
 
 def machine_info(reference: str, cpu: str) -> list[str]:
@@ -203,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cemasim:   {root} ({commit or 'no git'})")
     if ref is None:
         print("NOTE: reference package missing: showing cemasim only, no comparison.")
-    print(f"severity {args.severity}; best of {REPEATS} after one warm-up; images/s (higher is better)\n")
+    print(f"severity {args.severity}; best of {REPEATS} after one warm-up, ours and the reference's alternating; "
+          "images/s (higher is better)\n")
 
     data = {size: make_images(n, size) for size, n in workloads}
     rows, errors, records = [], {}, []
@@ -214,11 +222,16 @@ def main(argv: list[str] | None = None) -> int:
         row = [name]
         for size, n in workloads:
             u8, x = data[size]
-            ours, theirs = bench_cemasim(corrupt, name, x, args.severity), None
+            mine, theirs = cemasim_call(corrupt, name, x, args.severity), None
             try:
-                theirs = None if ref is None else bench_reference(ref, name, u8, args.severity)
+                if ref is not None:  # timed side by side with ours
+                    t_mine, t_ref = best_times(mine, reference_call(ref, name, u8, args.severity))
+                    theirs = n / t_ref
             except Exception as e:  # the reference breaks on some corruptions with current numpy/skimage
                 errors[name] = f"{type(e).__name__}: {e}"
+            if theirs is None:
+                (t_mine,) = best_times(mine)
+            ours = n / t_mine
             if theirs is not None:
                 speedups[size][name] = ours / theirs
             row += [f"{ours:,.0f}", f"{theirs:,.0f}" if theirs else (f"n/a (error: {errors[name].split(':')[0]})"

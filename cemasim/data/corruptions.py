@@ -821,21 +821,39 @@ def _nearest_exact_is(index: torch.Tensor) -> bool:
 @CORRUPTIONS.register("jpeg_compression", help="JPEG encode/decode (ImageNet-C)", in_range=True)
 def jpeg_compression(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     q = _param(x, severity, JPEG_QUALITY, JPEG_QUALITY_IMAGENET)
-    # The codec works on CPU uint8 in HWC order: quantise into an [N, H, W, C] buffer (the transpose
-    # rides on the first pass, and the encoder's own HWC copy becomes a no-op), in place after that.
-    hwc = torch.mul(x.permute(0, 2, 3, 1), 255, out=x.new_empty(x.shape[0], *x.shape[2:], x.shape[1]))
-    hwc = hwc.round_().clamp_(0, 255).cpu()
-    # numpy's float -> uint8 cast is faster than torch's CPU cast; exact on these integers.
-    u8 = torch.from_numpy(hwc.numpy().astype(np.uint8)).permute(0, 3, 1, 2)
+    u8 = torch.from_numpy(_quantized_hwc(x)).permute(0, 3, 1, 2)  # CHW views of HWC buffers, as the codec likes
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its codecs in favour of torchcodec; until they are removed they
         # are bit-identical to the Pillow JPEG round trip of make_cifar_c.py (see the tests).
         warnings.filterwarnings("ignore", message=".*TorchVision are deprecated", category=DeprecationWarning)
         decoded = decode_jpeg(encode_jpeg(list(u8), quality=q), mode=ImageReadMode.UNCHANGED)
-    # The decoder returns CHW views of HWC buffers: stack those as HWC (plain copies), then convert
-    # and transpose into the output in one pass, and divide in place (the same division as before).
-    hwc = torch.stack([d.permute(1, 2, 0) for d in decoded]).to(x.device)
-    return torch.empty_like(x, memory_format=torch.contiguous_format).copy_(hwc.permute(0, 3, 1, 2)).div_(255)
+    # The decoder returns CHW views of HWC buffers: convert and transpose into the output in one pass,
+    # then divide in place; a large batch image by image, each still in cache for its division.
+    out = torch.empty(x.shape, dtype=x.dtype)
+    if _chunk_step(x) is None:
+        out.copy_(torch.stack([d.permute(1, 2, 0) for d in decoded]).permute(0, 3, 1, 2)).div_(255)
+    else:
+        for image, d in zip(out, decoded, strict=True):
+            image.copy_(d).div_(255)
+    return out.to(x.device)
+
+
+def _quantized_hwc(x: torch.Tensor) -> np.ndarray:
+    """round(255 x) clipped to 0..255, as a uint8 [N, H, W, C] CPU array (the codec's input order).
+
+    A large batch on the CPU goes a chunk of images at a time (_chunk_step), its float buffer in cache
+    through the transposing multiply, the rounding, the clip and the cast (numpy's float -> uint8 cast
+    is faster than torch's, and exact on these integers); otherwise the whole batch in one go.
+    """
+    n, c, h, w = x.shape
+    step = (_chunk_step(x) if x.device.type == "cpu" else None) or n
+    buf = x.new_empty(step, h, w, c)
+    u8 = np.empty((n, h, w, c), np.uint8)
+    for i in range(0, n, step):
+        b = buf[: min(step, n - i)]
+        torch.mul(x[i : i + step].permute(0, 2, 3, 1), 255, out=b).round_().clamp_(0, 255)
+        np.copyto(u8[i : i + step], b.cpu().numpy(), casting="unsafe")
+    return u8
 
 
 # Canonical ImageNet-C order (noise, blur, weather, digital).
