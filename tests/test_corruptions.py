@@ -417,6 +417,28 @@ def test_gaussian_matrix_matches_scipy(n: int, sigma: float, truncate: float, mo
     assert torch.equal(gaussian_matrix(n, 0.0, truncate, mode), torch.eye(n, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("h, w, sigma, mode", [(224, 224, 2.0, "nearest"), (224, 224, 3.0, "reflect"),
+                                                (300, 256, 6.0, "nearest"), (97, 80, 0.5, "reflect")])
+def test_banded_blur_equals_the_dense_product(h: int, w: int, sigma: float, mode: str) -> None:
+    # The band route adds the dense product's non-zero terms; the BLAS orders its additions its own way,
+    # so within one rounding (a band one pixel too narrow misses a tap: errors of 1e-4 and more).
+    for dtype, tol in ((torch.float32, 2.5e-7), (torch.float64, 5e-16)):
+        x = smooth_images(2, 3, h, w, seed=h).to(dtype)
+        mh, mw = (gaussian_matrix(n, sigma, 4.0, mode).to(x) for n in (h, w))
+        want = corruptions._separable(x, mh, mw)
+        got = corruptions._banded_separable(x, mh, mw, int(4.0 * sigma + 0.5))
+        assert got.dtype == dtype and float((got - want).abs().max()) <= tol
+
+
+def test_only_large_images_and_narrow_kernels_blur_by_bands(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = corruptions._banded_separable
+    monkeypatch.setattr(corruptions, "_banded_separable", lambda *a: calls.append(a[-1]) or real(*a))
+    for size, sigma in ((224, 2.0), (32, 2.0), (224, 171.0), (80, 2.0)):
+        corruptions._skimage_gaussian(torch.rand(1, 1, size, size), sigma)
+    assert calls == [8, 8]  # 224 and 80 px with sigma 2 (radius 8); not 32 px, nor a kernel wider than 224
+
+
 def clipped_zoom_reference(img: np.ndarray, zoom_factor: float) -> np.ndarray:
     """make_cifar_c.py's clipped_zoom (square [H, W, C] images)."""
     ndimage = pytest.importorskip("scipy.ndimage")

@@ -25,6 +25,7 @@ water (the original divides by a zero maximum and produces NaN).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -182,8 +183,11 @@ def canny(u8: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tensor:
     opposite = (dx * dy) < 0  # OpenCV: s = (xs ^ ys) < 0 ? -1 : 1
     keep_h = (mag > at(0, -1)) & (mag >= at(0, 1))
     keep_v = (mag > at(-1, 0)) & (mag >= at(1, 0))
-    keep_d = torch.where(opposite, (mag > at(-1, 1)) & (mag > at(1, -1)), (mag > at(-1, -1)) & (mag > at(1, 1)))
-    peak = torch.where(horizontal, keep_h, torch.where(vertical, keep_v, keep_d)) & (mag > low)
+    keep_d = (opposite & (mag > at(-1, 1)) & (mag > at(1, -1))) | (~opposite & (mag > at(-1, -1)) & (mag > at(1, 1)))
+    # The choice by direction as boolean algebra (torch.where on bool tensors is far slower than `&`);
+    # horizontal and vertical never both hold (ax * tg22 <= ax * tg67).
+    diagonal = ~(horizontal | vertical)
+    peak = ((horizontal & keep_h) | (vertical & keep_v) | (diagonal & keep_d)) & (mag > low)
     edges = peak & (mag > high)
     while True:  # hysteresis: grow strong edges through 8-connected weak ones
         grown = peak & _dilate3(edges)
@@ -192,14 +196,20 @@ def canny(u8: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tensor:
         edges = grown
 
 
-def _chamfer_candidates(near: torch.Tensor, far: torch.Tensor, w: int) -> torch.Tensor:
-    """A row's candidates from the padded rows one (`near`) and two (`far`) away: the minimum over
-    the 5x5 mask's offsets there of d[q] + weight, each weight added once to its group's minimum."""
+def _chamfer_candidates(near: np.ndarray, far: np.ndarray, w: int, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+    """A row's candidates (into `out`, [W, N]) from the padded rows one (`near`) and two (`far`) away:
+    the minimum over the 5x5 mask's offsets there of d[q] + weight, each weight added once to its
+    group's minimum."""
     a, b, c = CHAMFER_INT
-    knight = torch.minimum(torch.minimum(far[:, 1 : w + 1], far[:, 3 : w + 3]),
-                           torch.minimum(near[:, 0:w], near[:, 4 : w + 4])).add_(c)
-    diagonal = torch.minimum(near[:, 1 : w + 1], near[:, 3 : w + 3]).add_(b)
-    return torch.minimum(torch.minimum(knight, diagonal), near[:, 2 : w + 2] + a)
+    np.minimum(far[1 : w + 1], far[3 : w + 3], out=out)  # knight moves
+    np.minimum(near[0:w], near[4 : w + 4], out=tmp)
+    np.minimum(out, tmp, out=out)
+    out += c
+    np.minimum(near[1 : w + 1], near[3 : w + 3], out=tmp)  # diagonal moves
+    tmp += b
+    np.minimum(out, tmp, out=out)
+    np.add(near[2 : w + 2], a, out=tmp)  # the axial move
+    return np.minimum(out, tmp, out=out)
 
 
 def chamfer_distance(zero: torch.Tensor, cap: float) -> torch.Tensor:
@@ -215,21 +225,38 @@ def chamfer_distance(zero: torch.Tensor, cap: float) -> torch.Tensor:
     within 9e-11 of a float32 rounding boundary; tests). OpenCV adds float32 (IPP) or 2**-16 fixed-
     point weights instead: within 3e-5 of these lengths. Values above `cap` only ever give
     candidates above it, so the border holds just above `cap`.
+
+    The 2 x H row steps, a dozen operations on a row each, run in numpy on the CPU whatever the
+    device (torch's cost per call is several times numpy's, a GPU's launches more), on a [H, W, N]
+    layout in which every row is one contiguous [W, N] block.
     """
     a = CHAMFER_INT[0]
     n, h, w = zero.shape[0], *zero.shape[-2:]
     limit = round(cap * CHAMFER_UNIT)
-    src = zero.reshape(n, h, w) > 0
-    t = torch.full((n, h + 4, w + 4), limit + 1, dtype=torch.int32, device=zero.device)  # 2-pixel border
-    ramp = torch.arange(w, dtype=torch.int32, device=zero.device) * a
+    src = (zero.reshape(n, h, w) > 0).cpu().numpy().transpose(1, 2, 0)
+    ceiling = np.where(src, np.int32(0), np.int32(limit + 1))  # [H, W, N]: 0 on the sources
+    t = np.full((h + 4, w + 4, n), limit + 1, dtype=np.int32)  # a 2-pixel border
+    ramp = (np.arange(w, dtype=np.int32) * a)[:, None]
+    cand, tmp = np.empty((w, n), np.int32), np.empty((w, n), np.int32)
     for i in range(h):  # forward: image row i is t's row i + 2
-        m = _chamfer_candidates(t[:, i + 1], t[:, i], w).masked_fill_(src[:, i], 0)
-        t[:, i + 2, 2 : w + 2] = torch.cummin(m.sub_(ramp), 1).values.add_(ramp)
+        np.minimum(_chamfer_candidates(t[i + 1], t[i], w, cand, tmp), ceiling[i], out=cand)
+        cand -= ramp
+        row = t[i + 2, 2 : w + 2]
+        np.minimum.accumulate(cand, axis=0, out=row)
+        row += ramp
     for i in range(h - 1, -1, -1):  # backward, from the bottom right
-        m = torch.minimum(_chamfer_candidates(t[:, i + 3], t[:, i + 4], w), t[:, i + 2, 2 : w + 2])
-        t[:, i + 2, 2 : w + 2] = torch.cummin(m.add_(ramp).flip(1), 1).values.flip(1).sub_(ramp)
-    d = t[:, 2 : h + 2, 2 : w + 2].clamp(max=limit).double().div_(CHAMFER_UNIT).float()
-    return d.reshape(zero.shape)
+        row = t[i + 2, 2 : w + 2]
+        np.minimum(_chamfer_candidates(t[i + 3], t[i + 4], w, cand, tmp), row, out=cand)
+        cand += ramp
+        np.minimum.accumulate(cand[::-1], axis=0, out=row[::-1])
+        row -= ramp
+    # Lengths are integers up to limit + 1 < 2**24, exact in float32, and float32 division rounds the
+    # exact quotient once: the float32 of length / 1e4 (a test checks every length up to the cap).
+    d = np.empty((n, h, w), np.float32)
+    np.copyto(d, t[2 : h + 2, 2 : w + 2].transpose(2, 0, 1))
+    np.divide(d, np.float32(CHAMFER_UNIT), out=d)
+    np.minimum(d, np.float32(limit / CHAMFER_UNIT), out=d)  # = min(length, limit) / 1e4: division is monotone
+    return torch.from_numpy(d).to(zero.device).reshape(zero.shape)
 
 
 def equalize_hist(u8: torch.Tensor) -> torch.Tensor:
