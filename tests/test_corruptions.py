@@ -5,6 +5,7 @@ from __future__ import annotations
 import colorsys
 import io
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -437,6 +438,19 @@ def test_only_large_images_and_narrow_kernels_blur_by_bands(monkeypatch: pytest.
     for size, sigma in ((224, 2.0), (32, 2.0), (224, 171.0), (80, 2.0)):
         corruptions._skimage_gaussian(torch.rand(1, 1, size, size), sigma)
     assert calls == [8, 8]  # 224 and 80 px with sigma 2 (radius 8); not 32 px, nor a kernel wider than 224
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("threshold", [0.68, 0.8, 0.1])
+def test_zero_below_is_the_where_it_replaces(dtype: torch.dtype, threshold: float) -> None:
+    x = torch.randn(10_000, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor(threshold, dtype=dtype)
+    x[:9] = torch.stack([t, torch.nextafter(t, t - 1), torch.nextafter(t, t + 1)]).repeat(3)  # at the boundary
+    x[9:14] = torch.tensor([math.nan, -0.0, 0.0, math.inf, -math.inf], dtype=dtype)
+    want = torch.where(x < threshold, torch.zeros_like(x), x)
+    got = corruptions.zero_below(x, threshold)
+    assert torch.equal(got.nan_to_num(), want.nan_to_num()) and got[9].isnan()
+    assert torch.equal(torch.signbit(got), torch.signbit(want))
 
 
 def clipped_zoom_reference(img: np.ndarray, zoom_factor: float) -> np.ndarray:
