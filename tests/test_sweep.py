@@ -85,7 +85,7 @@ def test_process_pool_and_ray_give_the_same_table(tmp_path, monkeypatch, registr
     monkeypatch.setitem(FIXED, "plugins", "[cemasim_example.plugin]")
     monkeypatch.setitem(FIXED, "uplink.capacity", "day_night")  # the plugin's capacity model and GPU scheduler
     monkeypatch.setitem(FIXED, "cloud.scheduler", "lifo")
-    s = tiny_sweep({"method.name": ["source", "cema", "margin_upload"]}, seeds=2)
+    s = tiny_sweep({"method.name": ["source", "cema", "margin_upload"]}, seeds=1)
     local = sw.run_sweep(s, tmp_path / "local", workers=2, progress=False)
     assert (local["status"] == "ok").all()
     assert (local.loc[local["method.name"] == "margin_upload", "upload_ratio"] > 0).all()
