@@ -208,6 +208,14 @@ def test_chamfer_distance_equals_the_plain_relaxation(size: int) -> None:
     assert float(d[0, 0, 8, 2]) == f32(2 * 2.1969) and float(d[0, 0, 7, 4]) == f32(2.1969 + 2 * 1.4)
 
 
+def test_chamfer_lengths_divide_in_float32_as_the_float64_division_did() -> None:
+    # Lengths are integers in 1e-4 units; float32 division rounds the exact quotient once, and gives
+    # the float32 of the float64 quotient for every length up to 200 px (10x the spatter cap).
+    k = np.arange(0, 200 * vc.CHAMFER_UNIT + 2)
+    direct = k.astype(np.float32) / np.float32(vc.CHAMFER_UNIT)
+    assert np.array_equal(direct, (k.astype(np.float64) / vc.CHAMFER_UNIT).astype(np.float32))
+
+
 def _plain_canny(u8: torch.Tensor, low: float = 50, high: float = 150) -> torch.Tensor:
     """Canny as first written: float64, the Sobel kernels as 3x3 shifted sums, sign as +-1."""
     import torch.nn.functional as F
