@@ -261,9 +261,9 @@ def _banded_separable(x: torch.Tensor, mh: torch.Tensor, mw: torch.Tensor, radiu
     """_separable for blur matrices whose non-zeros lie within `radius` of the diagonal: each block of
     BAND_BLOCK output columns (then rows) multiplies only the input columns (rows) of its band.
 
-    The same non-zero terms in the same order as the dense product, which only adds exact zeros
-    besides: on this machine's BLAS the same bits at 224 and 300x256 px, and within one rounding at
-    97x80 (analysis/identical/corruptions.py), for a fraction of the multiplications.
+    The dense product's non-zero terms (it only adds exact zeros besides), for a fraction of the
+    multiplications; the BLAS orders each sum its own way: on this machine the same bits at 224 and
+    300x256 px, and within one rounding at 97x80 (tests; analysis/identical/corruptions.py).
     """
     h, w = x.shape[-2:]
     y = x.new_empty(x.shape)
