@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from cemasim.methods.replay import ReplayBuffer
-from cemasim.models import norm
+from cemasim.models import cost, norm, zoo
 from cemasim.models.cost import FlopCounter
 from cemasim.models.profiles import PROFILES, profile_from
 
@@ -133,6 +136,37 @@ def test_flops_are_counted_per_sample_and_backward_costs_more():
     lin = 2 * 4 * 3
     assert fc.per_sample("forward") == pytest.approx(conv + lin)
     assert fc.per_sample("backward") > fc.per_sample("forward")
+
+
+class TorchFlopCounterMode(FlopCounterMode):
+    """torch's own counter, with the total where cemasim's FlopCount keeps it."""
+
+    def __init__(self) -> None:
+        super().__init__(display=False)
+
+    @property
+    def total(self) -> int:
+        return self.get_total_flops()
+
+
+@pytest.mark.parametrize("name", ["fmnist_edge_cnn", "fmnist_foundation_cnn"])
+def test_flop_count_is_torchs_flop_counter_mode(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = zoo.build(name)
+    passes = [(kind, mode) for kind in ("forward", "backward") for mode in ("batch", "eval", "tbr")]
+    ours = [FlopCounter(model, (1, 28, 28)).per_sample(*p) for p in passes]
+    monkeypatch.setattr(cost, "FlopCount", TorchFlopCounterMode)
+    theirs = [FlopCounter(model, (1, 28, 28)).per_sample(*p) for p in passes]
+    assert ours == theirs and min(ours) > 0
+
+
+def test_counting_flops_does_not_import_dynamo() -> None:
+    # The reason FlopCount exists: FlopCounterMode imports torch._dynamo in every process that counts.
+    code = ("import sys; from cemasim.models import zoo; from cemasim.models.cost import FlopCounter; "
+            "FlopCounter(zoo.build('fmnist_edge_cnn'), (1, 28, 28)).per_sample('backward'); "
+            "print('torch._dynamo' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
 
 
 def test_profiles_time_and_instant():

@@ -43,7 +43,6 @@ from functools import cache
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from cemasim.errors import ConfigError
 from cemasim.registry import Registry
@@ -861,6 +860,9 @@ def _nearest_exact_is(index: torch.Tensor) -> bool:
 @CORRUPTIONS.register("jpeg_compression", help="JPEG encode/decode (ImageNet-C)", in_range=True)
 def jpeg_compression(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
     q = _param(x, severity, JPEG_QUALITY, JPEG_QUALITY_IMAGENET)
+    # Imported here: torchvision's package imports its models and ops, which no other run needs.
+    from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
+
     u8 = torch.from_numpy(_quantized_hwc(x)).permute(0, 3, 1, 2)  # CHW views of HWC buffers, as the codec likes
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its codecs in favour of torchcodec; until they are removed they

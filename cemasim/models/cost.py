@@ -1,9 +1,9 @@
 """Cost model: simulated compute time = FLOPs of the real model on the real batch / effective FLOP/s
 + per-call overhead.
 
-FLOPs come from torch.utils.flop_counter on the actual model, counted once per model and pass
-kind (per sample; convolution and linear FLOPs are linear in batch size). Durations therefore do
-not depend on the host running the simulation, and one seed gives one result.
+FLOPs come from torch.utils.flop_counter's formulas on the actual model, counted once per model
+and pass kind (per sample; convolution and linear FLOPs are linear in batch size). Durations
+therefore do not depend on the host running the simulation, and one seed gives one result.
 
 Hardware is a profile (cemasim.models.profiles): peak FLOP/s x utilization + overhead per call.
 Importing this module teaches FlopCounterMode the FLOPs of CPU fused attention, which it otherwise
@@ -14,9 +14,53 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils import flop_counter
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from cemasim.models import norm
+
+# Queries of a tensor's layout that FlopCounterMode lets through uncounted (torch 2.14's list).
+_LAYOUT_QUERIES = (
+    *(getattr(torch.ops.aten, name).default for name in (
+        "sym_is_contiguous", "is_contiguous", "is_strides_like_format", "is_non_overlapping_and_dense", "size",
+        "sym_size", "stride", "sym_stride", "storage_offset", "sym_storage_offset", "numel", "sym_numel", "dim")),
+    torch.ops.aten.is_contiguous.memory_format,
+    torch.ops.prim.layout.default,
+)
+
+
+class FlopCount(TorchDispatchMode):
+    """FlopCounterMode's total: the same formulas (torch.utils.flop_counter.flop_registry), the same
+    decompositions of operators without one, without its per-module breakdown (tests compare both).
+
+    Why not FlopCounterMode itself: a dispatch mode's __torch_dispatch__ is wrapped by default in
+    torch._disable_dynamo, whose first call imports torch._dynamo, a large import that every process
+    (each CLI run, each sweep worker) would pay once for nothing: nothing is compiled under this mode.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:  # torch's documented opt-out of that wrapping
+        return False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _LAYOUT_QUERIES or isinstance(func, torch._ops.HigherOrderOperator):
+            return NotImplemented
+        registry = flop_counter.flop_registry
+        if func not in registry and func is not torch.ops.prim.device.default:
+            with self:  # count the parts of an operator that has no formula, as FlopCounterMode does
+                r = func.decompose(*args, **kwargs)
+                if r is not NotImplemented:
+                    return r
+        out = func(*args, **kwargs)
+        formula = registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
 
 
 class FlopCounter:
@@ -37,7 +81,7 @@ class FlopCounter:
         device = next(self.model.parameters()).device
         x = torch.rand((batch, *self.input_shape), device=device)
         state = norm.initial_state(self.model, norm.adaptable_names(self.model, with_stats=stat_mode != "batch"))
-        counter = FlopCounterMode(display=False)
+        counter = FlopCount()
         with counter:
             if kind == "forward":
                 with torch.no_grad():
@@ -45,7 +89,7 @@ class FlopCounter:
             else:
                 params = {n: t.requires_grad_(True) for n, t in state.items() if not n.endswith(norm.STAT_SUFFIXES)}
                 norm.forward(self.model, {**state, **params}, x, stat_mode).logsumexp(-1).sum().backward()
-        return counter.get_total_flops() / batch
+        return counter.total / batch
 
 
 def count_cpu_attention_flops() -> None:
@@ -54,8 +98,7 @@ def count_cpu_attention_flops() -> None:
     The formulas are torch's own for the CUDA flash/efficient kernels (same math), so FLOPs
     per sample no longer depend on the device they were counted on. Safe to call twice.
     """
-    from torch.utils import flop_counter as fc
-
+    fc = flop_counter
     aten = torch.ops.aten
     pairs = (("_scaled_dot_product_flash_attention_for_cpu", "sdpa_flop"),
              ("_scaled_dot_product_flash_attention_for_cpu_backward", "sdpa_backward_flop"))
