@@ -39,7 +39,7 @@ class FlopCount(TorchDispatchMode):
     """
 
     @classmethod
-    def _should_skip_dynamo(cls) -> bool:  # torch's documented opt-out of that wrapping
+    def _should_skip_dynamo(cls) -> bool:  # TorchDispatchMode's hook for that wrapping (a test notices if it goes)
         return False
 
     def __init__(self) -> None:
@@ -48,6 +48,8 @@ class FlopCount(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        # Higher-order operators (torch.cond, Triton kernels), which FlopCounterMode bounds, appear in
+        # no eager model here: they are refused rather than counted as zero.
         if func in _LAYOUT_QUERIES or isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
         registry = flop_counter.flop_registry
