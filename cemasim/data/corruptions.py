@@ -883,18 +883,19 @@ def jpeg_compression(x: torch.Tensor, severity: int, g: torch.Generator) -> torc
 def _quantized_hwc(x: torch.Tensor) -> np.ndarray:
     """round(255 x) clipped to 0..255, as a uint8 [N, H, W, C] CPU array (the codec's input order).
 
-    A large batch on the CPU goes a chunk of images at a time (_chunk_step), its float buffer in cache
-    through the transposing multiply, the rounding, the clip and the cast (numpy's float -> uint8 cast
-    is faster than torch's, and exact on these integers); otherwise the whole batch in one go.
+    A large batch on the CPU goes a chunk of images at a time (chunk_slices), through one float buffer
+    that stays in cache for the transposing multiply, the rounding, the clip and the cast (numpy's
+    float -> uint8 cast is faster than torch's, and exact on these integers); otherwise the whole
+    batch in one go.
     """
     n, c, h, w = x.shape
-    step = (_chunk_step(x) if x.device.type == "cpu" else None) or n
-    buf = x.new_empty(step, h, w, c)
+    parts = chunk_slices(x) if x.device.type == "cpu" else [slice(0, n)]
+    buf = x.new_empty(len(x[parts[0]]) if parts else 0, h, w, c)
     u8 = np.empty((n, h, w, c), np.uint8)
-    for i in range(0, n, step):
-        b = buf[: min(step, n - i)]
-        torch.mul(x[i : i + step].permute(0, 2, 3, 1), 255, out=b).round_().clamp_(0, 255)
-        np.copyto(u8[i : i + step], b.cpu().numpy(), casting="unsafe")
+    for part in parts:
+        chunk = x[part]
+        b = torch.mul(chunk.permute(0, 2, 3, 1), 255, out=buf[: len(chunk)]).round_().clamp_(0, 255)
+        np.copyto(u8[part], b.cpu().numpy(), casting="unsafe")
     return u8
 
 
@@ -944,17 +945,17 @@ def corrupt(
     # Work in at least float32 (half precision would lose the fog fractal and small noise).
     work = images.to(torch.promote_types(images.dtype, torch.float32))
     meta = CORRUPTIONS.meta(name)
-    step = _chunk_step(work)
-    if step is not None and work.dtype == images.dtype and splits_by_image(name, *work.shape[2:]):
+    parts = chunk_slices(work)
+    if len(parts) > 1 and work.dtype == images.dtype and splits_by_image(name, *work.shape[2:]):
         # Each image's output depends on that image alone (no draws, no batch statistics; tests):
         # a few images at a time give the same bits, and each chunk's temporaries stay in cache.
         chunked = torch.empty_like(work, memory_format=torch.contiguous_format)
-        for start in range(0, len(work), step):
-            part, into = fn(work[start : start + step], int(severity), generator), chunked[start : start + step]
+        for part in parts:
+            done, into = fn(work[part], int(severity), generator), chunked[part]
             if meta.get("in_range"):
-                into.copy_(part)
+                into.copy_(done)
             else:
-                torch.clamp(part, 0, 1, out=into)
+                torch.clamp(done, 0, 1, out=into)
         return chunked
     out = fn(work, int(severity), generator)
     # Clip in place when `out` is a fresh tensor of its own (saves a pass and an allocation);
